@@ -1,0 +1,89 @@
+# duet -- build, test, benchmark.
+#   make          builds ./duet (installs missing Debian packages first)
+#   make test     builds and runs every test (tests/run.sh prints the total)
+#   make asan     the tests under AddressSanitizer + UBSan
+#   make bench    benchmarks beside the PyTorch reference (see bench/)
+#   make fuzz     libFuzzer harnesses (clang), a short run of each
+#   make clean
+
+CC      ?= cc
+BUILD   ?= build
+OPT     ?= -O2
+BLAS_CFLAGS := $(shell pkg-config --cflags openblas 2>/dev/null)
+BLAS_LIBS   := $(shell pkg-config --libs openblas 2>/dev/null || echo -lopenblas)
+CFLAGS  ?= $(OPT) -g
+CFLAGS  += -std=c11 -Wall -Wextra -Wshadow -Wno-unused-parameter -Iinclude -Isrc \
+           -fno-math-errno $(BLAS_CFLAGS) $(EXTRA_CFLAGS)
+LDLIBS  += $(BLAS_LIBS) -ljansson -lm -lpthread
+
+SRCS    := $(sort $(wildcard src/*/*.c))
+OBJS    := $(SRCS:%.c=$(BUILD)/%.o)
+TESTS   := $(sort $(wildcard tests/test_*.c))
+TBINS   := $(TESTS:tests/%.c=$(BUILD)/tests/%)
+LIB     := $(BUILD)/libduet.a
+HDRS    := include/duet.h $(wildcard src/*/*.h) tests/check.h
+
+.PHONY: all deps test asan bench fuzz clean demo
+
+all: deps duet
+
+deps:
+	@scripts/deps.sh build
+
+duet: $(BUILD)/duet
+	cp $< $@
+
+$(BUILD)/%.o: %.c $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(LIB): $(OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/duet: $(BUILD)/tools/duet.o $(LIB)
+	$(CC) $(CFLAGS) $^ $(LDLIBS) -o $@
+
+$(BUILD)/tests/%: tests/%.c $(LIB) $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $< $(LIB) $(LDLIBS) -o $@
+
+# The tests run the binary of this build ($(BUILD)/duet), so `make asan` tests
+# the sanitized one; `make test` also refreshes ./duet.
+test: deps $(BUILD)/duet $(TBINS) $(if $(filter build,$(BUILD)),duet)
+	@DUET=$(BUILD)/duet TEST_BUILD=$(BUILD) tests/run.sh $(TBINS) tests/cli/*.sh
+
+asan:
+	@$(MAKE) --no-print-directory BUILD=build-asan OPT=-O1 \
+	  EXTRA_CFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer" \
+	  LDFLAGS="-fsanitize=address,undefined" test
+
+bench: deps duet
+	@scripts/deps.sh bench
+	@bench/run.sh
+
+FUZZERS := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+fuzz: deps
+	@mkdir -p build-fuzz
+	@for f in $(FUZZERS); do \
+	  n=$$(basename $$f .c); \
+	  clang -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Isrc $(BLAS_CFLAGS) \
+	    $$f $(SRCS) $(BLAS_LIBS) -ljansson -lm -lpthread -o build-fuzz/$$n || exit 1; \
+	  rm -rf build-fuzz/corpus-$$n; cp -r tests/fuzz/corpus/$${n#fuzz_} build-fuzz/corpus-$$n; \
+	  echo "fuzz: $$n ($${FUZZ_SECONDS:-60} s)"; \
+	  build-fuzz/$$n -max_total_time=$${FUZZ_SECONDS:-60} build-fuzz/corpus-$$n || exit 1; \
+	done
+
+clean:
+	rm -rf build build-asan build-fuzz duet
+
+# A train + evaluate run on a synthetic example (until the Flickr8K main job).
+DEMO_DIR ?= work/demo
+demo: deps duet
+	@mkdir -p $(DEMO_DIR)
+	./duet synth -o $(DEMO_DIR)
+	./duet train --dataset tsv:$(DEMO_DIR)/captions.tsv --image-features $(DEMO_DIR)/images.npy \
+	  --text-features $(DEMO_DIR)/texts.npy --hidden 512 --embed-dim 128 --batch-images 100 \
+	  --lr 1e-3 --epochs 15 -o $(DEMO_DIR)/model.duet
+	./duet eval --model $(DEMO_DIR)/model.duet --dataset tsv:$(DEMO_DIR)/captions.tsv \
+	  --image-features $(DEMO_DIR)/images.npy --text-features $(DEMO_DIR)/texts.npy --split test

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs the Debian packages duet needs, only those missing (idempotent).
+#   scripts/deps.sh build   compiler, OpenBLAS/LAPACK, jansson
+#   scripts/deps.sh ref     + numpy/PyTorch/scikit-learn (tools/ref scripts)
+#   scripts/deps.sh bench   + the same peers for `make bench`
+set -euo pipefail
+what=${1:-build}
+pkgs=(gcc make pkg-config libopenblas-dev liblapacke-dev libjansson-dev)
+case "$what" in
+  build) ;;
+  ref|bench) pkgs+=(python3-numpy python3-torch python3-sklearn) ;;
+  *) echo "deps.sh: unknown set '$what' (build, ref, bench)" >&2; exit 2 ;;
+esac
+missing=()
+for p in "${pkgs[@]}"; do
+  st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+  [ "$st" = "install ok installed" ] || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+echo "deps.sh: installing ${missing[*]}" >&2
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2

@@ -1,0 +1,114 @@
+/* core.h -- private helpers shared by every part of duet (not installed).
+ *
+ * Errors: duet_fail() formats a message into a caller's duet_error and
+ * returns the status, so a failing path reads
+ *     return duet_fail(err, DUET_ERR_FORMAT, "%s: line %zu: ...", path, line);
+ * Sizes: duet_mul_size()/duet_add_size() detect overflow before an
+ * allocation. Files: duet_read_file() reads a whole file with a size cap;
+ * duet_atomic_* write through "PATH.tmp.PID" and rename onto PATH. */
+#ifndef DUET_CORE_H
+#define DUET_CORE_H
+
+#include "duet.h"
+#include <stdarg.h>
+#include <stdbool.h>
+
+#if defined(__GNUC__)
+#define DUET_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define DUET_PRINTF(a, b)
+#endif
+
+/* Sets err (if not NULL) and returns st. */
+duet_status duet_fail(duet_error *err, duet_status st, const char *fmt, ...)
+    DUET_PRINTF(3, 4);
+/* Prepends "prefix: " to an existing message (for context). Returns st. */
+duet_status duet_fail_wrap(duet_error *err, duet_status st, const char *fmt, ...)
+    DUET_PRINTF(3, 4);
+
+/* *out = a * b; false on overflow. */
+static inline bool duet_mul_size(size_t a, size_t b, size_t *out) {
+    if (a != 0 && b > SIZE_MAX / a) return false;
+    *out = a * b;
+    return true;
+}
+/* *out = a + b; false on overflow. */
+static inline bool duet_add_size(size_t a, size_t b, size_t *out) {
+    if (b > SIZE_MAX - a) return false;
+    *out = a + b;
+    return true;
+}
+/* malloc(n * size) with overflow check; NULL on overflow or failure.
+ * n == 0 returns a valid 1-byte allocation so that callers never see NULL
+ * for an empty array. Caller frees with free(). */
+void *duet_alloc_array(size_t n, size_t size);
+void *duet_calloc_array(size_t n, size_t size);
+/* strdup that returns NULL on NULL. Caller frees with free(). */
+char *duet_strdup(const char *s);
+
+/* Reads the whole of path into *buf (NUL-terminated, caller frees with
+ * free()), *len bytes excluding the NUL. Refuses files over max_bytes. */
+duet_status duet_read_file(const char *path, size_t max_bytes, char **buf,
+                           size_t *len, duet_error *err);
+
+/* Atomic file writing: open a temp file beside path, write, then commit
+ * (fflush, fsync, rename) or abort (remove the temp). */
+typedef struct duet_atomic_file {
+    FILE *fp;
+    char *path;     /* final path  */
+    char *tmp;      /* temp path   */
+} duet_atomic_file;
+duet_status duet_atomic_open(duet_atomic_file *af, const char *path,
+                             duet_error *err);
+/* Writes n bytes; on a short write returns DUET_ERR_IO naming the path. */
+duet_status duet_atomic_write(duet_atomic_file *af, const void *p, size_t n,
+                              duet_error *err);
+duet_status duet_atomic_commit(duet_atomic_file *af, duet_error *err);
+void duet_atomic_abort(duet_atomic_file *af); /* NULL-safe, idempotent */
+
+/* duet's tensor file: every file duet writes (models, checkpoints) is
+ *   magic[8] | u32 format version | u32 0 | u64 header bytes | header JSON |
+ *   space padding to a multiple of 64 | float32 arrays, back to back
+ * little-endian. The JSON header is the caller's object plus an "arrays" list
+ * [{"name": N, "count": C}, ...] that the writer adds and the reader checks
+ * against the file size. */
+typedef struct duet_tf_array {
+    const char *name;
+    const float *data;
+    size_t count;
+} duet_tf_array;
+
+/* Writes atomically; header_json is a JSON object text (without "arrays"). */
+duet_status duet_tf_write(const char *path, const char magic[8],
+                          uint32_t version, const char *header_json,
+                          const duet_tf_array *arrays, size_t n_arrays,
+                          duet_error *err);
+
+/* A loaded tensor file: the whole file in memory. Free with duet_tf_free. */
+typedef struct duet_tf_file {
+    char *buf;            /* owned                                       */
+    size_t len;
+    uint32_t version;
+    void *header;         /* json_t * (jansson), owned                   */
+    size_t n_arrays;
+    char **names;         /* [n_arrays] owned                            */
+    float **data;         /* [n_arrays] views into buf (64-byte aligned) */
+    size_t *counts;       /* [n_arrays]                                  */
+} duet_tf_file;
+
+/* Reads and validates path (magic, version == want_version, header JSON,
+ * array table vs file size). kind names the file type in messages. */
+duet_status duet_tf_read(const char *path, const char magic[8],
+                         uint32_t want_version, const char *kind,
+                         duet_tf_file *tf, duet_error *err);
+/* The array named name, which must hold exactly count floats (count 0: any);
+ * NULL with an error naming the file and array otherwise. */
+const float *duet_tf_array_get(const duet_tf_file *tf, const char *path,
+                               const char *name, size_t count, size_t *got,
+                               duet_error *err);
+void duet_tf_free(duet_tf_file *tf); /* NULL-safe */
+
+/* Monotonic seconds. */
+double duet_now(void);
+
+#endif

@@ -1,0 +1,164 @@
+/* util.c -- allocation, whole-file reads, atomic writes, clocks, threads. */
+#define _POSIX_C_SOURCE 200809L
+#include "core.h"
+#include <cblas.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+void *duet_alloc_array(size_t n, size_t size) {
+    size_t bytes;
+    if (!duet_mul_size(n, size, &bytes)) return NULL;
+    return malloc(bytes ? bytes : 1);
+}
+
+void *duet_calloc_array(size_t n, size_t size) {
+    size_t bytes;
+    if (!duet_mul_size(n, size, &bytes)) return NULL;
+    return calloc(bytes ? bytes : 1, 1);
+}
+
+char *duet_strdup(const char *s) {
+    if (!s) return NULL;
+    size_t n = strlen(s) + 1;
+    char *p = malloc(n);
+    if (p) memcpy(p, s, n);
+    return p;
+}
+
+void duet_mat_free(duet_mat *m) {
+    if (!m) return;
+    free(m->data);
+    m->data = NULL;
+    m->rows = m->cols = 0;
+}
+
+duet_status duet_mat_check_finite(const duet_mat *m, const char *name,
+                                  duet_error *err) {
+    size_t n = m->rows * m->cols;
+    for (size_t i = 0; i < n; i++) {
+        float v = m->data[i];
+        if (v - v != 0.0f) /* NaN or Inf */
+            return duet_fail(err, DUET_ERR_NONFINITE,
+                             "%s: non-finite value (%s) at row %zu, column %zu",
+                             name, v != v ? "NaN" : "Inf", i / m->cols,
+                             i % m->cols);
+    }
+    return DUET_OK;
+}
+
+duet_status duet_read_file(const char *path, size_t max_bytes, char **buf,
+                           size_t *len, duet_error *err) {
+    *buf = NULL;
+    *len = 0;
+    FILE *fp = fopen(path, "rb");
+    if (!fp)
+        return duet_fail(err, DUET_ERR_IO, "%s: cannot open: %s", path,
+                         strerror(errno));
+    duet_status st = DUET_OK;
+    size_t cap = 1 << 16, n = 0;
+    char *p = malloc(cap);
+    if (!p) { fclose(fp); return duet_fail(err, DUET_ERR_NOMEM, "%s: out of memory", path); }
+    for (;;) {
+        if (n == cap - 1) {
+            if (cap > max_bytes) {
+                st = duet_fail(err, DUET_ERR_FORMAT,
+                               "%s: file larger than the %zu-byte limit", path,
+                               max_bytes);
+                goto out;
+            }
+            size_t ncap = cap * 2;
+            char *q = realloc(p, ncap);
+            if (!q) { st = duet_fail(err, DUET_ERR_NOMEM, "%s: out of memory", path); goto out; }
+            p = q;
+            cap = ncap;
+        }
+        size_t got = fread(p + n, 1, cap - 1 - n, fp);
+        n += got;
+        if (got == 0) {
+            if (ferror(fp))
+                st = duet_fail(err, DUET_ERR_IO, "%s: read error: %s", path,
+                               strerror(errno));
+            break;
+        }
+    }
+    if (st == DUET_OK && n > max_bytes)
+        st = duet_fail(err, DUET_ERR_FORMAT,
+                       "%s: file larger than the %zu-byte limit", path, max_bytes);
+out:
+    fclose(fp);
+    if (st != DUET_OK) { free(p); return st; }
+    p[n] = '\0';
+    *buf = p;
+    *len = n;
+    return DUET_OK;
+}
+
+duet_status duet_atomic_open(duet_atomic_file *af, const char *path,
+                             duet_error *err) {
+    memset(af, 0, sizeof *af);
+    size_t n = strlen(path) + 32;
+    af->path = duet_strdup(path);
+    af->tmp = malloc(n);
+    if (!af->path || !af->tmp) {
+        duet_atomic_abort(af);
+        return duet_fail(err, DUET_ERR_NOMEM, "%s: out of memory", path);
+    }
+    snprintf(af->tmp, n, "%s.tmp.%ld", path, (long)getpid());
+    af->fp = fopen(af->tmp, "wb");
+    if (!af->fp) {
+        duet_status st = duet_fail(err, DUET_ERR_IO, "%s: cannot create: %s",
+                                   af->tmp, strerror(errno));
+        duet_atomic_abort(af);
+        return st;
+    }
+    return DUET_OK;
+}
+
+duet_status duet_atomic_write(duet_atomic_file *af, const void *p, size_t n,
+                              duet_error *err) {
+    if (n && fwrite(p, 1, n, af->fp) != n)
+        return duet_fail(err, DUET_ERR_IO, "%s: write failed: %s", af->tmp,
+                         strerror(errno));
+    return DUET_OK;
+}
+
+duet_status duet_atomic_commit(duet_atomic_file *af, duet_error *err) {
+    duet_status st = DUET_OK;
+    if (fflush(af->fp) != 0 || fsync(fileno(af->fp)) != 0)
+        st = duet_fail(err, DUET_ERR_IO, "%s: flush failed: %s", af->tmp,
+                       strerror(errno));
+    if (fclose(af->fp) != 0 && st == DUET_OK)
+        st = duet_fail(err, DUET_ERR_IO, "%s: close failed: %s", af->tmp,
+                       strerror(errno));
+    af->fp = NULL;
+    if (st == DUET_OK && rename(af->tmp, af->path) != 0)
+        st = duet_fail(err, DUET_ERR_IO, "%s: rename to %s failed: %s",
+                       af->tmp, af->path, strerror(errno));
+    if (st != DUET_OK) remove(af->tmp);
+    free(af->tmp);
+    free(af->path);
+    af->tmp = af->path = NULL;
+    return st;
+}
+
+void duet_atomic_abort(duet_atomic_file *af) {
+    if (!af) return;
+    if (af->fp) fclose(af->fp);
+    if (af->tmp) remove(af->tmp);
+    free(af->tmp);
+    free(af->path);
+    memset(af, 0, sizeof *af);
+}
+
+double duet_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+void duet_set_threads(int n) {
+    if (n >= 1) openblas_set_num_threads(n);
+}

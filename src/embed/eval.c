@@ -1,0 +1,224 @@
+/* eval.c -- Recall@K both ways (docs/MODEL.md, "Evaluation").
+ *
+ * Scores S = T . I^T [nc x ni] come from one sgemm per block of captions; the
+ * ranks are counted from S without sorting: a caption's rank is 1 + the
+ * number of images scoring strictly higher than its own image; an image's
+ * rank is 1 + the number of captions scoring strictly higher than its best
+ * own caption. */
+#include "embed/embed.h"
+#include <cblas.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SCORE_BLOCK 2048
+
+static int cmp_size(const void *a, const void *b) {
+    size_t x = *(const size_t *)a, y = *(const size_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void recall_of_ranks(size_t *rank, size_t n, duet_recall *r) {
+    size_t h1 = 0, h5 = 0, h10 = 0;
+    double sum = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        h1 += rank[i] <= 1; h5 += rank[i] <= 5; h10 += rank[i] <= 10;
+        sum += (double)rank[i];
+    }
+    qsort(rank, n, sizeof *rank, cmp_size);
+    r->r1 = 100.0 * (double)h1 / (double)n;
+    r->r5 = 100.0 * (double)h5 / (double)n;
+    r->r10 = 100.0 * (double)h10 / (double)n;
+    r->medr = n % 2 ? (double)rank[n / 2]
+                    : 0.5 * (double)(rank[n / 2 - 1] + rank[n / 2]);
+    r->meanr = sum / (double)n;
+}
+
+duet_status duet_recall_from_embeddings(const duet_mat *img_emb,
+                                        const duet_mat *txt_emb,
+                                        const size_t *cap_img,
+                                        duet_eval_result *res,
+                                        duet_error *err) {
+    memset(res, 0, sizeof *res);
+    size_t ni = img_emb->rows, nc = txt_emb->rows, k = img_emb->cols;
+    if (ni == 0 || nc == 0)
+        return duet_fail(err, DUET_ERR_EMPTY, "recall: %zu images and %zu captions: nothing to rank", ni, nc);
+    if (txt_emb->cols != k)
+        return duet_fail(err, DUET_ERR_SHAPE, "recall: image embeddings are %zu-D, text %zu-D", k, txt_emb->cols);
+    for (size_t j = 0; j < nc; j++)
+        if (cap_img[j] >= ni)
+            return duet_fail(err, DUET_ERR_INVALID_ARG, "recall: caption %zu names image %zu of %zu", j, cap_img[j], ni);
+    size_t blk = nc < SCORE_BLOCK ? nc : SCORE_BLOCK;
+    float *S = duet_alloc_array(blk * ni, sizeof(float));
+    float *best = duet_alloc_array(ni, sizeof(float));     /* best own-caption score */
+    size_t *t_rank = duet_alloc_array(nc, sizeof(size_t));
+    size_t *i_rank = duet_calloc_array(ni, sizeof(size_t));
+    int *has = duet_calloc_array(ni, sizeof(int));
+    duet_status st = DUET_OK;
+    if (!S || !best || !t_rank || !i_rank || !has) {
+        st = duet_fail(err, DUET_ERR_NOMEM, "recall: out of memory (%zu x %zu)", nc, ni);
+        goto out;
+    }
+    /* pass 1: caption ranks and each image's best own-caption score */
+    for (size_t j0 = 0; j0 < nc; j0 += blk) {
+        size_t nb = nc - j0 < blk ? nc - j0 : blk;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nb, (int)ni, (int)k,
+                    1.0f, txt_emb->data + j0 * k, (int)k, img_emb->data, (int)k,
+                    0.0f, S, (int)ni);
+        for (size_t b = 0; b < nb; b++) {
+            const float *row = S + b * ni;
+            size_t own = cap_img[j0 + b], cnt = 0;
+            float s = row[own];
+            for (size_t i = 0; i < ni; i++) cnt += row[i] > s;
+            t_rank[j0 + b] = cnt + 1;
+            if (!has[own] || s > best[own]) { best[own] = s; has[own] = 1; }
+        }
+    }
+    /* pass 2: image ranks (captions scoring above the best own caption) */
+    for (size_t j0 = 0; j0 < nc; j0 += blk) {
+        size_t nb = nc - j0 < blk ? nc - j0 : blk;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nb, (int)ni, (int)k,
+                    1.0f, txt_emb->data + j0 * k, (int)k, img_emb->data, (int)k,
+                    0.0f, S, (int)ni);
+        for (size_t b = 0; b < nb; b++) {
+            const float *row = S + b * ni;
+            for (size_t i = 0; i < ni; i++) i_rank[i] += has[i] && row[i] > best[i];
+        }
+    }
+    size_t nq = 0;
+    for (size_t i = 0; i < ni; i++)
+        if (has[i]) i_rank[nq++] = i_rank[i] + 1;
+    recall_of_ranks(i_rank, nq, &res->i2t);
+    recall_of_ranks(t_rank, nc, &res->t2i);
+    res->rsum = res->i2t.r1 + res->i2t.r5 + res->i2t.r10 + res->t2i.r1 +
+                res->t2i.r5 + res->t2i.r10;
+    res->n_images = nq;
+    res->n_captions = nc;
+    res->n_folds = 1;
+out:
+    free(S); free(best); free(t_rank); free(i_rank); free(has);
+    return st;
+}
+
+duet_status duet_check_features(const duet_dataset *d, const duet_mat *img,
+                                const char *img_name, const duet_mat *txt,
+                                const char *txt_name, duet_error *err) {
+    if (img && img->rows != d->n_images)
+        return duet_fail(err, DUET_ERR_SHAPE,
+                         "%s: %zu rows, but dataset %s has %zu images (rows follow "
+                         "the dataset's image order; see `duet dataset --images`)",
+                         img_name, img->rows, d->source, d->n_images);
+    if (txt && txt->rows != d->n_captions)
+        return duet_fail(err, DUET_ERR_SHAPE,
+                         "%s: %zu rows, but dataset %s has %zu captions (rows follow "
+                         "the dataset's caption order; see `duet dataset --captions`)",
+                         txt_name, txt->rows, d->source, d->n_captions);
+    duet_status st = DUET_OK;
+    if (img) st = duet_mat_check_finite(img, img_name, err);
+    if (!st && txt) st = duet_mat_check_finite(txt, txt_name, err);
+    return st;
+}
+
+/* Gathers rows idx[0..n) of src into a new matrix (caller frees data). */
+static duet_status gather_rows(const duet_mat *src, const size_t *idx, size_t n,
+                               duet_mat *out, duet_error *err) {
+    out->rows = n;
+    out->cols = src->cols;
+    out->data = duet_alloc_array(n, src->cols * sizeof(float));
+    if (!out->data) return duet_fail(err, DUET_ERR_NOMEM, "evaluate: out of memory");
+    for (size_t r = 0; r < n; r++)
+        memcpy(out->data + r * src->cols, src->data + idx[r] * src->cols,
+               src->cols * sizeof(float));
+    return DUET_OK;
+}
+
+/* Evaluates the images imgs[0..ni) of d (with all their captions). */
+static duet_status evaluate_images(const duet_model *m, const duet_dataset *d,
+                                   const duet_mat *img, const duet_mat *txt,
+                                   const size_t *imgs, size_t ni,
+                                   duet_eval_result *res, duet_error *err) {
+    size_t nc = 0;
+    for (size_t i = 0; i < ni; i++)
+        nc += d->image_cap_start[imgs[i] + 1] - d->image_cap_start[imgs[i]];
+    size_t *caps = duet_alloc_array(nc, sizeof(size_t));
+    size_t *cap_img = duet_alloc_array(nc, sizeof(size_t));
+    duet_mat xi = {0}, xt = {0}, ei = {0}, et = {0};
+    duet_status st = DUET_OK;
+    size_t o = m->p.embed_dim;
+    if (!caps || !cap_img) { st = duet_fail(err, DUET_ERR_NOMEM, "evaluate: out of memory"); goto out; }
+    size_t c = 0;
+    for (size_t i = 0; i < ni; i++)
+        for (size_t q = d->image_cap_start[imgs[i]]; q < d->image_cap_start[imgs[i] + 1]; q++) {
+            caps[c] = d->image_caps[q];
+            cap_img[c++] = i;
+        }
+    if ((st = gather_rows(img, imgs, ni, &xi, err)) ||
+        (st = gather_rows(txt, caps, nc, &xt, err)))
+        goto out;
+    ei = (duet_mat){duet_alloc_array(ni, o * sizeof(float)), ni, o};
+    et = (duet_mat){duet_alloc_array(nc, o * sizeof(float)), nc, o};
+    if (!ei.data || !et.data) { st = duet_fail(err, DUET_ERR_NOMEM, "evaluate: out of memory"); goto out; }
+    if ((st = duet_model_embed(m, DUET_SIDE_IMAGE, &xi, &ei, err)) ||
+        (st = duet_model_embed(m, DUET_SIDE_TEXT, &xt, &et, err)))
+        goto out;
+    st = duet_recall_from_embeddings(&ei, &et, cap_img, res, err);
+out:
+    free(caps); free(cap_img);
+    duet_mat_free(&xi); duet_mat_free(&xt); duet_mat_free(&ei); duet_mat_free(&et);
+    return st;
+}
+
+static void accumulate(duet_eval_result *acc, const duet_eval_result *r) {
+    const double *src[2][5] = {{&r->i2t.r1, &r->i2t.r5, &r->i2t.r10, &r->i2t.medr, &r->i2t.meanr},
+                               {&r->t2i.r1, &r->t2i.r5, &r->t2i.r10, &r->t2i.medr, &r->t2i.meanr}};
+    double *dst[2][5] = {{&acc->i2t.r1, &acc->i2t.r5, &acc->i2t.r10, &acc->i2t.medr, &acc->i2t.meanr},
+                         {&acc->t2i.r1, &acc->t2i.r5, &acc->t2i.r10, &acc->t2i.medr, &acc->t2i.meanr}};
+    for (int s = 0; s < 2; s++)
+        for (int k = 0; k < 5; k++) *dst[s][k] += *src[s][k];
+    acc->rsum += r->rsum;
+    acc->n_images += r->n_images;
+    acc->n_captions += r->n_captions;
+    acc->n_folds++;
+}
+
+duet_status duet_evaluate(const duet_model *m, const duet_dataset *d,
+                          const duet_mat *img, const duet_mat *txt,
+                          duet_split s, size_t fold_size,
+                          duet_eval_result *res, duet_error *err) {
+    memset(res, 0, sizeof *res);
+    duet_status st = duet_check_features(d, img, "image features", txt, "text features", err);
+    if (st) return st;
+    if (img->cols != m->br[0].d_in || txt->cols != m->br[1].d_in)
+        return duet_fail(err, DUET_ERR_SHAPE,
+                         "evaluate: features are %zu-D (image) and %zu-D (text), the "
+                         "model takes %zu-D and %zu-D", img->cols, txt->cols,
+                         m->br[0].d_in, m->br[1].d_in);
+    size_t *all = NULL, n_all = 0;
+    if ((st = duet_dataset_split_images(d, s, &all, &n_all, err))) return st;
+    /* only images with captions take part */
+    size_t n = 0;
+    for (size_t i = 0; i < n_all; i++)
+        if (d->image_cap_start[all[i] + 1] > d->image_cap_start[all[i]]) all[n++] = all[i];
+    if (n == 0) {
+        free(all);
+        return duet_fail(err, DUET_ERR_EMPTY, "evaluate: split '%s' of %s has no images with captions",
+                         duet_split_name(s), d->source);
+    }
+    size_t fs = fold_size ? fold_size : n;
+    size_t folds = n / fs ? n / fs : 1;
+    if (fold_size && n < fold_size) fs = n;
+    for (size_t f = 0; f < folds && !st; f++) {
+        duet_eval_result r;
+        st = evaluate_images(m, d, img, txt, all + f * fs, fs, &r, err);
+        if (!st) accumulate(res, &r);
+    }
+    free(all);
+    if (st) return st;
+    double k = (double)res->n_folds;
+    duet_recall *rr[2] = {&res->i2t, &res->t2i};
+    for (int q = 0; q < 2; q++) {
+        rr[q]->r1 /= k; rr[q]->r5 /= k; rr[q]->r10 /= k;
+        rr[q]->medr /= k; rr[q]->meanr /= k;
+    }
+    res->rsum /= k;
+    return DUET_OK;
+}

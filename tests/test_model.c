@@ -1,0 +1,405 @@
+#define _POSIX_C_SOURCE 200809L
+/* test_model.c -- the model object, its file, Recall@K, and training:
+ * properties (unit norms, eval-mode determinism), the model file round trip
+ * and its refusals, Recall@K against a brute-force ranking, bit-for-bit
+ * repeatable training and resume. */
+#include "check.h"
+#include "embed/embed.h"
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static char tmpdir[256];
+
+static const char *tmp(const char *name) {
+    static char buf[4][512];
+    static int k;
+    k = (k + 1) % 4;
+    snprintf(buf[k], sizeof buf[k], "%s/%s", tmpdir, name);
+    return buf[k];
+}
+
+static duet_params small(int linear) {
+    duet_params p = duet_default_params();
+    p.linear = linear;
+    p.hidden = 32;
+    p.embed_dim = 8;
+    p.batch_images = 50;
+    p.epochs = 3;
+    p.lr = 1e-3f;
+    return p;
+}
+
+static duet_model *make_model(int linear, uint64_t seed) {
+    duet_params p = small(linear);
+    duet_rng r;
+    duet_rng_seed(&r, seed);
+    duet_model *m = NULL;
+    duet_error e = {0};
+    CHECK(duet_model_create(10, 6, &p, &r, &m, &e) == DUET_OK);
+    return m;
+}
+
+static void random_mat(duet_mat *x, size_t rows, size_t cols, uint64_t seed) {
+    duet_rng r;
+    duet_rng_seed(&r, seed);
+    x->rows = rows;
+    x->cols = cols;
+    x->data = malloc(rows * cols * sizeof(float));
+    for (size_t i = 0; i < rows * cols; i++) x->data[i] = duet_rng_normal(&r);
+}
+
+TEST(embeddings_are_unit_vectors) {
+    for (int linear = 0; linear < 2; linear++) {
+        duet_model *m = make_model(linear, 1);
+        duet_mat x, y = {malloc(37 * 8 * sizeof(float)), 37, 8};
+        random_mat(&x, 37, 6, 2);
+        duet_error e = {0};
+        CHECK(duet_model_embed(m, DUET_SIDE_TEXT, &x, &y, &e) == DUET_OK);
+        for (size_t r = 0; r < 37; r++) {
+            double s = 0;
+            for (size_t c = 0; c < 8; c++) s += (double)y.data[r * 8 + c] * y.data[r * 8 + c];
+            CHECK_NEAR(s, 1.0, 1e-5);
+        }
+        /* evaluation mode is row-independent: one row alone gives the same */
+        duet_mat x1 = {x.data + 5 * 6, 1, 6}, y1 = {malloc(8 * sizeof(float)), 1, 8};
+        CHECK(duet_model_embed(m, DUET_SIDE_TEXT, &x1, &y1, &e) == DUET_OK);
+        for (size_t c = 0; c < 8; c++) CHECK_NEAR(y1.data[c], y.data[5 * 8 + c], 1e-6);
+        /* wrong width is refused with both widths in the message */
+        duet_mat bad = {x.data, 6, 7};
+        CHECK(duet_model_embed(m, DUET_SIDE_TEXT, &bad, &y, &e) == DUET_ERR_SHAPE);
+        CHECK(strstr(e.msg, "7 columns") && strstr(e.msg, "takes 6"));
+        free(y1.data);
+        duet_mat_free(&x);
+        duet_mat_free(&y);
+        duet_model_free(m);
+    }
+}
+
+TEST(model_file_round_trip) {
+    duet_model *m = make_model(0, 3);
+    duet_model_info_of(m)->dataset = strdup("tsv:x.tsv");
+    duet_model_info_of(m)->best_epoch = 2;
+    for (size_t i = 0; i < m->n_buffers; i++) m->buffers[i] = 0.5f + (float)i * 1e-3f;
+    duet_error e = {0};
+    CHECK_MSG(duet_model_save(m, tmp("m.duet"), &e) == DUET_OK, "%s", e.msg);
+    duet_model *l = NULL;
+    CHECK_MSG(duet_model_load(tmp("m.duet"), &l, &e) == DUET_OK, "%s", e.msg);
+    if (!l) { duet_model_free(m); return; }
+    CHECK(l->n_params == m->n_params && l->n_buffers == m->n_buffers);
+    CHECK(memcmp(l->params, m->params, m->n_params * sizeof(float)) == 0);
+    CHECK(memcmp(l->buffers, m->buffers, m->n_buffers * sizeof(float)) == 0);
+    CHECK(l->p.hidden == 32 && l->p.embed_dim == 8 && l->p.top_k == 10);
+    CHECK(l->p.w_t2i == 1.5f && l->p.w_txt_struct == 0.05f && l->p.margin == 0.05f);
+    CHECK(strcmp(l->info.dataset, "tsv:x.tsv") == 0 && l->info.best_epoch == 2);
+    /* no temporary file left beside it */
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "ls %s | grep -c tmp > /dev/null", tmpdir);
+    CHECK(system(cmd) != 0);
+    duet_model_free(l);
+    duet_model_free(m);
+}
+
+/* Writes the bytes of src with a modification into dst. */
+static void corrupt(const char *src, const char *dst, long at, const char *bytes,
+                    size_t n, long truncate_to) {
+    FILE *f = fopen(src, "rb");
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = malloc((size_t)len);
+    CHECK(fread(buf, 1, (size_t)len, f) == (size_t)len);
+    fclose(f);
+    if (at >= 0) memcpy(buf + at, bytes, n);
+    f = fopen(dst, "wb");
+    fwrite(buf, 1, truncate_to >= 0 ? (size_t)truncate_to : (size_t)len, f);
+    fclose(f);
+    free(buf);
+}
+
+static void expect_load_error(const char *path, duet_status want, const char *needle) {
+    duet_model *l = NULL;
+    duet_error e = {0};
+    duet_status st = duet_model_load(path, &l, &e);
+    CHECK_MSG(st == want, "%s: status %s, want %s (%s)", path, duet_status_str(st),
+              duet_status_str(want), e.msg);
+    CHECK_MSG(strstr(e.msg, needle) != NULL, "message '%s' lacks '%s'", e.msg, needle);
+    CHECK_MSG(strstr(e.msg, path) != NULL, "message '%s' lacks the path", e.msg);
+    CHECK(l == NULL);
+}
+
+TEST(model_file_refusals) {
+    duet_model *m = make_model(0, 4);
+    duet_error e = {0};
+    CHECK(duet_model_save(m, tmp("good.duet"), &e) == DUET_OK);
+    uint32_t v2 = 2;
+    corrupt(tmp("good.duet"), tmp("v2.duet"), 8, (const char *)&v2, 4, -1);
+    expect_load_error(tmp("v2.duet"), DUET_ERR_VERSION, "version 2");
+    corrupt(tmp("good.duet"), tmp("magic.duet"), 0, "NOTDUET!", 8, -1);
+    expect_load_error(tmp("magic.duet"), DUET_ERR_FORMAT, "bad magic");
+    corrupt(tmp("good.duet"), tmp("short.duet"), -1, NULL, 0, 1000);
+    expect_load_error(tmp("short.duet"), DUET_ERR_FORMAT, "truncated");
+    corrupt(tmp("good.duet"), tmp("tiny.duet"), -1, NULL, 0, 10);
+    expect_load_error(tmp("tiny.duet"), DUET_ERR_FORMAT, "bad magic");
+    /* a header with a field missing or out of range */
+    char *h = duet_model_header_json(m);
+    char *p = strstr(h, "\"hidden\"");
+    CHECK(p != NULL);
+    memcpy(p, "\"hidxen\"", 8);
+    duet_tf_array a[2] = {{"params", m->params, m->n_params}, {"buffers", m->buffers, m->n_buffers}};
+    CHECK(duet_tf_write(tmp("nofield.duet"), "DUETMODL", 1, h, a, 2, &e) == DUET_OK);
+    expect_load_error(tmp("nofield.duet"), DUET_ERR_FORMAT, "params.hidden");
+    free(h);
+    h = duet_model_header_json(m);
+    p = strstr(h, "\"dropout\":");
+    CHECK(p != NULL);
+    memcpy(p + 10, "7", 1); /* dropout 7.x */
+    CHECK(duet_tf_write(tmp("range.duet"), "DUETMODL", 1, h, a, 2, &e) == DUET_OK);
+    expect_load_error(tmp("range.duet"), DUET_ERR_FORMAT, "dropout");
+    free(h);
+    /* arrays that disagree with the shapes */
+    h = duet_model_header_json(m);
+    duet_tf_array short_a[2] = {{"params", m->params, m->n_params - 1}, {"buffers", m->buffers, m->n_buffers}};
+    CHECK(duet_tf_write(tmp("shape.duet"), "DUETMODL", 1, h, short_a, 2, &e) == DUET_OK);
+    expect_load_error(tmp("shape.duet"), DUET_ERR_SHAPE, "params");
+    free(h);
+    /* a non-finite weight */
+    m->params[3] = NAN;
+    CHECK(duet_model_save(m, tmp("nan.duet"), &e) == DUET_OK);
+    expect_load_error(tmp("nan.duet"), DUET_ERR_NONFINITE, "NaN");
+    /* saving into a missing directory fails and leaves nothing */
+    CHECK(duet_model_save(m, "/nonexistent-dir/x.duet", &e) == DUET_ERR_IO);
+    duet_model_free(m);
+}
+
+/* Recall@K against a brute-force ranking on random embeddings. */
+TEST(recall_matches_brute_force) {
+    enum { NI = 40, NC = 130, K = 6 };
+    duet_mat I, T;
+    random_mat(&I, NI, K, 11);
+    random_mat(&T, NC, K, 12);
+    size_t cap[NC];
+    for (size_t j = 0; j < NC; j++) cap[j] = (j * 7) % NI; /* 3-4 captions per image */
+    duet_eval_result r;
+    duet_error e = {0};
+    CHECK(duet_recall_from_embeddings(&I, &T, cap, &r, &e) == DUET_OK);
+    /* brute force */
+    double t_hits[3] = {0}, i_hits[3] = {0}, tsum = 0, isum = 0;
+    int ks[3] = {1, 5, 10};
+    double score[NC][NI];
+    for (size_t j = 0; j < NC; j++)
+        for (size_t i = 0; i < NI; i++) {
+            double s = 0;
+            for (int c = 0; c < K; c++) s += (double)T.data[j * K + c] * I.data[i * K + c];
+            score[j][i] = (float)s;
+        }
+    for (size_t j = 0; j < NC; j++) {
+        int rank = 1;
+        for (size_t i = 0; i < NI; i++) rank += score[j][i] > score[j][cap[j]];
+        for (int k = 0; k < 3; k++) t_hits[k] += rank <= ks[k];
+        tsum += rank;
+    }
+    for (size_t i = 0; i < NI; i++) {
+        int best = NC + 1;
+        for (size_t j = 0; j < NC; j++) {
+            if (cap[j] != i) continue;
+            int rank = 1;
+            for (size_t q = 0; q < NC; q++) rank += score[q][i] > score[j][i];
+            if (rank < best) best = rank;
+        }
+        for (int k = 0; k < 3; k++) i_hits[k] += best <= ks[k];
+        isum += best;
+    }
+    CHECK_NEAR(r.t2i.r1, 100.0 * t_hits[0] / NC, 1e-9);
+    CHECK_NEAR(r.t2i.r5, 100.0 * t_hits[1] / NC, 1e-9);
+    CHECK_NEAR(r.t2i.r10, 100.0 * t_hits[2] / NC, 1e-9);
+    CHECK_NEAR(r.t2i.meanr, tsum / NC, 1e-9);
+    CHECK_NEAR(r.i2t.r1, 100.0 * i_hits[0] / NI, 1e-9);
+    CHECK_NEAR(r.i2t.r5, 100.0 * i_hits[1] / NI, 1e-9);
+    CHECK_NEAR(r.i2t.r10, 100.0 * i_hits[2] / NI, 1e-9);
+    CHECK_NEAR(r.i2t.meanr, isum / NI, 1e-9);
+    CHECK_NEAR(r.rsum, r.i2t.r1 + r.i2t.r5 + r.i2t.r10 + r.t2i.r1 + r.t2i.r5 + r.t2i.r10, 1e-9);
+    CHECK(r.n_images == NI && r.n_captions == NC);
+    duet_mat_free(&I);
+    duet_mat_free(&T);
+}
+
+/* Perfect embeddings: every caption equals its image -> all recalls 100. */
+TEST(recall_perfect_and_median) {
+    enum { NI = 4, K = 4 };
+    float I[NI * K] = {0}, T[2 * NI * K];
+    for (int i = 0; i < NI; i++) I[i * K + i] = 1.0f;
+    size_t cap[2 * NI];
+    for (int j = 0; j < 2 * NI; j++) {
+        memcpy(T + j * K, I + (j / 2) * K, K * sizeof(float));
+        cap[j] = (size_t)(j / 2);
+    }
+    duet_mat mi = {I, NI, K}, mt = {T, 2 * NI, K};
+    duet_eval_result r;
+    duet_error e = {0};
+    CHECK(duet_recall_from_embeddings(&mi, &mt, cap, &r, &e) == DUET_OK);
+    CHECK_NEAR(r.rsum, 600.0, 1e-9);
+    CHECK_NEAR(r.i2t.medr, 1.0, 1e-12);
+    /* reverse the captions of image 0 and 1: their ranks become 2 */
+    cap[0] = cap[1] = 1; cap[2] = cap[3] = 0;
+    CHECK(duet_recall_from_embeddings(&mi, &mt, cap, &r, &e) == DUET_OK);
+    CHECK_NEAR(r.t2i.r1, 50.0, 1e-9);        /* 4 of 8 captions at rank 1 */
+    CHECK_NEAR(r.t2i.medr, 1.5, 1e-12);       /* ranks 1,1,1,1,2,2,2,2   */
+    CHECK_NEAR(r.i2t.r1, 50.0, 1e-9);
+    cap[0] = 9;
+    CHECK(duet_recall_from_embeddings(&mi, &mt, cap, &r, &e) == DUET_ERR_INVALID_ARG);
+}
+
+/* A synthetic dataset written by duet_synth_write, loaded back. */
+typedef struct synth {
+    duet_dataset *d;
+    duet_mat img, txt;
+} synth;
+
+static void synth_load(synth *s, const char *dir, size_t train) {
+    duet_synth_params sp = duet_synth_default_params();
+    sp.n_train = train;
+    sp.n_val = 60;
+    sp.n_test = 60;
+    mkdir(dir, 0777);
+    duet_error e = {0};
+    CHECK_MSG(duet_synth_write(&sp, dir, &e) == DUET_OK, "%s", e.msg);
+    char spec[600], path[600];
+    snprintf(spec, sizeof spec, "tsv:%s/captions.tsv", dir);
+    CHECK_MSG(duet_dataset_load(spec, &s->d, &e) == DUET_OK, "%s", e.msg);
+    snprintf(path, sizeof path, "%s/images.npy", dir);
+    CHECK(duet_npy_read(path, &s->img, &e) == DUET_OK);
+    snprintf(path, sizeof path, "%s/texts.npy", dir);
+    CHECK(duet_npy_read(path, &s->txt, &e) == DUET_OK);
+}
+
+static void synth_free(synth *s) {
+    duet_dataset_free(s->d);
+    duet_mat_free(&s->img);
+    duet_mat_free(&s->txt);
+}
+
+TEST(training_is_repeatable_and_learns) {
+    synth s = {0};
+    synth_load(&s, tmp("syn"), 300);
+    if (!s.d) return;
+    duet_params p = small(0);
+    p.epochs = 4;
+    p.batch_images = 25;
+    p.hidden = 64;
+    p.embed_dim = 32;
+    p.lr = 3e-3f;
+    duet_model *a = NULL, *b = NULL;
+    duet_epoch_log *log = NULL;
+    size_t nlog = 0;
+    duet_error e = {0};
+    CHECK_MSG(duet_train(s.d, &s.img, &s.txt, &p, NULL, &a, &log, &nlog, &e) == DUET_OK, "%s", e.msg);
+    CHECK(duet_train(s.d, &s.img, &s.txt, &p, NULL, &b, NULL, NULL, &e) == DUET_OK);
+    if (!a || !b) { free(log); synth_free(&s); return; }
+    CHECK(memcmp(a->params, b->params, a->n_params * sizeof(float)) == 0);
+    CHECK(memcmp(a->buffers, b->buffers, a->n_buffers * sizeof(float)) == 0);
+    CHECK(nlog == 4);
+    /* it learns: loss falls, validation R-sum beats chance (R-sum ~ 40 for
+     * 60 images / 300 captions at random) by a wide margin */
+    CHECK(log[3].loss < log[0].loss);
+    CHECK_MSG(a->info.best_val_rsum > 150.0f, "val R-sum %.1f", (double)a->info.best_val_rsum);
+    CHECK(a->info.best_epoch >= 1 && a->info.best_epoch <= 4);
+    duet_eval_result r;
+    CHECK(duet_evaluate(a, s.d, &s.img, &s.txt, DUET_SPLIT_VAL, 0, &r, &e) == DUET_OK);
+    CHECK_NEAR(r.rsum, a->info.best_val_rsum, 1e-3);
+    /* folds of 20 images: 3 folds */
+    CHECK(duet_evaluate(a, s.d, &s.img, &s.txt, DUET_SPLIT_TEST, 20, &r, &e) == DUET_OK);
+    CHECK(r.n_folds == 3 && r.n_images == 60);
+    /* another seed gives another model */
+    p.seed = 2;
+    duet_model *c = NULL;
+    CHECK(duet_train(s.d, &s.img, &s.txt, &p, NULL, &c, NULL, NULL, &e) == DUET_OK);
+    if (c) CHECK(memcmp(a->params, c->params, a->n_params * sizeof(float)) != 0);
+    duet_model_free(a);
+    duet_model_free(b);
+    duet_model_free(c);
+    free(log);
+    synth_free(&s);
+}
+
+/* 2 epochs + resume to 4 equals 4 epochs straight, bit for bit. */
+TEST(resume_equals_uninterrupted) {
+    synth s = {0};
+    synth_load(&s, tmp("syn2"), 200);
+    if (!s.d) return;
+    duet_params p = small(0);
+    p.epochs = 4;
+    duet_error e = {0};
+    duet_model *straight = NULL, *half = NULL, *resumed = NULL;
+    CHECK(duet_train(s.d, &s.img, &s.txt, &p, NULL, &straight, NULL, NULL, &e) == DUET_OK);
+    duet_train_opts o = {0};
+    o.checkpoint_path = tmp("run.ckpt");
+    p.epochs = 2;
+    CHECK_MSG(duet_train(s.d, &s.img, &s.txt, &p, &o, &half, NULL, NULL, &e) == DUET_OK, "%s", e.msg);
+    p.epochs = 4;
+    o.resume = 1;
+    CHECK_MSG(duet_train(s.d, &s.img, &s.txt, &p, &o, &resumed, NULL, NULL, &e) == DUET_OK, "%s", e.msg);
+    if (straight && resumed) {
+        CHECK(memcmp(straight->params, resumed->params, straight->n_params * sizeof(float)) == 0);
+        CHECK(resumed->info.epochs_run == 4);
+    }
+    /* a checkpoint of other settings is refused */
+    p.hidden = 16;
+    duet_model *other = NULL;
+    CHECK(duet_train(s.d, &s.img, &s.txt, &p, &o, &other, NULL, NULL, &e) == DUET_ERR_INVALID_ARG);
+    CHECK(strstr(e.msg, "other settings") != NULL);
+    duet_model_free(straight);
+    duet_model_free(half);
+    duet_model_free(resumed);
+    synth_free(&s);
+}
+
+static int cancel_at_step(void *user, int epoch, size_t step, size_t steps, double loss) {
+    (void)epoch; (void)steps; (void)loss;
+    return step >= *(size_t *)user;
+}
+
+TEST(training_refuses_bad_input_and_cancels) {
+    synth s = {0};
+    synth_load(&s, tmp("syn3"), 100);
+    if (!s.d) return;
+    duet_params p = small(0);
+    duet_error e = {0};
+    duet_model *m = NULL;
+    duet_mat short_img = {s.img.data, s.img.rows - 1, s.img.cols};
+    CHECK(duet_train(s.d, &short_img, &s.txt, &p, NULL, &m, NULL, NULL, &e) == DUET_ERR_SHAPE);
+    CHECK(strstr(e.msg, "image features") && strstr(e.msg, "rows"));
+    s.txt.data[5 * s.txt.cols + 2] = INFINITY;
+    CHECK(duet_train(s.d, &s.img, &s.txt, &p, NULL, &m, NULL, NULL, &e) == DUET_ERR_NONFINITE);
+    CHECK(strstr(e.msg, "row 5, column 2") != NULL);
+    s.txt.data[5 * s.txt.cols + 2] = 0.0f;
+    p.top_k = 0;
+    CHECK(duet_train(s.d, &s.img, &s.txt, &p, NULL, &m, NULL, NULL, &e) == DUET_ERR_INVALID_ARG);
+    CHECK(strstr(e.msg, "top_k") != NULL);
+    p.top_k = 10;
+    size_t stop = 1;
+    duet_train_opts o = {0};
+    o.progress = cancel_at_step;
+    o.progress_user = &stop;
+    CHECK(duet_train(s.d, &s.img, &s.txt, &p, &o, &m, NULL, NULL, &e) == DUET_ERR_INTERRUPTED);
+    CHECK(m == NULL);
+    synth_free(&s);
+}
+
+int main(void) {
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/duet-test-model-%ld", (long)getpid());
+    mkdir(tmpdir, 0777);
+    RUN(embeddings_are_unit_vectors);
+    RUN(model_file_round_trip);
+    RUN(model_file_refusals);
+    RUN(recall_matches_brute_force);
+    RUN(recall_perfect_and_median);
+    RUN(training_is_repeatable_and_learns);
+    RUN(resume_equals_uninterrupted);
+    RUN(training_refuses_bad_input_and_cancels);
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
+    return check_summary("model");
+}
