@@ -58,9 +58,14 @@ asan:
 	  EXTRA_CFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer" \
 	  LDFLAGS="-fsanitize=address,undefined" test
 
-bench: deps duet
+BENCHES := $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/*.c))
+$(BUILD)/bench/%: bench/%.c $(LIB) $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $< $(LIB) $(LDLIBS) -o $@
+
+bench: deps duet $(BENCHES)
 	@scripts/deps.sh bench
-	@bench/run.sh
+	@BUILD=$(BUILD) bench/run.sh
 
 FUZZERS := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 fuzz: deps
