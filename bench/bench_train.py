@@ -28,6 +28,7 @@ import argparse
 import ctypes
 import json
 import os
+import resource
 import sys
 import time
 
@@ -106,17 +107,21 @@ def main():
                       max_steps=a.warmup)
     steps = (a.images + a.batch_images - 1) // a.batch_images
     per_epoch = []
+    cpu0 = resource.getrusage(resource.RUSAGE_SELF)
     for _ in range(a.epochs):
         t1 = time.perf_counter()
         R.train_epoch(model, opt, img_x, txt_x, train_imgs, img_caps, cfg, rng, gen)
         per_epoch.append(time.perf_counter() - t1)
         for g in opt.param_groups:
             g["lr"] *= 0.794
+    cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
     print(json.dumps({"peer": "pytorch", "threads": a.threads,
                       "seconds_per_epoch": round(sum(per_epoch) / len(per_epoch), 3),
                       "steps": steps, "torch": torch.__version__,
                       "epoch_seconds": [round(x, 3) for x in per_epoch],
                       "malloc": a.malloc, "warmup_steps": a.warmup,
+                      "cpu_seconds_per_epoch": round(cpu / len(per_epoch), 3),
                       "data_gen_seconds": round(gen_seconds, 3)}), flush=True)
     return 0
 

@@ -11,6 +11,7 @@
  * Results go to stdout; progress and messages to stderr. */
 #define _POSIX_C_SOURCE 200809L
 #include "duet.h"
+#include <jansson.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -316,13 +317,19 @@ static int cmd_train(int argc, char **argv) {
     if (!st) remove(ckpt);
     double secs = now_seconds() - pr.t0;
     if (!st && json) {
-        printf("{\"model\":\"%s\",\"epochs_run\":%d,\"best_epoch\":%d,\"best_val_rsum\":%.2f,"
-               "\"seconds\":%.2f,\"epochs\":[", out, info->epochs_run, info->best_epoch,
-               (double)info->best_val_rsum, secs);
+        json_t *eps = json_array();
         for (size_t i = 0; i < nlogs; i++)
-            printf("%s{\"epoch\":%d,\"loss\":%.6f,\"val_rsum\":%.2f,\"seconds\":%.3f}",
-                   i ? "," : "", logs[i].epoch, logs[i].loss, logs[i].val_rsum, logs[i].seconds);
-        printf("]}\n");
+            json_array_append_new(eps, json_pack("{s:i, s:f, s:f, s:f, s:f}", "epoch", logs[i].epoch,
+                                                 "loss", logs[i].loss, "val_rsum", logs[i].val_rsum,
+                                                 "seconds", logs[i].seconds, "lr", (double)logs[i].lr));
+        json_t *summary = json_pack("{s:s, s:i, s:i, s:f, s:f, s:o}", "model", out,
+                              "epochs_run", info->epochs_run, "best_epoch", info->best_epoch,
+                              "best_val_rsum", (double)info->best_val_rsum, "seconds", secs,
+                              "epochs", eps);
+        char *txt = summary ? json_dumps(summary, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6)) : NULL;
+        if (txt) printf("%s\n", txt);
+        free(txt);
+        json_decref(summary);
     } else if (!st) {
         printf("wrote %s: best epoch %d of %d, validation R-sum %.1f, %.1f s\n", out,
                info->best_epoch, info->epochs_run, (double)info->best_val_rsum, secs);

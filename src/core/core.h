@@ -101,12 +101,24 @@ typedef struct duet_tf_file {
 duet_status duet_tf_read(const char *path, const char magic[8],
                          uint32_t want_version, const char *kind,
                          duet_tf_file *tf, duet_error *err);
+/* The same on len bytes of buf, which it takes over (freed with the file,
+ * or at once on failure). For fuzzing and in-memory files. */
+duet_status duet_tf_parse(char *buf, size_t len, const char *path,
+                          const char magic[8], uint32_t want_version,
+                          const char *kind, duet_tf_file *tf, duet_error *err);
 /* The array named name, which must hold exactly count floats (count 0: any);
  * NULL with an error naming the file and array otherwise. */
 const float *duet_tf_array_get(const duet_tf_file *tf, const char *path,
                                const char *name, size_t count, size_t *got,
                                duet_error *err);
 void duet_tf_free(duet_tf_file *tf); /* NULL-safe */
+
+/* Runs fn(ctx, begin, end) over [0, n) split into one contiguous chunk per
+ * thread (as many threads as OpenBLAS uses, at most DUET_MAX_THREADS, and
+ * each chunk at least min_per_thread long); returns when all are done. */
+#define DUET_MAX_THREADS 64
+typedef void (*duet_range_fn)(void *ctx, size_t begin, size_t end);
+void duet_parallel_for(size_t n, size_t min_per_thread, duet_range_fn fn, void *ctx);
 
 /* Monotonic seconds. */
 double duet_now(void);

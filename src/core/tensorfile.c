@@ -122,12 +122,12 @@ static duet_status read_array_table(duet_tf_file *tf, const char *path,
     return DUET_OK;
 }
 
-duet_status duet_tf_read(const char *path, const char magic[8],
-                         uint32_t want_version, const char *kind,
-                         duet_tf_file *tf, duet_error *err) {
+duet_status duet_tf_parse(char *buf, size_t len, const char *path,
+                          const char magic[8], uint32_t want_version,
+                          const char *kind, duet_tf_file *tf, duet_error *err) {
     memset(tf, 0, sizeof *tf);
-    duet_status st = duet_read_file(path, (size_t)1 << 40, &tf->buf, &tf->len, err);
-    if (st) return st;
+    tf->buf = buf;
+    tf->len = len;
     if (tf->len < TF_PREAMBLE || memcmp(tf->buf, magic, 8) != 0) {
         duet_tf_free(tf);
         return duet_fail(err, DUET_ERR_FORMAT, "%s: not a duet %s file (bad magic)", path, kind);
@@ -143,23 +143,32 @@ duet_status duet_tf_read(const char *path, const char magic[8],
     uint64_t hlen = get_u64(tf->buf + 16);
     if (hlen > TF_HEADER_MAX || hlen > tf->len - TF_PREAMBLE ||
         (TF_PREAMBLE + hlen) % TF_ALIGN != 0) {
-        size_t len = tf->len;
         duet_tf_free(tf);
         return duet_fail(err, DUET_ERR_FORMAT,
                          "%s: truncated or corrupt: a header of %llu bytes does not fit a %zu-byte file",
                          path, (unsigned long long)hlen, len);
     }
     json_error_t je;
-    tf->header = json_loadb(tf->buf + TF_PREAMBLE, (size_t)hlen,
-                            0, &je);
+    tf->header = json_loadb(tf->buf + TF_PREAMBLE, (size_t)hlen, 0, &je);
     if (!tf->header || !json_is_object((json_t *)tf->header)) {
         duet_tf_free(tf);
         return duet_fail(err, DUET_ERR_FORMAT, "%s: header JSON: %s (line %d, column %d)",
                          path, je.text, je.line, je.column);
     }
-    st = read_array_table(tf, path, TF_PREAMBLE + (size_t)hlen, err);
+    duet_status st = read_array_table(tf, path, TF_PREAMBLE + (size_t)hlen, err);
     if (st) duet_tf_free(tf);
     return st;
+}
+
+duet_status duet_tf_read(const char *path, const char magic[8],
+                         uint32_t want_version, const char *kind,
+                         duet_tf_file *tf, duet_error *err) {
+    memset(tf, 0, sizeof *tf);
+    char *buf;
+    size_t len;
+    duet_status st = duet_read_file(path, (size_t)1 << 40, &buf, &len, err);
+    if (st) return st;
+    return duet_tf_parse(buf, len, path, magic, want_version, kind, tf, err);
 }
 
 const float *duet_tf_array_get(const duet_tf_file *tf, const char *path,

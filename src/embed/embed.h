@@ -72,6 +72,7 @@ void duet_branch_backward(const duet_branch *b, const duet_bparams *w,
 typedef struct duet_loss_ws {
     size_t cap_b, cap_s;
     float *d_ti, *g_ti;  /* [ns x B] distances; their gradients            */
+    float *d_it, *g_it;  /* [B x ns] the same, image-major (for i2t)       */
     float *d_tt, *g_tt;  /* [ns x ns]                                       */
     float *d_ii, *g_ii;  /* [B x B]                                         */
     size_t *sel;         /* [K] selection scratch                           */
@@ -127,6 +128,7 @@ void duet_optimizer_step(const duet_params *p, float *w, const float *g,
                          float *m1, float *m2, size_t n, long long t, float lr);
 
 /* Model-file helpers shared with the trainer's checkpoint. */
+extern const char DUET_MODEL_MAGIC[8];
 char *duet_model_header_json(const duet_model *m); /* caller frees with free() */
 /* Builds a model from a tensor file's header ("kind", "d_image", "d_text",
  * "params", "info") and its "params"/"buffers" arrays. *out: caller frees

@@ -18,7 +18,8 @@
 
 void duet_loss_ws_free(duet_loss_ws *ws) {
     if (!ws) return;
-    free(ws->d_ti); free(ws->g_ti); free(ws->d_tt); free(ws->g_tt);
+    free(ws->d_ti); free(ws->g_ti); free(ws->d_it); free(ws->g_it);
+    free(ws->d_tt); free(ws->g_tt);
     free(ws->d_ii); free(ws->g_ii); free(ws->sel); free(ws->selv);
     memset(ws, 0, sizeof *ws);
 }
@@ -34,13 +35,15 @@ duet_status duet_loss_ws_init(duet_loss_ws *ws, size_t cap_b, size_t cap_s,
     ws->cap_s = cap_s;
     ws->d_ti = duet_alloc_array(sb, sizeof(float));
     ws->g_ti = duet_alloc_array(sb, sizeof(float));
+    ws->d_it = duet_alloc_array(sb, sizeof(float));
+    ws->g_it = duet_alloc_array(sb, sizeof(float));
     ws->d_tt = duet_alloc_array(ss, sizeof(float));
     ws->g_tt = duet_alloc_array(ss, sizeof(float));
     ws->d_ii = duet_alloc_array(bb, sizeof(float));
     ws->g_ii = duet_alloc_array(bb, sizeof(float));
     ws->sel = duet_alloc_array(top_k, sizeof(size_t));
     ws->selv = duet_alloc_array(top_k, sizeof(float));
-    if (!ws->d_ti || !ws->g_ti || !ws->d_tt || !ws->g_tt || !ws->d_ii ||
+    if (!ws->d_ti || !ws->g_ti || !ws->d_it || !ws->g_it || !ws->d_tt || !ws->g_tt || !ws->d_ii ||
         !ws->g_ii || !ws->sel || !ws->selv) {
         duet_loss_ws_free(ws);
         return duet_fail(err, DUET_ERR_NOMEM, "loss workspace: out of memory");
@@ -59,23 +62,18 @@ static void distances(const float *a, size_t n, const float *b, size_t m,
     }
 }
 
-/* A view of the negatives of one anchor: entries base[k * stride] for the
- * indices k with is_neg(k). */
+/* One anchor's row of a distance matrix and of its gradient: entry k is
+ * dist[row * ld + k]. */
 typedef struct anchor {
-    const float *dist;  /* distance matrix                                */
-    float *grad;        /* its gradient matrix (same layout)              */
-    size_t row;         /* anchor row (row-major access: row * ld + k)    */
-    size_t ld;          /* leading dimension                              */
-    int col_major;      /* 1: negatives run down a column: k * ld + row  */
+    const float *dist;
+    float *grad;
+    size_t row, ld;
 } anchor;
 
-static inline size_t at(const anchor *a, size_t k) {
-    return a->col_major ? k * a->ld + a->row : a->row * a->ld + k;
-}
+static inline size_t at(const anchor *a, size_t k) { return a->row * a->ld + k; }
 
 /* Selects the indices of the kk smallest distances among candidates k in
- * [0, nk) with label[k] != own (labels NULL: k != self_excl). Ties keep the
- * lower index. Returns the number selected (<= kk). */
+ * [0, nk) with label[k] != own. Ties keep the lower index. Returns the number selected (<= kk). */
 static size_t select_smallest(const anchor *a, size_t nk, const size_t *label,
                               size_t own, size_t kk, size_t *sel, float *selv) {
     size_t cnt = 0;
@@ -116,35 +114,26 @@ static double anchor_term(const anchor *a, size_t pos_idx, const anchor *na,
     return s / (double)nsel;
 }
 
-/* Number of distinct labels needed: validated by the caller. */
-
-/* i2t: anchors are sentences j; positive d(I_c(j), T_j) = d_ti[j, c(j)];
- * negatives d_ti[j', c(j)] over sentences of other images (column c(j)). */
-static double term_i2t(const float *D, float *G, size_t B, size_t ns,
+/* i2t: anchors are sentences j; positive d(I_c(j), T_j) = d_it[c(j), j];
+ * negatives d_it[c(j), j'] over the sentences j' of other images (row c(j) of
+ * the image-major copy, read contiguously). */
+static double term_i2t(const float *D, float *G, size_t ns,
                        const size_t *sent_img, const duet_params *p, float w,
                        duet_loss_ws *ws) {
+    int two_images = 0;
+    for (size_t j = 1; j < ns && !two_images; j++) two_images = sent_img[j] != sent_img[0];
+    if (!two_images) return 0.0;
     double total = 0.0;
-    size_t anchors = 0;
+    float wa = w / (float)ns;
     for (size_t j = 0; j < ns; j++) {
-        anchor col = {D, G, sent_img[j], B, 1};
-        size_t nsel = select_smallest(&col, ns, sent_img, sent_img[j], p->top_k,
+        anchor row = {D, G, sent_img[j], ns};
+        size_t nsel = select_smallest(&row, ns, sent_img, sent_img[j], p->top_k,
                                       ws->sel, ws->selv);
-        if (nsel) anchors++;
-    }
-    if (!anchors) return 0.0;
-    float wa = w / (float)anchors;
-    for (size_t j = 0; j < ns; j++) {
-        anchor col = {D, G, sent_img[j], B, 1};
-        anchor row = {D, G, j, B, 0};
-        size_t nsel = select_smallest(&col, ns, sent_img, sent_img[j], p->top_k,
-                                      ws->sel, ws->selv);
-        if (!nsel) continue;
         float gpos;
-        total += anchor_term(&row, sent_img[j], &col, nsel, ws->sel, p->margin,
-                             wa, &gpos);
-        G[j * B + sent_img[j]] += gpos;
+        total += anchor_term(&row, j, &row, nsel, ws->sel, p->margin, wa, &gpos);
+        G[sent_img[j] * ns + j] += gpos;
     }
-    return total / (double)anchors;
+    return total / (double)ns;
 }
 
 /* t2i: anchors are sentences j; positive d_ti[j, c(j)]; negatives d_ti[j, i]
@@ -156,7 +145,7 @@ static double term_t2i(const float *D, float *G, size_t B, size_t ns,
     double total = 0.0;
     float wa = w / (float)ns;
     for (size_t j = 0; j < ns; j++) {
-        anchor row = {D, G, j, B, 0};
+        anchor row = {D, G, j, B};
         size_t nsel = select_smallest(&row, B, img_id, sent_img[j], p->top_k,
                                       ws->sel, ws->selv);
         float gpos;
@@ -191,7 +180,7 @@ static double term_struct(const float *D, float *G, size_t n,
                 (far == SIZE_MAX || D[j * n + k] > D[j * n + far]))
                 far = k;
         if (far == SIZE_MAX) continue;
-        anchor row = {D, G, j, n, 0};
+        anchor row = {D, G, j, n};
         size_t nsel = select_smallest(&row, n, lab, lab[j], p->top_k, ws->sel,
                                       ws->selv);
         if (!nsel) continue;
@@ -208,6 +197,21 @@ static void dist_to_gram_grad(const float *D, float *G, size_t n) {
     const float floor_d = sqrtf(DIST_EPS) * 1.0000001f;
     for (size_t i = 0; i < n; i++)
         G[i] = D[i] > floor_d ? -G[i] / D[i] : 0.0f;
+}
+
+/* For a self-distance matrix D [n x n] of X [n x o] (G = X X^T) with
+ * distance gradients Gd: dX += (dG + dG^T) X, one sgemm on the symmetrized
+ * gradient. */
+static void self_gram_backward(const float *D, float *Gd, const float *x,
+                               size_t n, size_t o, float *dx) {
+    dist_to_gram_grad(D, Gd, n * n);
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = i; j < n; j++) {
+            float v = Gd[i * n + j] + Gd[j * n + i];
+            Gd[i * n + j] = Gd[j * n + i] = v;
+        }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)o, (int)n,
+                1.0f, Gd, (int)n, x, (int)o, 1.0f, dx, (int)o);
 }
 
 duet_status duet_loss(const duet_params *p, const float *img, size_t B,
@@ -241,8 +245,11 @@ duet_status duet_loss(const duet_params *p, const float *img, size_t B,
         for (size_t i = 0; i < B; i++) glab[i] = (size_t)(unsigned)img_group[i];
 
     memset(ws->g_ti, 0, ns * B * sizeof(float));
+    memset(ws->g_it, 0, ns * B * sizeof(float));
     distances(txt, ns, img, B, o, ws->d_ti);                  /* [ns x B] */
-    t->i2t = (float)term_i2t(ws->d_ti, ws->g_ti, B, ns, sent_img, p, p->w_i2t, ws);
+    for (size_t j = 0; j < ns; j++)                           /* [B x ns] */
+        for (size_t i = 0; i < B; i++) ws->d_it[i * ns + j] = ws->d_ti[j * B + i];
+    t->i2t = (float)term_i2t(ws->d_it, ws->g_it, ns, sent_img, p, p->w_i2t, ws);
     if (!p->one_way)
         t->t2i = (float)term_t2i(ws->d_ti, ws->g_ti, B, ns, sent_img, ids, p,
                                  p->w_t2i, ws);
@@ -266,30 +273,15 @@ duet_status duet_loss(const duet_params *p, const float *img, size_t B,
     if (!d_img && !d_txt) return DUET_OK;
 
     /* Back to the embeddings: D = f(G) with G = T I^T (and T T^T, I I^T). */
+    for (size_t j = 0; j < ns; j++)
+        for (size_t i = 0; i < B; i++) ws->g_ti[j * B + i] += ws->g_it[i * ns + j];
     dist_to_gram_grad(ws->d_ti, ws->g_ti, ns * B);
     /* dT [ns x o] = dG_ti [ns x B] . I [B x o];  dI [B x o] = dG_ti^T . T */
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)ns, (int)o,
                 (int)B, 1.0f, ws->g_ti, (int)B, img, (int)o, 0.0f, d_txt, (int)o);
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)B, (int)o,
                 (int)ns, 1.0f, ws->g_ti, (int)B, txt, (int)o, 0.0f, d_img, (int)o);
-    if (use_tt) {
-        /* G_tt = T T^T: dT += (dG + dG^T) T */
-        dist_to_gram_grad(ws->d_tt, ws->g_tt, ns * ns);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)ns, (int)o,
-                    (int)ns, 1.0f, ws->g_tt, (int)ns, txt, (int)o, 1.0f, d_txt,
-                    (int)o);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)ns, (int)o,
-                    (int)ns, 1.0f, ws->g_tt, (int)ns, txt, (int)o, 1.0f, d_txt,
-                    (int)o);
-    }
-    if (use_ii) {
-        dist_to_gram_grad(ws->d_ii, ws->g_ii, B * B);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)B, (int)o,
-                    (int)B, 1.0f, ws->g_ii, (int)B, img, (int)o, 1.0f, d_img,
-                    (int)o);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)B, (int)o,
-                    (int)B, 1.0f, ws->g_ii, (int)B, img, (int)o, 1.0f, d_img,
-                    (int)o);
-    }
+    if (use_tt) self_gram_backward(ws->d_tt, ws->g_tt, txt, ns, o, d_txt);
+    if (use_ii) self_gram_backward(ws->d_ii, ws->g_ii, img, B, o, d_img);
     return DUET_OK;
 }

@@ -7,7 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char MODEL_MAGIC[8] = {'D', 'U', 'E', 'T', 'M', 'O', 'D', 'L'};
+const char DUET_MODEL_MAGIC[8] = {'D', 'U', 'E', 'T', 'M', 'O', 'D', 'L'};
+#define MODEL_MAGIC DUET_MODEL_MAGIC
 
 static json_t *params_json(const duet_params *p) {
     return json_pack(

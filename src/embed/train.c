@@ -157,24 +157,46 @@ void duet_weight_decay(const duet_model *m, duet_bparams g[2], float wd) {
     }
 }
 
-void duet_optimizer_step(const duet_params *p, float *w, const float *g,
-                         float *m1, float *m2, size_t n, long long t, float lr) {
-    if (p->optimizer == DUET_OPT_SGD) {
-        float mu = p->momentum;
-        for (size_t i = 0; i < n; i++) {
-            m1[i] = mu * m1[i] + g[i];
-            w[i] -= lr * m1[i];
-        }
-        return;
+typedef struct opt_job {
+    const duet_params *p;
+    float *w, *m1, *m2;
+    const float *g;
+    float lr, step, rbc2;
+} opt_job;
+
+static void sgd_range(void *ctx, size_t b, size_t e) {
+    opt_job *j = ctx;
+    float mu = j->p->momentum, lr = j->lr;
+    for (size_t i = b; i < e; i++) {
+        j->m1[i] = mu * j->m1[i] + j->g[i];
+        j->w[i] -= lr * j->m1[i];
     }
-    float b1 = p->adam_beta1, b2 = p->adam_beta2, eps = p->adam_eps;
-    double bc1 = 1.0 - pow(b1, (double)t), bc2 = 1.0 - pow(b2, (double)t);
-    float step = (float)(lr / bc1), rbc2 = (float)(1.0 / sqrt(bc2));
-    for (size_t i = 0; i < n; i++) {
+}
+
+static void adam_range(void *ctx, size_t b, size_t e) {
+    opt_job *j = ctx;
+    float b1 = j->p->adam_beta1, b2 = j->p->adam_beta2, eps = j->p->adam_eps;
+    float step = j->step, rbc2 = j->rbc2;
+    float *w = j->w, *m1 = j->m1, *m2 = j->m2;
+    const float *g = j->g;
+    for (size_t i = b; i < e; i++) {
         m1[i] = b1 * m1[i] + (1.0f - b1) * g[i];
         m2[i] = b2 * m2[i] + (1.0f - b2) * g[i] * g[i];
         w[i] -= step * m1[i] / (sqrtf(m2[i]) * rbc2 + eps);
     }
+}
+
+void duet_optimizer_step(const duet_params *p, float *w, const float *g,
+                         float *m1, float *m2, size_t n, long long t, float lr) {
+    opt_job j = {p, w, m1, m2, g, lr, 0.0f, 0.0f};
+    if (p->optimizer == DUET_OPT_SGD) {
+        duet_parallel_for(n, 1 << 16, sgd_range, &j);
+        return;
+    }
+    double bc1 = 1.0 - pow(p->adam_beta1, (double)t), bc2 = 1.0 - pow(p->adam_beta2, (double)t);
+    j.step = (float)(lr / bc1);
+    j.rbc2 = (float)(1.0 / sqrt(bc2));
+    duet_parallel_for(n, 1 << 16, adam_range, &j);
 }
 
 /* Forward, loss, backward and update on the batch in t->xi / t->xt. */

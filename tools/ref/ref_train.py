@@ -144,6 +144,9 @@ def main():
                     a.linear, a.dropout, gen)
     best_epoch, _, _ = R.train(model, data, cfg, log)
     m = split_eval(model, data, "test", a.fold_images)
+    for d in ("i2t", "t2i"):
+        m[d] = {k: round(v, 6) for k, v in m[d].items()}
+    m["rsum"] = round(m["rsum"], 6)
     m["best_epoch"] = best_epoch
     m["seconds"] = round(time.perf_counter() - t0, 3)
     print(json.dumps(m))
