@@ -41,7 +41,12 @@ $(LIB): $(OBJS)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/duet: $(BUILD)/tools/duet.o $(LIB)
+TOOL_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(sort $(wildcard tools/*.c)))
+$(BUILD)/tools/%.o: tools/%.c tools/cli.h $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itools -c $< -o $@
+
+$(BUILD)/duet: $(TOOL_OBJS) $(LIB)
 	$(CC) $(CFLAGS) $^ $(LDLIBS) -o $@
 
 $(BUILD)/tests/%: tests/%.c $(LIB) $(HDRS)

@@ -1,0 +1,45 @@
+/* cli.h -- shared pieces of the `duet` command line (tools/). Each
+ * subcommand is `int cmd_NAME(int argc, char **argv)` returning the exit
+ * status: 0 success, 1 failure (message on stderr), 2 usage error. */
+#ifndef DUET_CLI_H
+#define DUET_CLI_H
+#include "duet.h"
+#include <stdio.h>
+
+#define EXIT_USAGE 2
+
+typedef enum { F_STR, F_INT, F_SIZE, F_FLOAT, F_BOOL, F_U64 } flag_type;
+
+typedef struct flag {
+    const char *name;   /* without the leading "--" */
+    flag_type type;
+    void *dst;
+    const char *help;
+} flag;
+
+/* Parses argv against flags (terminated by {0}); positionals go to pos (up
+ * to max_pos). "-o" is "--out". Returns 0, EXIT_USAGE after a message, or -1
+ * after printing --help (the caller then exits 0). */
+int parse_flags(const char *cmd, const char *synopsis, int argc, char **argv,
+                const flag *flags, const char **pos, int max_pos, int *n_pos);
+/* Prints "duet CMD: message" and the --help hint; returns EXIT_USAGE. */
+int usage_error(const char *cmd, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+/* Prints "duet CMD: <e->msg>"; returns 1. */
+int fail(const char *cmd, const duet_error *e);
+/* EXIT_USAGE with "--NAME is required" when v is NULL, else 0. */
+int need(const char *cmd, const char *v, const char *flagname);
+double now_seconds(void);
+int file_exists(const char *path);
+
+/* Subcommands, one file per part of the pipeline. */
+int cmd_train(int argc, char **argv);    /* tools/cmd_embed.c */
+int cmd_eval(int argc, char **argv);
+int cmd_embed(int argc, char **argv);
+int cmd_dataset(int argc, char **argv);
+int cmd_synth(int argc, char **argv);
+
+#endif

@@ -1,0 +1,368 @@
+/* cmd_embed.c -- the embedding subcommands: train, eval, embed, dataset,
+ * synth. */
+#define _POSIX_C_SOURCE 200809L
+#include "cli.h"
+#include <errno.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* ------------------------------------------------------- shared loading */
+
+typedef struct inputs {
+    const char *dataset, *img_path, *txt_path;
+    duet_dataset *d;
+    duet_mat img, txt;
+} inputs;
+
+static void inputs_free(inputs *in) {
+    duet_dataset_free(in->d);
+    duet_mat_free(&in->img);
+    duet_mat_free(&in->txt);
+}
+
+static duet_status inputs_load(inputs *in, duet_error *e) {
+    duet_status st = duet_dataset_load(in->dataset, &in->d, e);
+    if (!st) st = duet_npy_read(in->img_path, &in->img, e);
+    if (!st) st = duet_npy_read(in->txt_path, &in->txt, e);
+    if (!st) st = duet_check_features(in->d, &in->img, in->img_path, &in->txt, in->txt_path, e);
+    return st;
+}
+
+/* ---------------------------------------------------------------- JSON out */
+
+static void print_recall_json(FILE *out, const duet_eval_result *r) {
+    const duet_recall *q[2] = {&r->i2t, &r->t2i};
+    const char *nm[2] = {"i2t", "t2i"};
+    fputc('{', out);
+    for (int s = 0; s < 2; s++)
+        fprintf(out, "\"%s\":{\"r1\":%.2f,\"r5\":%.2f,\"r10\":%.2f,\"medr\":%.1f,\"meanr\":%.2f},",
+                nm[s], q[s]->r1, q[s]->r5, q[s]->r10, q[s]->medr, q[s]->meanr);
+    fprintf(out, "\"rsum\":%.2f}", r->rsum);
+}
+
+static void print_recall_table(FILE *out, const duet_eval_result *r) {
+    fprintf(out, "              R@1    R@5   R@10   medr   meanr\n");
+    fprintf(out, "image->text %6.1f %6.1f %6.1f %6.1f %7.1f\n", r->i2t.r1, r->i2t.r5,
+            r->i2t.r10, r->i2t.medr, r->i2t.meanr);
+    fprintf(out, "text->image %6.1f %6.1f %6.1f %6.1f %7.1f\n", r->t2i.r1, r->t2i.r5,
+            r->t2i.r10, r->t2i.medr, r->t2i.meanr);
+    fprintf(out, "R-sum %.1f  (%zu images, %zu captions, %zu fold%s)\n", r->rsum,
+            r->n_images, r->n_captions, r->n_folds, r->n_folds == 1 ? "" : "s");
+}
+
+/* ---------------------------------------------------------------- train */
+
+
+static volatile int g_interrupted; /* set by SIGINT/SIGTERM in the CLI only */
+static void on_signal(int sig) { (void)sig; g_interrupted = 1; }
+
+typedef struct progress {
+    int tty;
+    int epochs;
+    double t0, epoch_t0;
+} progress;
+
+static int on_step(void *user, int epoch, size_t step, size_t steps, double loss) {
+    progress *pr = user;
+    if (!pr->tty) return 0;
+    if (step == 1) pr->epoch_t0 = now_seconds();
+    double el = now_seconds() - pr->epoch_t0;
+    double rate = el > 0 ? (double)step / el : 0.0;
+    double left = rate > 0 ? (double)(steps - step) / rate : 0.0;
+    fprintf(stderr, "\repoch %d/%d  step %zu/%zu  %.2f steps/s  loss %.4f  epoch ETA %.0fs   ",
+            epoch, pr->epochs, step, steps, rate, loss, left);
+    return 0;
+}
+
+static void on_epoch(void *user, const duet_epoch_log *l) {
+    progress *pr = user;
+    char val[32] = "-";
+    if (l->val_rsum >= 0) snprintf(val, sizeof val, "%.1f", l->val_rsum);
+    if (pr->tty) fputs("\r\033[K", stderr);
+    fprintf(stderr, "epoch %d/%d  loss %.4f  val R-sum %s  lr %.3g  %.1fs\n", l->epoch,
+            pr->epochs, l->loss, val, (double)l->lr, l->seconds);
+}
+
+
+int cmd_train(int argc, char **argv) {
+    const char *cmd = "train";
+    duet_params p = duet_default_params();
+    inputs in = {0};
+    const char *out = NULL, *ckpt = NULL, *opt = "adam", *text_model = NULL;
+    int resume = 0, json = 0;
+    flag flags[] = {
+        {"dataset", F_STR, &in.dataset, "flickr8k:DIR, karpathy:FILE.json or tsv:FILE"},
+        {"image-features", F_STR, &in.img_path, ".npy, one row per dataset image"},
+        {"text-features", F_STR, &in.txt_path, ".npy, one row per dataset caption"},
+        {"out", F_STR, &out, "model file to write (-o)"},
+        {"linear", F_BOOL, &p.linear, "one fc layer per branch instead of the MLP"},
+        {"hidden", F_SIZE, &p.hidden, "hidden width of the MLP"},
+        {"embed-dim", F_SIZE, &p.embed_dim, "embedding width"},
+        {"dropout", F_FLOAT, &p.dropout, "dropout probability"},
+        {"margin", F_FLOAT, &p.margin, "ranking margin m"},
+        {"top-k", F_SIZE, &p.top_k, "violating negatives averaged per anchor (1 = hardest, VSE++)"},
+        {"w-i2t", F_FLOAT, &p.w_i2t, "weight of the image-anchored ranking term"},
+        {"w-t2i", F_FLOAT, &p.w_t2i, "lambda1: weight of the sentence-anchored ranking term"},
+        {"w-img-struct", F_FLOAT, &p.w_img_struct, "lambda2: image structure term (needs image neighbours)"},
+        {"w-txt-struct", F_FLOAT, &p.w_txt_struct, "lambda3: sentence structure term"},
+        {"one-way", F_BOOL, &p.one_way, "drop the sentence-anchored ranking term"},
+        {"batch-images", F_SIZE, &p.batch_images, "images per batch (B)"},
+        {"sents-per-image", F_SIZE, &p.sents_per_image, "sentences per image in a batch (S)"},
+        {"optimizer", F_STR, &opt, "adam or sgd"},
+        {"lr", F_FLOAT, &p.lr, "learning rate"},
+        {"lr-decay", F_FLOAT, &p.lr_decay, "learning-rate factor per epoch"},
+        {"momentum", F_FLOAT, &p.momentum, "SGD momentum"},
+        {"weight-decay", F_FLOAT, &p.weight_decay, "L2 weight decay on the fc weights"},
+        {"epochs", F_INT, &p.epochs, "epochs"},
+        {"patience", F_INT, &p.patience, "stop after N epochs without validation gain (0: never)"},
+        {"seed", F_U64, &p.seed, "random seed (same seed + threads = same model)"},
+        {"threads", F_INT, &p.threads, "OpenBLAS threads (0: OpenBLAS's default)"},
+        {"checkpoint", F_STR, &ckpt, "checkpoint file written after every epoch (default: OUT.ckpt)"},
+        {"resume", F_BOOL, &resume, "continue from the checkpoint if it exists"},
+        {"text-model", F_STR, &text_model, "text model the captions were encoded with (recorded)"},
+        {"json", F_BOOL, &json, "print the training summary as JSON on stdout"},
+        {0}};
+    const char *pos[1];
+    int npos, rc = parse_flags(cmd, "--dataset SPEC --image-features I.npy --text-features T.npy -o MODEL [flags]",
+                               argc, argv, flags, pos, 0, &npos);
+    if (rc) return rc < 0 ? 0 : rc;
+    if ((rc = need(cmd, in.dataset, "dataset")) || (rc = need(cmd, in.img_path, "image-features")) ||
+        (rc = need(cmd, in.txt_path, "text-features")) || (rc = need(cmd, out, "out")))
+        return rc;
+    if (strcmp(opt, "adam") == 0) p.optimizer = DUET_OPT_ADAM;
+    else if (strcmp(opt, "sgd") == 0) p.optimizer = DUET_OPT_SGD;
+    else return usage_error(cmd, "--optimizer: '%s' is not adam or sgd", opt);
+    duet_error e = {0};
+    if (duet_params_validate(&p, &e)) return usage_error(cmd, "%s", e.msg);
+
+    char ckbuf[4096];
+    if (!ckpt) {
+        snprintf(ckbuf, sizeof ckbuf, "%s.ckpt", out);
+        ckpt = ckbuf;
+    }
+    if (resume && !file_exists(ckpt))
+        fprintf(stderr, "duet train: no checkpoint at %s; starting from scratch\n", ckpt);
+    if (inputs_load(&in, &e)) { inputs_free(&in); return fail(cmd, &e); }
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    progress pr = {isatty(2), p.epochs, now_seconds(), 0};
+    duet_train_opts o = {ckpt, resume, on_step, &pr, on_epoch, &pr, &g_interrupted};
+    duet_model *m = NULL;
+    duet_epoch_log *logs = NULL;
+    size_t nlogs = 0;
+    duet_status st = duet_train(in.d, &in.img, &in.txt, &p, &o, &m, &logs, &nlogs, &e);
+    if (st) {
+        if (pr.tty) fputs("\r\033[K", stderr);
+        inputs_free(&in);
+        if (st == DUET_ERR_INTERRUPTED && file_exists(ckpt))
+            fprintf(stderr, "duet train: interrupted; `--resume` continues from %s\n", ckpt);
+        return fail(cmd, &e);
+    }
+    duet_model_info *info = duet_model_info_of(m);
+    info->image_features = strdup(in.img_path);
+    info->text_features = strdup(in.txt_path);
+    info->text_model = text_model ? strdup(text_model) : NULL;
+    st = duet_model_save(m, out, &e);
+    if (!st) remove(ckpt);
+    double secs = now_seconds() - pr.t0;
+    if (!st && json) {
+        json_t *eps = json_array();
+        for (size_t i = 0; i < nlogs; i++)
+            json_array_append_new(eps, json_pack("{s:i, s:f, s:f, s:f, s:f}", "epoch", logs[i].epoch,
+                                                 "loss", logs[i].loss, "val_rsum", logs[i].val_rsum,
+                                                 "seconds", logs[i].seconds, "lr", (double)logs[i].lr));
+        json_t *summary = json_pack("{s:s, s:i, s:i, s:f, s:f, s:o}", "model", out,
+                              "epochs_run", info->epochs_run, "best_epoch", info->best_epoch,
+                              "best_val_rsum", (double)info->best_val_rsum, "seconds", secs,
+                              "epochs", eps);
+        char *txt = summary ? json_dumps(summary, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6)) : NULL;
+        if (txt) printf("%s\n", txt);
+        free(txt);
+        json_decref(summary);
+    } else if (!st) {
+        printf("wrote %s: best epoch %d of %d, validation R-sum %.1f, %.1f s\n", out,
+               info->best_epoch, info->epochs_run, (double)info->best_val_rsum, secs);
+    }
+    free(logs);
+    duet_model_free(m);
+    inputs_free(&in);
+    return st ? fail(cmd, &e) : 0;
+}
+
+/* ---------------------------------------------------------------- eval */
+
+int cmd_eval(int argc, char **argv) {
+    const char *cmd = "eval";
+    inputs in = {0};
+    const char *model = NULL, *split = "test", *protocol = "all";
+    size_t fold = 1000;
+    int json = 0, threads = 0;
+    flag flags[] = {
+        {"model", F_STR, &model, "model file"},
+        {"dataset", F_STR, &in.dataset, "flickr8k:DIR, karpathy:FILE.json or tsv:FILE"},
+        {"image-features", F_STR, &in.img_path, ".npy, one row per dataset image"},
+        {"text-features", F_STR, &in.txt_path, ".npy, one row per dataset caption"},
+        {"split", F_STR, &split, "train, val, test or all"},
+        {"protocol", F_STR, &protocol, "all (the whole split as one gallery) or folds"},
+        {"fold-size", F_SIZE, &fold, "images per fold with --protocol folds (COCO 5 x 1K)"},
+        {"threads", F_INT, &threads, "OpenBLAS threads (0: OpenBLAS's default)"},
+        {"json", F_BOOL, &json, "print one JSON object"},
+        {0}};
+    const char *pos[1];
+    int npos, rc = parse_flags(cmd, "--model M --dataset SPEC --image-features I.npy --text-features T.npy [flags]",
+                               argc, argv, flags, pos, 0, &npos);
+    if (rc) return rc < 0 ? 0 : rc;
+    if ((rc = need(cmd, model, "model")) || (rc = need(cmd, in.dataset, "dataset")) ||
+        (rc = need(cmd, in.img_path, "image-features")) || (rc = need(cmd, in.txt_path, "text-features")))
+        return rc;
+    int s = duet_split_parse(split);
+    if (s < 0) return usage_error(cmd, "--split: '%s' is not train, val, test or all", split);
+    if (strcmp(protocol, "all") && strcmp(protocol, "folds"))
+        return usage_error(cmd, "--protocol: '%s' is not all or folds", protocol);
+    if (strcmp(protocol, "folds") == 0 && fold == 0) return usage_error(cmd, "--fold-size must be >= 1");
+    if (threads < 0) return usage_error(cmd, "--threads must be >= 0");
+    if (threads) duet_set_threads(threads);
+    duet_error e = {0};
+    duet_model *m = NULL;
+    duet_eval_result r;
+    if (duet_model_load(model, &m, &e) || inputs_load(&in, &e) ||
+        duet_evaluate(m, in.d, &in.img, &in.txt, (duet_split)s,
+                      strcmp(protocol, "folds") == 0 ? fold : 0, &r, &e)) {
+        duet_model_free(m);
+        inputs_free(&in);
+        return fail(cmd, &e);
+    }
+    if (json) { print_recall_json(stdout, &r); putchar('\n'); }
+    else print_recall_table(stdout, &r);
+    duet_model_free(m);
+    inputs_free(&in);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- embed */
+
+int cmd_embed(int argc, char **argv) {
+    const char *cmd = "embed";
+    const char *model = NULL, *side = NULL, *out = NULL;
+    int threads = 0;
+    flag flags[] = {
+        {"model", F_STR, &model, "model file"},
+        {"side", F_STR, &side, "image or text: which branch embeds IN.npy"},
+        {"out", F_STR, &out, "output .npy, [rows x embed_dim] (-o)"},
+        {"threads", F_INT, &threads, "OpenBLAS threads (0: OpenBLAS's default)"},
+        {0}};
+    const char *pos[1];
+    int npos, rc = parse_flags(cmd, "--model M --side image|text IN.npy -o OUT.npy", argc, argv,
+                               flags, pos, 1, &npos);
+    if (rc) return rc < 0 ? 0 : rc;
+    if ((rc = need(cmd, model, "model")) || (rc = need(cmd, side, "side")) || (rc = need(cmd, out, "out")))
+        return rc;
+    if (npos != 1) return usage_error(cmd, "give one input .npy file");
+    int sd = strcmp(side, "image") == 0 ? DUET_SIDE_IMAGE : strcmp(side, "text") == 0 ? DUET_SIDE_TEXT : -1;
+    if (sd < 0) return usage_error(cmd, "--side: '%s' is not image or text", side);
+    if (threads) duet_set_threads(threads);
+    duet_error e = {0};
+    duet_model *m = NULL;
+    duet_mat x = {0}, y = {0};
+    duet_status st = duet_model_load(model, &m, &e);
+    if (!st) st = duet_npy_read(pos[0], &x, &e);
+    if (!st) st = duet_mat_check_finite(&x, pos[0], &e);
+    if (!st) {
+        y.rows = x.rows;
+        y.cols = duet_model_embed_dim(m);
+        y.data = malloc((y.rows ? y.rows : 1) * y.cols * sizeof(float));
+        if (!y.data) { e.status = st = DUET_ERR_NOMEM; snprintf(e.msg, sizeof e.msg, "out of memory"); }
+    }
+    if (!st) {
+        st = duet_model_embed(m, sd, &x, &y, &e);
+        if (st) snprintf(e.msg + strlen(e.msg), sizeof e.msg - strlen(e.msg), " (input %s)", pos[0]);
+    }
+    if (!st) st = duet_npy_write(out, &y, &e);
+    duet_model_free(m);
+    duet_mat_free(&x);
+    duet_mat_free(&y);
+    return st ? fail(cmd, &e) : 0;
+}
+
+/* ---------------------------------------------------------------- dataset */
+
+int cmd_dataset(int argc, char **argv) {
+    const char *cmd = "dataset", *spec = NULL;
+    int images = 0, captions = 0, json = 0;
+    flag flags[] = {
+        {"dataset", F_STR, &spec, "flickr8k:DIR, karpathy:FILE.json or tsv:FILE"},
+        {"images", F_BOOL, &images, "print the image names in feature-row order"},
+        {"captions", F_BOOL, &captions, "print image<TAB>caption in feature-row order"},
+        {"json", F_BOOL, &json, "print the counts as JSON"},
+        {0}};
+    const char *pos[1];
+    int npos, rc = parse_flags(cmd, "--dataset SPEC [--images | --captions | --json]", argc, argv,
+                               flags, pos, 0, &npos);
+    if (rc) return rc < 0 ? 0 : rc;
+    if ((rc = need(cmd, spec, "dataset"))) return rc;
+    duet_error e = {0};
+    duet_dataset *d = NULL;
+    if (duet_dataset_load(spec, &d, &e)) return fail(cmd, &e);
+    if (images) {
+        for (size_t i = 0; i < d->n_images; i++) printf("%s\n", d->image_names[i]);
+    } else if (captions) {
+        for (size_t j = 0; j < d->n_captions; j++)
+            printf("%s\t%s\n", d->image_names[d->caption_image[j]], d->captions[j]);
+    } else {
+        size_t cnt[4] = {0}, caps[4] = {0};
+        for (size_t i = 0; i < d->n_images; i++) {
+            cnt[d->image_split[i]]++;
+            caps[d->image_split[i]] += d->image_cap_start[i + 1] - d->image_cap_start[i];
+        }
+        if (json)
+            printf("{\"images\":%zu,\"captions\":%zu,\"train\":%zu,\"val\":%zu,\"test\":%zu,\"skipped\":%zu}\n",
+                   d->n_images, d->n_captions, cnt[0], cnt[1], cnt[2], d->n_skipped);
+        else {
+            printf("%s: %zu images, %zu captions (%zu source lines skipped)\n", spec,
+                   d->n_images, d->n_captions, d->n_skipped);
+            for (int s = 0; s < 4; s++)
+                if (cnt[s]) printf("  %-5s %6zu images %7zu captions\n", duet_split_name((duet_split)s), cnt[s], caps[s]);
+        }
+    }
+    duet_dataset_free(d);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- synth */
+
+int cmd_synth(int argc, char **argv) {
+    const char *cmd = "synth", *out = NULL;
+    duet_synth_params p = duet_synth_default_params();
+    flag flags[] = {
+        {"out", F_STR, &out, "directory to write (created if missing) (-o)"},
+        {"train", F_SIZE, &p.n_train, "training images"},
+        {"val", F_SIZE, &p.n_val, "validation images"},
+        {"test", F_SIZE, &p.n_test, "test images"},
+        {"captions", F_SIZE, &p.caps_per_image, "captions per image"},
+        {"latent", F_SIZE, &p.d_latent, "latent width"},
+        {"image-dim", F_SIZE, &p.d_image, "image feature width"},
+        {"text-dim", F_SIZE, &p.d_text, "text feature width"},
+        {"image-noise", F_FLOAT, &p.image_noise, "image noise level"},
+        {"caption-noise", F_FLOAT, &p.caption_noise, "caption noise level (in latent space)"},
+        {"seed", F_U64, &p.seed, "random seed"},
+        {0}};
+    const char *pos[1];
+    int npos, rc = parse_flags(cmd, "-o DIR [flags]", argc, argv, flags, pos, 0, &npos);
+    if (rc) return rc < 0 ? 0 : rc;
+    if ((rc = need(cmd, out, "out"))) return rc;
+    if (mkdir(out, 0777) != 0 && errno != EEXIST) {
+        fprintf(stderr, "duet synth: %s: cannot create: %s\n", out, strerror(errno));
+        return 1;
+    }
+    duet_error e = {0};
+    if (duet_synth_write(&p, out, &e)) return fail(cmd, &e);
+    size_t n = p.n_train + p.n_val + p.n_test;
+    printf("wrote %s/images.npy [%zu x %zu], %s/texts.npy [%zu x %zu], %s/captions.tsv\n", out, n,
+           p.d_image, out, n * p.caps_per_image, p.d_text, out);
+    return 0;
+}
+
