@@ -206,6 +206,12 @@ duet_synth_params duet_synth_default_params(void);
 duet_status duet_synth_write(const duet_synth_params *p, const char *dir,
                              duet_error *err);
 
+/* ------------------------------------------------------------------ image
+ * (issue 3: CNN features from pixels; declarations go here) */
+
+/* ------------------------------------------------------------------ text
+ * (issue 4: word vectors and sentence encoders; declarations go here) */
+
 /* ------------------------------------------------------------------ model */
 
 typedef enum duet_optimizer { DUET_OPT_ADAM = 0, DUET_OPT_SGD = 1 } duet_optimizer;

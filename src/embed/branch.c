@@ -88,47 +88,121 @@ static void fc_backward_params(const float *x, const float *dy, size_t n,
                 ones, 1, 0.0f, db, 1);
 }
 
-/* e [n x o] = z / ||z|| in place; inv_norm [n]. */
-static void l2_normalize_rows(float *z, size_t n, size_t o, float *inv_norm) {
-    for (size_t r = 0; r < n; r++) {
-        float *row = z + r * o;
+/* The element-wise kernels below run on duet_parallel_for: rows or column
+ * ranges split into one contiguous chunk per thread. Each chunk computes the
+ * same values whatever the split, so results do not depend on the thread
+ * count. */
+
+typedef struct rows_job {
+    float *z;               /* [n x o] rows to normalize / normalized rows  */
+    const float *de;        /* [n x o] gradient w.r.t. the normalized rows  */
+    float *dz;              /* [n x o] out: gradient w.r.t. z               */
+    float *inv_norm;        /* [n]                                          */
+    size_t o;
+} rows_job;
+
+/* e = z / ||z|| in place (norm clamped below at 1e-12). */
+static void l2_rows(void *ctx, size_t r0, size_t r1) {
+    rows_job *j = ctx;
+    for (size_t r = r0; r < r1; r++) {
+        float *row = j->z + r * j->o;
         double s = 0.0;
-        for (size_t c = 0; c < o; c++) s += (double)row[c] * row[c];
+        for (size_t c = 0; c < j->o; c++) s += (double)row[c] * row[c];
         double nrm = sqrt(s);
         float inv = (float)(1.0 / (nrm > 1e-12 ? nrm : 1e-12));
-        inv_norm[r] = inv;
-        for (size_t c = 0; c < o; c++) row[c] *= inv;
+        j->inv_norm[r] = inv;
+        for (size_t c = 0; c < j->o; c++) row[c] *= inv;
     }
 }
 
-/* dz [n x o] = (de - e (e . de)) * inv_norm, from the gradient de w.r.t. the
- * normalized rows e. */
+/* dz = (de - e (e . de)) * inv_norm. */
+static void l2_rows_backward(void *ctx, size_t r0, size_t r1) {
+    rows_job *j = ctx;
+    for (size_t r = r0; r < r1; r++) {
+        const float *er = j->z + r * j->o, *dr = j->de + r * j->o;
+        double dot = 0.0;
+        for (size_t c = 0; c < j->o; c++) dot += (double)er[c] * dr[c];
+        float fd = (float)dot, s = j->inv_norm[r];
+        for (size_t c = 0; c < j->o; c++) j->dz[r * j->o + c] = (dr[c] - er[c] * fd) * s;
+    }
+}
+
+static void l2_normalize_rows(float *z, size_t n, size_t o, float *inv_norm) {
+    rows_job j = {z, NULL, NULL, inv_norm, o};
+    duet_parallel_for(n, 64, l2_rows, &j);
+}
+
 static void l2_normalize_backward(const float *e, const float *de,
                                   const float *inv_norm, size_t n, size_t o,
                                   float *dz) {
-    for (size_t r = 0; r < n; r++) {
-        const float *er = e + r * o, *dr = de + r * o;
-        double dot = 0.0;
-        for (size_t c = 0; c < o; c++) dot += (double)er[c] * dr[c];
-        float fd = (float)dot, s = inv_norm[r];
-        for (size_t c = 0; c < o; c++) dz[r * o + c] = (dr[c] - er[c] * fd) * s;
-    }
+    rows_job j = {(float *)e, de, dz, (float *)inv_norm, o};
+    duet_parallel_for(n, 64, l2_rows_backward, &j);
 }
 
-/* Batch statistics of z [n x h] by column: mean, biased variance. */
-static void column_stats(const float *z, size_t n, size_t h, float *mean,
-                         float *var) {
-    for (size_t c = 0; c < h; c++) { mean[c] = 0.0f; var[c] = 0.0f; }
-    /* two passes in double-free float with row-major streaming */
-    for (size_t r = 0; r < n; r++)
-        for (size_t c = 0; c < h; c++) mean[c] += z[r * h + c];
-    for (size_t c = 0; c < h; c++) mean[c] /= (float)n;
-    for (size_t r = 0; r < n; r++)
-        for (size_t c = 0; c < h; c++) {
-            float dv = z[r * h + c] - mean[c];
-            var[c] += dv * dv;
+typedef struct bn_job {
+    const duet_bparams *w;
+    duet_bparams *g;
+    duet_bnstats *bn;
+    const duet_params *p;
+    duet_branch_ws *ws;
+    size_t n, h;
+    int train, drop;
+    uint64_t mask_seed;
+    const float *mask_override;
+} bn_job;
+
+/* Columns [c0, c1): batch mean and biased variance (training) or the running
+ * statistics (evaluation), the running-statistic update, 1/sqrt(var+eps). */
+static void bn_stats_cols(void *ctx, size_t c0, size_t c1) {
+    bn_job *j = ctx;
+    duet_branch_ws *ws = j->ws;
+    const float *z = ws->xh;
+    size_t n = j->n, h = j->h;
+    if (j->train) {
+        for (size_t c = c0; c < c1; c++) { ws->mean[c] = 0.0f; ws->var[c] = 0.0f; }
+        for (size_t r = 0; r < n; r++)
+            for (size_t c = c0; c < c1; c++) ws->mean[c] += z[r * h + c];
+        for (size_t c = c0; c < c1; c++) ws->mean[c] /= (float)n;
+        for (size_t r = 0; r < n; r++)
+            for (size_t c = c0; c < c1; c++) {
+                float dv = z[r * h + c] - ws->mean[c];
+                ws->var[c] += dv * dv;
+            }
+        float mom = j->p->bn_momentum, unb = (float)n / (float)(n - 1);
+        for (size_t c = c0; c < c1; c++) {
+            ws->var[c] /= (float)n;
+            j->bn->mean[c] = (1.0f - mom) * j->bn->mean[c] + mom * ws->mean[c];
+            j->bn->var[c] = (1.0f - mom) * j->bn->var[c] + mom * ws->var[c] * unb;
         }
-    for (size_t c = 0; c < h; c++) var[c] /= (float)n;
+    } else {
+        for (size_t c = c0; c < c1; c++) { ws->mean[c] = j->bn->mean[c]; ws->var[c] = j->bn->var[c]; }
+    }
+    for (size_t c = c0; c < c1; c++) ws->inv_std[c] = 1.0f / sqrtf(ws->var[c] + j->p->bn_eps);
+}
+
+/* Rows [r0, r1): xh = (z - mean) * inv_std in place, d = dropout(relu(gamma
+ * xh + beta)). Row r's dropout mask comes from its own RNG stream seeded
+ * from (mask_seed, r), so the masks do not depend on the thread count. */
+static void bn_rows(void *ctx, size_t r0, size_t r1) {
+    bn_job *j = ctx;
+    duet_branch_ws *ws = j->ws;
+    size_t h = j->h;
+    float p = j->p->dropout, scale = 1.0f / (1.0f - p);
+    for (size_t r = r0; r < r1; r++) {
+        float *zr = ws->xh + r * h, *dr = ws->d + r * h, *mr = ws->mask + r * h;
+        duet_rng rr;
+        if (j->drop) duet_rng_seed(&rr, j->mask_seed ^ (0x9e3779b97f4a7c15ULL * (r + 1)));
+        for (size_t c = 0; c < h; c++) {
+            float xh = (zr[c] - ws->mean[c]) * ws->inv_std[c];
+            zr[c] = xh;
+            float y = j->w->gamma[c] * xh + j->w->beta[c];
+            float m = 1.0f;
+            if (j->mask_override) m = j->mask_override[r * h + c];
+            else if (j->drop) m = duet_rng_uniform(&rr) < p ? 0.0f : scale;
+            mr[c] = m;
+            dr[c] = (y > 0.0f ? y : 0.0f) * m;
+        }
+    }
 }
 
 /* The MLP's middle: z [n x h] (in ws->xh) -> xh (in place), and
@@ -137,35 +211,11 @@ static void bn_relu_dropout(const duet_bparams *w, duet_bnstats *bn,
                             const duet_params *p, size_t n, size_t h,
                             int train, duet_rng *rng, const float *mask_override,
                             duet_branch_ws *ws) {
-    float *z = ws->xh;
-    if (train) {
-        column_stats(z, n, h, ws->mean, ws->var);
-        float mom = p->bn_momentum, unb = (float)n / (float)(n - 1);
-        for (size_t c = 0; c < h; c++) {
-            bn->mean[c] = (1.0f - mom) * bn->mean[c] + mom * ws->mean[c];
-            bn->var[c] = (1.0f - mom) * bn->var[c] + mom * ws->var[c] * unb;
-        }
-    } else {
-        memcpy(ws->mean, bn->mean, h * sizeof(float));
-        memcpy(ws->var, bn->var, h * sizeof(float));
-    }
-    for (size_t c = 0; c < h; c++)
-        ws->inv_std[c] = 1.0f / sqrtf(ws->var[c] + p->bn_eps);
-    float keep = 1.0f - p->dropout, scale = keep > 0 ? 1.0f / keep : 0.0f;
-    int drop = train && p->dropout > 0.0f;
-    for (size_t r = 0; r < n; r++) {
-        float *zr = z + r * h, *dr = ws->d + r * h, *mr = ws->mask + r * h;
-        for (size_t c = 0; c < h; c++) {
-            float xh = (zr[c] - ws->mean[c]) * ws->inv_std[c];
-            zr[c] = xh;
-            float y = w->gamma[c] * xh + w->beta[c];
-            float m = 1.0f;
-            if (mask_override) m = mask_override[r * h + c];
-            else if (drop) m = duet_rng_uniform(rng) < p->dropout ? 0.0f : scale;
-            mr[c] = m;
-            dr[c] = (y > 0.0f ? y : 0.0f) * m;
-        }
-    }
+    bn_job j = {w, NULL, bn, p, ws, n, h, train, train && p->dropout > 0.0f, 0,
+                mask_override};
+    if (j.drop && !mask_override) j.mask_seed = duet_rng_u64(rng);
+    duet_parallel_for(h, 64, bn_stats_cols, &j);
+    duet_parallel_for(n, 16, bn_rows, &j);
 }
 
 void duet_branch_forward(const duet_branch *b, const duet_bparams *w,
@@ -183,35 +233,42 @@ void duet_branch_forward(const duet_branch *b, const duet_bparams *w,
     l2_normalize_rows(ws->e, n, o, ws->inv_norm);
 }
 
-/* BN + ReLU + dropout backward: dd [n x h] holds dD on entry and dZ1 on exit.
- * dY = dD * M where D > 0 (D > 0 iff ReLU passed and the unit was kept). */
-static void bn_relu_dropout_backward(const duet_bparams *w, duet_bparams *g,
-                                     size_t n, size_t h, duet_branch_ws *ws) {
-    float *dd = ws->dd;
-    memset(g->gamma, 0, h * sizeof(float));
-    memset(g->beta, 0, h * sizeof(float));
+/* BN + ReLU + dropout backward on columns [c0, c1): ws->dd holds dD on
+ * entry and dZ1 on exit. dY = dD * M where D > 0 (D > 0 iff the ReLU passed
+ * and the unit was kept); dgamma = sum(dY xh), dbeta = sum(dY);
+ * dZ1 = inv_std/n * (n dY gamma - dbeta gamma - xh dgamma gamma). */
+static void bn_backward_cols(void *ctx, size_t c0, size_t c1) {
+    bn_job *j = ctx;
+    duet_branch_ws *ws = j->ws;
+    duet_bparams *g = j->g;
+    size_t n = j->n, h = j->h;
+    for (size_t c = c0; c < c1; c++) { g->gamma[c] = 0.0f; g->beta[c] = 0.0f; }
     for (size_t r = 0; r < n; r++) {
-        float *ddr = dd + r * h;
-        const float *dr = ws->d + r * h, *mr = ws->mask + r * h,
-                    *xr = ws->xh + r * h;
-        for (size_t c = 0; c < h; c++) {
+        float *ddr = ws->dd + r * h;
+        const float *dr = ws->d + r * h, *mr = ws->mask + r * h, *xr = ws->xh + r * h;
+        for (size_t c = c0; c < c1; c++) {
             float dy = dr[c] > 0.0f ? ddr[c] * mr[c] : 0.0f;
             ddr[c] = dy;
             g->gamma[c] += dy * xr[c];
             g->beta[c] += dy;
         }
     }
-    /* dZ1 = inv_std/n * (n*dXh - sum(dXh) - Xh*sum(dXh*Xh)), dXh = dY*gamma */
     float fn = (float)n;
     for (size_t r = 0; r < n; r++) {
-        float *ddr = dd + r * h;
+        float *ddr = ws->dd + r * h;
         const float *xr = ws->xh + r * h;
-        for (size_t c = 0; c < h; c++) {
-            float gm = w->gamma[c];
+        for (size_t c = c0; c < c1; c++) {
+            float gm = j->w->gamma[c];
             ddr[c] = ws->inv_std[c] / fn *
                      (fn * ddr[c] * gm - g->beta[c] * gm - xr[c] * g->gamma[c] * gm);
         }
     }
+}
+
+static void bn_relu_dropout_backward(const duet_bparams *w, duet_bparams *g,
+                                     size_t n, size_t h, duet_branch_ws *ws) {
+    bn_job j = {w, g, NULL, NULL, ws, n, h, 1, 0, 0, NULL};
+    duet_parallel_for(h, 64, bn_backward_cols, &j);
 }
 
 void duet_branch_backward(const duet_branch *b, const duet_bparams *w,

@@ -8,7 +8,7 @@ set -euo pipefail
 DATA=$(mktemp -d)
 trap 'rm -rf "$DATA"' EXIT
 # keep in step with tests/test_training_ref.c
-SYNTH=(--train 2000 --val 200 --test 1000 --seed 1)
+SYNTH=(--train 2000 --val 200 --test 5000 --seed 1)
 CFG=(--hidden 512 --embed 128 --batch-images 100 --lr 2e-3 --lr-decay 0.9 --epochs 30)
 ./duet synth -o "$DATA" "${SYNTH[@]}" >&2
 mkdir -p tests/fixtures/ref_train
