@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/resource.h>
 
 static double now(void) {
     struct timespec ts;
@@ -45,6 +46,12 @@ static double sgemm_rate(int m, int n, int k, int reps) {
     }
     free(a); free(b); free(c);
     return 2.0 * m * n * k / best / 1e9;
+}
+
+static double peak_rss_mb(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_maxrss / 1024.0;
 }
 
 typedef struct { double t0, last; int steps; } timing;
@@ -117,9 +124,11 @@ int main(int argc, char **argv) {
     double peak = sgemm_rate(1000, 2048, 6000, 3);
     printf("{\"impl\":\"duet\",\"threads\":%d,\"seconds_per_epoch\":%.3f,\"first_epoch_seconds\":%.3f,\"steps\":%d,"
            "\"gen_seconds\":%.2f,\"gemm_gflop_per_epoch\":%.1f,\"effective_gflops\":%.1f,"
-           "\"sgemm_peak_gflops\":%.1f,\"gemm_efficiency\":%.3f}\n",
+           "\"sgemm_peak_gflops\":%.1f,\"gemm_efficiency\":%.3f,\"peak_rss_mb\":%.0f,"
+           "\"data_mb\":%.0f}\n",
            threads, epoch_s, first_epoch, steps, gen, gemm_gflop, gemm_gflop / epoch_s, peak,
-           gemm_gflop / epoch_s / peak);
+           gemm_gflop / epoch_s / peak, peak_rss_mb(),
+           (double)(n_img * di + nc * dt) * 4.0 / 1048576.0);
     free(log);
     duet_model_free(m);
     free(d.image_split); free(d.caption_image); free(d.image_cap_start); free(d.image_caps);

@@ -72,9 +72,11 @@ static int on_step(void *user, int epoch, size_t step, size_t steps, double loss
     if (step == 1) pr->epoch_t0 = now_seconds();
     double el = now_seconds() - pr->epoch_t0;
     double rate = el > 0 ? (double)step / el : 0.0;
-    double left = rate > 0 ? (double)(steps - step) / rate : 0.0;
-    fprintf(stderr, "\repoch %d/%d  step %zu/%zu  %.2f steps/s  loss %.4f  epoch ETA %.0fs   ",
-            epoch, pr->epochs, step, steps, rate, loss, left);
+    /* this epoch's remaining steps and the later epochs' (validation not counted) */
+    double left = rate > 0 ? ((double)(steps - step) +
+                              (double)(pr->epochs - epoch) * (double)steps) / rate : 0.0;
+    fprintf(stderr, "\repoch %d/%d  step %zu/%zu  %.2f steps/s  loss %.4f  ETA %dm%02ds   ",
+            epoch, pr->epochs, step, steps, rate, loss, (int)(left / 60), (int)left % 60);
     return 0;
 }
 
