@@ -429,6 +429,11 @@ static duet_status train_setup(trainer *t, const duet_dataset *d,
     duet_status st = duet_params_validate(p, err);
     if (!st) st = duet_check_features(d, img, "image features", txt, "text features", err);
     if (st) return st;
+    if (p->w_img_struct != 0.0f)
+        return duet_fail(err, DUET_ERR_INVALID_ARG,
+                         "train: w_img_struct is %g, but %s gives its images no "
+                         "neighbours (the image structure term needs them)",
+                         (double)p->w_img_struct, d->source);
     if (p->threads > 0) duet_set_threads(p->threads);
     duet_rng_seed(&t->rng, p->seed);
     if ((st = collect_train(t, err))) return st;

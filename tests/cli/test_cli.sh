@@ -57,6 +57,7 @@ D="--dataset tsv:syn/captions.tsv --image-features syn/images.npy --text-feature
 SMALL="--hidden 64 --embed-dim 16 --batch-images 25 --epochs 3 --lr 3e-3"
 expect 0 "epoch 3/3" "$DUET" train $D $SMALL -o m.duet
 [ -f m.duet ] && ok || bad "train wrote no model"
+expect 1 "gives its images no neighbours" "$DUET" train $D $SMALL --w-img-struct 0.5 -o img_struct.duet
 [ -f m.duet.ckpt ] && bad "checkpoint left after a finished run" || ok
 expect 0 "" "$DUET" eval --model m.duet $D --json
 if grep -qE '^\{"i2t":\{"r1":[0-9.]+,"r5":[0-9.]+,"r10":[0-9.]+,"medr":[0-9.]+,"meanr":[0-9.]+\},"t2i":\{"r1":[0-9.]+,"r5":[0-9.]+,"r10":[0-9.]+,"medr":[0-9.]+,"meanr":[0-9.]+\},"rsum":[0-9.]+\}$' "$T/out"; then ok; else bad "eval --json shape: $(cat "$T/out")"; fi
