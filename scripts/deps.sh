@@ -5,7 +5,7 @@
 #   scripts/deps.sh bench   + the same peers for `make bench`
 set -euo pipefail
 what=${1:-build}
-pkgs=(gcc make pkg-config libopenblas-dev liblapacke-dev libjansson-dev)
+pkgs=(gcc make pkg-config libopenblas-dev liblapacke-dev libjansson-dev libyajl-dev libjpeg62-turbo-dev libpng-dev libstb-dev)
 case "$what" in
   build) ;;
   ref|bench) pkgs+=(python3-numpy python3-torch python3-sklearn) ;;

@@ -41,5 +41,10 @@ int cmd_eval(int argc, char **argv);
 int cmd_embed(int argc, char **argv);
 int cmd_dataset(int argc, char **argv);
 int cmd_synth(int argc, char **argv);
+int cmd_vectors(int argc, char **argv);        /* tools/cmd_text.c */
+int cmd_textmodel(int argc, char **argv);
+int cmd_features_text(int argc, char **argv);  /* `duet features text` */
+int cmd_classify(int argc, char **argv);       /* tools/cmd_image.c */
+int cmd_features(int argc, char **argv);       /* `duet features image|text` */
 
 #endif

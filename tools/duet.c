@@ -26,6 +26,10 @@ static const command commands[] = {
     {"embed", cmd_embed, "embed a feature file with one branch of a model"},
     {"dataset", cmd_dataset, "counts, image order and caption order of a dataset"},
     {"synth", cmd_synth, "write a synthetic dataset (features + captions)"},
+    {"classify", cmd_classify, "top-5 ImageNet labels of images (ResNet-50, MobileNetV2)"},
+    {"features", cmd_features, "feature files: `features image` (CNN) or `features text`"},
+    {"vectors", cmd_vectors, "import word vectors (GloVe, word2vec, fastText, wink JSON)"},
+    {"textmodel", cmd_textmodel, "fit a sentence encoder (mean, tf-idf, Fisher vectors)"},
     {0, 0, 0}};
 
 static void help(FILE *out) {

@@ -1,0 +1,181 @@
+/* text.h -- private interface of the text part (issue 4): tokenizer, word
+ * vectors, diagonal GMM, HGLMM, Fisher vectors, PCA (not installed).
+ *
+ * Word vectors and mixtures use float32 storage; EM runs in double. Every
+ * buffer parser takes (pointer, length) and a name used in messages. */
+#ifndef DUET_TEXT_H
+#define DUET_TEXT_H
+
+#include "core/core.h"
+
+/* ------------------------------------------------------------ tokenizer */
+
+/* Tokens of one text: NUL-terminated strings back to back in buf; tok[i]
+ * points into buf. Reusable: duet_tokenize resets it (keeps capacity). */
+typedef struct duet_tokens {
+    char *buf; size_t buf_cap;
+    const char **tok; size_t n, tok_cap;
+    size_t n_invalid;   /* invalid UTF-8 bytes seen (each a separator) */
+} duet_tokens;
+
+/* Splits text[0..len) by the documented rule (docs/TEXT.md):
+ * tokens are maximal runs of letters, lowercased. */
+duet_status duet_tokenize(const char *text, size_t len, duet_tokens *t,
+                          duet_error *err);
+void duet_tokens_free(duet_tokens *t); /* NULL-safe */
+
+/* ------------------------------------------------------------ word table */
+
+/* A string -> row hash table over a packed vocabulary. */
+typedef struct duet_vocab {
+    size_t n;            /* words                                  */
+    const char **word;   /* [n] NUL-terminated, point into blob    */
+    char *blob;          /* owned copy (or NULL when borrowed)     */
+    size_t blob_len;     /* bytes incl. the NULs                   */
+    uint32_t *slot;      /* open addressing: row + 1, 0 = empty    */
+    size_t n_slots;      /* power of two, >= 2 n                   */
+} duet_vocab;
+
+/* Builds from a packed blob of n NUL-terminated words (takes a copy when
+ * copy is set, else borrows blob). Refuses empty words, invalid UTF-8 and
+ * duplicates (DUET_ERR_FORMAT naming `name`). */
+duet_status duet_vocab_build(duet_vocab *v, const char *blob, size_t blob_len,
+                             size_t n, int copy, const char *name,
+                             duet_error *err);
+/* Row of word (NUL-terminated), or -1. */
+long duet_vocab_find(const duet_vocab *v, const char *word);
+void duet_vocab_free(duet_vocab *v);
+
+/* ------------------------------------------------------------ vectors */
+
+struct duet_vectors {
+    size_t n, dim;
+    duet_vocab vocab;
+    float *vec;          /* [n x dim], owned or a view into tf        */
+    float *own;          /* owned storage, or NULL                    */
+    duet_tf_file tf;     /* when parsed from a buffer                  */
+    void *map; size_t map_len; /* when memory-mapped (duet_vectors_load) */
+    char *source_format; /* "glove", "word2vec-bin", ... (owned)        */
+};
+
+/* Buffer parsers (fuzz targets). fmt: one of the duet_vec_format values
+ * except AUTO and WINK; wink has its own streaming parser. */
+duet_status duet_vectors_parse_text(const char *buf, size_t len, int has_header,
+                                    const char *fmt_name, const char *name,
+                                    duet_vectors **out, duet_error *err);
+duet_status duet_vectors_parse_w2v_bin(const char *buf, size_t len,
+                                       const char *name, duet_vectors **out,
+                                       duet_error *err);
+duet_status duet_vectors_parse_wink(const char *buf, size_t len,
+                                    const char *name, duet_vectors **out,
+                                    duet_error *err);
+/* Parses a duet vectors file image (takes over buf, like duet_tf_parse). */
+duet_status duet_vectors_parse_file(char *buf, size_t len, const char *name,
+                                    duet_vectors **out, duet_error *err);
+
+/* ------------------------------------------------------------ mixtures */
+
+/* Diagonal GMM: w [K], mu [K x D], var [K x D] (double). The fitting
+ * functions take optional point weights wt [n] (NULL: all 1): EM on distinct
+ * words weighted by their counts equals EM on every token occurrence. */
+typedef struct duet_gmm {
+    size_t k, d;
+    double *w, *mu, *var;
+} duet_gmm;
+
+duet_status duet_gmm_alloc(duet_gmm *g, size_t k, size_t d);
+void duet_gmm_free(duet_gmm *g);
+/* k-means++ seeding of the means on x [n x d] (rng), variances = the
+ * global per-dimension variance, uniform weights. */
+duet_status duet_gmm_init_kmeanspp(duet_gmm *g, const float *x,
+                                   const float *wt, size_t n, duet_rng *rng,
+                                   duet_error *err);
+/* EM from the current parameters (scikit-learn's GaussianMixture with
+ * covariance_type='diag' and reg_covar added to every variance). Stops after
+ * max_iter iterations or when the mean log-likelihood gains less than tol
+ * (tol <= 0: run max_iter). ll_trace (optional, [max_iter]) gets the mean
+ * log-likelihood computed in the E-step of each iteration; *iters the number
+ * run. */
+duet_status duet_gmm_em(duet_gmm *g, const float *x, const float *wt, size_t n,
+                        int max_iter,
+                        double tol, double reg_covar, double *ll_trace,
+                        int *iters, duet_error *err);
+/* Mean log-likelihood of x under g. */
+double duet_gmm_score(const duet_gmm *g, const float *x, const float *wt,
+                      size_t n);
+
+/* HGLMM: per (component, dimension) a Gaussian (lap = 0, scale = sigma) or a
+ * Laplacian (lap = 1, scale = b). */
+typedef struct duet_hglmm {
+    size_t k, d;
+    double *w, *mu, *scale;
+    unsigned char *lap;
+} duet_hglmm;
+
+duet_status duet_hglmm_alloc(duet_hglmm *h, size_t k, size_t d);
+void duet_hglmm_free(duet_hglmm *h);
+/* Starts from a GMM (all Gaussian). */
+duet_status duet_hglmm_from_gmm(duet_hglmm *h, const duet_gmm *g);
+/* EM: E-step posteriors; M-step per (k, d) the better of the weighted
+ * Gaussian MLE and the weighted Laplacian MLE (weighted median, mean
+ * absolute deviation). min_scale floors every scale. */
+duet_status duet_hglmm_em(duet_hglmm *h, const float *x, const float *wt,
+                          size_t n, int max_iter,
+                          double tol, double min_scale, double *ll_trace,
+                          int *iters, duet_error *err);
+double duet_hglmm_score(const duet_hglmm *h, const float *x, const float *wt,
+                        size_t n);
+
+/* ------------------------------------------------------------ Fisher */
+
+/* Float copies of a mixture prepared for encoding. kind 0: GMM, 1: HGLMM. */
+typedef struct duet_fv_model {
+    int kind;
+    size_t k, d;
+    float *w, *mu, *scale;   /* scale = sigma (Gaussian) or b (Laplace) */
+    unsigned char *lap;      /* [k x d] or NULL (all Gaussian)         */
+    float *logc;             /* [k] log w_k - sum_d log normalizer      */
+    float *inv_var;          /* [k x d] 1/sigma^2 (0 on Laplace dims)   */
+    float *mu_iv;            /* [k x d] mu/sigma^2 (0 on Laplace dims)  */
+} duet_fv_model;
+
+duet_status duet_fv_from_gmm(duet_fv_model *m, const duet_gmm *g);
+duet_status duet_fv_from_hglmm(duet_fv_model *m, const duet_hglmm *h);
+void duet_fv_free(duet_fv_model *m);
+size_t duet_fv_dim(const duet_fv_model *m); /* 2 k d */
+
+/* Fisher vectors of n sentences: sentence s has the word vectors
+ * x[start[s] .. start[s+1]) (rows of [* x d]). out: [n x 2kd], each row
+ * [G_mu (k x d) | G_scale (k x d)], signed square root, L2-normalized; a
+ * sentence without words gets zeros. */
+duet_status duet_fv_encode(const duet_fv_model *m, const float *x,
+                           const size_t *start, size_t n, float *out,
+                           size_t ldo, duet_error *err);
+
+/* ------------------------------------------------------------ ICA */
+
+/* FastICA of x [n x d] (weights wt [n] or NULL): parallel fixed-point
+ * iterations with the logcosh contrast on the whitened data, from a random
+ * orthogonal start (rng), until max | |<w_new, w_old>| - 1 | < tol. The
+ * independent components of a point are (x - mean) unmix^T (unit variance,
+ * uncorrelated). mean [d], unmix [d x d]. */
+duet_status duet_ica_fit(const float *x, const float *wt, size_t n, size_t d,
+                         int max_iter, double tol, duet_rng *rng,
+                         float *mean, float *unmix, int *iters,
+                         duet_error *err);
+
+/* ------------------------------------------------------------ PCA */
+
+/* PCA of x [n x din] to dout components: mean [din], basis [din x dout]
+ * (columns = principal directions, by decreasing variance, sign fixed so
+ * that the largest-magnitude entry of each column is positive), var [dout]
+ * (eigenvalues, optional). Covariance by SSYRK, all eigenvectors by LAPACK
+ * ssyevr (MRRR), the top dout kept. */
+duet_status duet_pca_fit(const float *x, size_t n, size_t din, size_t dout,
+                         float *mean, float *basis, float *var,
+                         duet_error *err);
+/* y [n x dout] = (x - mean) basis. */
+void duet_pca_apply(const float *x, size_t n, size_t din, size_t dout,
+                    const float *mean, const float *basis, float *y);
+
+#endif

@@ -1,0 +1,202 @@
+/* cmd_text.c -- the text subcommands: `duet vectors import`, `duet textmodel
+ * fit` and `duet features text` (called by the `features` dispatcher). */
+#define _POSIX_C_SOURCE 200809L
+#include "cli.h"
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* ---------------------------------------------------------------- vectors */
+
+int cmd_vectors(int argc, char **argv) {
+    const char *cmd = "vectors", *out = NULL, *format = "auto", *vocab_from = NULL;
+    flag flags[] = {
+        {"out", F_STR, &out, "duet vectors file to write (-o)"},
+        {"format", F_STR, &format, "auto, glove, word2vec-bin, word2vec-text, fasttext, wink or duet"},
+        {"vocab-from", F_STR, &vocab_from, "keep only words that occur in this dataset's captions (SPEC)"},
+        {0}};
+    const char *pos[2];
+    int npos, rc = parse_flags(cmd, "import FILE -o vectors.duet [--format F] [--vocab-from SPEC]",
+                               argc, argv, flags, pos, 2, &npos);
+    if (rc) return rc < 0 ? 0 : rc;
+    if (npos < 1 || strcmp(pos[0], "import") != 0) return usage_error(cmd, "expected `import FILE`");
+    if (npos < 2) return usage_error(cmd, "import needs a FILE");
+    if ((rc = need(cmd, out, "out"))) return rc;
+    int fmt = duet_vec_format_parse(format);
+    if (fmt < 0) return usage_error(cmd, "--format: unknown format '%s'", format);
+    duet_error e = {0};
+    double t0 = now_seconds();
+    duet_vectors *v = NULL;
+    duet_dataset *d = NULL;
+    if (vocab_from && duet_dataset_load(vocab_from, &d, &e)) return fail(cmd, &e);
+    if (duet_vectors_import(pos[1], (duet_vec_format)fmt, &v, &e)) { duet_dataset_free(d); return fail(cmd, &e); }
+    size_t n0 = duet_vectors_count(v);
+    double t1 = now_seconds();
+    if (d && duet_vectors_restrict(v, d, &e)) { duet_vectors_free(v); duet_dataset_free(d); return fail(cmd, &e); }
+    if (duet_vectors_save(v, out, &e)) { duet_vectors_free(v); duet_dataset_free(d); return fail(cmd, &e); }
+    printf("%s: %zu words x %zu dims", out, duet_vectors_count(v), duet_vectors_dim(v));
+    if (d) printf(" (of %zu, restricted to the words of %s)", n0, vocab_from);
+    printf("; read in %.2f s, total %.2f s\n", t1 - t0, now_seconds() - t0);
+    duet_vectors_free(v);
+    duet_dataset_free(d);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- textmodel */
+
+typedef struct tprog { int tty; double t0; } tprog;
+static void text_progress(void *u, const char *stage, size_t done, size_t total) {
+    tprog *p = u;
+    if (p->tty) fprintf(stderr, "[%7.1f s] %s (%zu)\n", now_seconds() - p->t0, stage, total);
+    (void)done;
+}
+
+static void print_stats(FILE *f, const char *what, const duet_text_stats *s) {
+    fprintf(f, "%s: %zu captions, %zu tokens, %zu known (%.2f%%), %zu with no known word, "
+               "%zu invalid UTF-8 bytes, %.2f s (%.0f captions/s)\n", what,
+            s->n_captions, s->n_tokens, s->n_known,
+            s->n_tokens ? 100.0 * (double)s->n_known / (double)s->n_tokens : 0.0,
+            s->n_empty, s->n_invalid_utf8, s->seconds,
+            s->seconds > 0 ? (double)s->n_captions / s->seconds : 0.0);
+}
+
+int cmd_textmodel(int argc, char **argv) {
+    const char *cmd = "textmodel", *out = NULL, *spec = NULL, *vec = NULL, *encs = "fv-gmm";
+    duet_textmodel_params p = duet_textmodel_default_params();
+    int threads = 0;
+    flag flags[] = {
+        {"dataset", F_STR, &spec, "dataset SPEC (fitted on its train split only)"},
+        {"vectors", F_STR, &vec, "word vectors (duet vectors file or any importable format)"},
+        {"encoder", F_STR, &encs, "mean, tfidf, fv-gmm, fv-hglmm or fv-both"},
+        {"components", F_SIZE, &p.components, "mixture components K"},
+        {"pca", F_SIZE, &p.pca_dim, "PCA output dimension (0: none; none when >= the encoder's)"},
+        {"pca-samples", F_SIZE, &p.pca_samples, "training captions PCA is fitted on (0: all)"},
+        {"em-iters", F_INT, &p.em_iters, "EM iterations at most"},
+        {"ica", F_BOOL, &p.ica, "FastICA of the word vectors before the mixtures (fv-* encoders)"},
+        {"seed", F_U64, &p.seed, "seed of k-means++ and of the PCA subset"},
+        {"threads", F_INT, &threads, "OpenBLAS threads (0: leave as is)"},
+        {"out", F_STR, &out, "text model file to write (-o)"},
+        {0}};
+    const char *pos[1];
+    int npos, rc = parse_flags(cmd, "fit --dataset SPEC --vectors V --encoder E [--components K] [--pca D] -o text.model",
+                               argc, argv, flags, pos, 1, &npos);
+    if (rc) return rc < 0 ? 0 : rc;
+    if (npos < 1 || strcmp(pos[0], "fit") != 0) return usage_error(cmd, "expected `fit`");
+    if ((rc = need(cmd, spec, "dataset")) || (rc = need(cmd, out, "out"))) return rc;
+    int enc = duet_encoder_parse(encs);
+    if (enc < 0) return usage_error(cmd, "--encoder: unknown encoder '%s'", encs);
+    p.encoder = (duet_encoder)enc;
+    if (enc != DUET_ENC_TFIDF && (rc = need(cmd, vec, "vectors"))) return rc;
+    if (p.ica && enc < DUET_ENC_FV_GMM) return usage_error(cmd, "--ica applies to the fv-* encoders only");
+    if (threads > 0) duet_set_threads(threads);
+    duet_error e = {0};
+    duet_dataset *d = NULL;
+    duet_vectors *v = NULL;
+    duet_textmodel *m = NULL;
+    if (duet_dataset_load(spec, &d, &e)) return fail(cmd, &e);
+    double t0 = now_seconds();
+    if (vec && duet_vectors_import(vec, DUET_VEC_AUTO, &v, &e)) { duet_dataset_free(d); return fail(cmd, &e); }
+    double tv = now_seconds() - t0;
+    tprog pr = {isatty(2), now_seconds()};
+    duet_text_stats st;
+    if (duet_textmodel_fit(d, v, &p, text_progress, &pr, &m, &st, &e)) { duet_vectors_free(v); duet_dataset_free(d); return fail(cmd, &e); }
+    duet_vectors_free(v);
+    if (duet_textmodel_save(m, out, &e)) { duet_textmodel_free(m); duet_dataset_free(d); return fail(cmd, &e); }
+    char hex[17] = "?";
+    duet_file_hash(out, hex, &e);
+    printf("%s: encoder %s, dim %zu, content hash fnv1a64:%s, vectors loaded in %.2f s\n", out,
+           duet_encoder_name(duet_textmodel_encoder(m)), duet_textmodel_dim(m), hex, tv);
+    print_stats(stdout, "fit (train split)", &st);
+    if (st.em_iters_gmm) printf("gmm: %d EM iterations, mean log-likelihood %.6f\n", st.em_iters_gmm, st.ll_gmm);
+    if (st.em_iters_hglmm) printf("hglmm: %d EM iterations, mean log-likelihood %.6f\n", st.em_iters_hglmm, st.ll_hglmm);
+    duet_textmodel_free(m);
+    duet_dataset_free(d);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- features */
+
+/* Reads a whole file (NUL-terminated); NULL with a message on failure. */
+static char *slurp(const char *cmd, const char *path, size_t *len) {
+    FILE *fp = fopen(path, "rb");
+    if (!fp) { fprintf(stderr, "duet %s: %s: cannot open\n", cmd, path); return NULL; }
+    size_t cap = 1 << 16, n = 0, r;
+    char *b = malloc(cap + 1);
+    while (b && (r = fread(b + n, 1, cap - n, fp)) > 0) {
+        n += r;
+        if (n == cap) { char *nb = realloc(b, 2 * cap + 1); if (!nb) { free(b); b = NULL; break; } b = nb; cap *= 2; }
+    }
+    int bad = ferror(fp);
+    fclose(fp);
+    if (!b || bad) { free(b); fprintf(stderr, "duet %s: %s: read error\n", cmd, path); return NULL; }
+    b[n] = '\0';
+    *len = n;
+    return b;
+}
+
+int cmd_features_text(int argc, char **argv) {
+    const char *cmd = "features text", *out = NULL, *tm = NULL, *spec = NULL, *capf = NULL;
+    int threads = 0;
+    if (argc > 0 && strcmp(argv[0], "text") == 0) { argc--; argv++; }
+    flag flags[] = {
+        {"textmodel", F_STR, &tm, "text model file (duet textmodel fit)"},
+        {"dataset", F_STR, &spec, "encode every caption of this dataset, in caption order"},
+        {"captions", F_STR, &capf, "or: a UTF-8 file, one caption a line"},
+        {"threads", F_INT, &threads, "OpenBLAS threads (0: leave as is)"},
+        {"out", F_STR, &out, ".npy file to write [captions x dim] (-o)"},
+        {0}};
+    const char *pos[1];
+    int npos, rc = parse_flags(cmd, "--textmodel T (--dataset SPEC | --captions FILE) -o feats.npy",
+                               argc, argv, flags, pos, 0, &npos);
+    if (rc) return rc < 0 ? 0 : rc;
+    if ((rc = need(cmd, tm, "textmodel")) || (rc = need(cmd, out, "out"))) return rc;
+    if (!spec == !capf) return usage_error(cmd, "give exactly one of --dataset and --captions");
+    if (threads > 0) duet_set_threads(threads);
+    duet_error e = {0};
+    duet_textmodel *m = NULL;
+    duet_dataset *d = NULL;
+    char *buf = NULL;
+    const char **texts = NULL;
+    size_t n = 0;
+    if (duet_textmodel_load(tm, &m, &e)) return fail(cmd, &e);
+    if (spec) {
+        if (duet_dataset_load(spec, &d, &e)) { duet_textmodel_free(m); return fail(cmd, &e); }
+        texts = (const char **)d->captions;
+        n = d->n_captions;
+    } else {
+        size_t len;
+        if (!(buf = slurp(cmd, capf, &len))) { duet_textmodel_free(m); return 1; }
+        for (size_t i = 0; i < len; i++) if (buf[i] == '\n') n++;
+        if (len && buf[len - 1] != '\n') n++;
+        texts = calloc(n ? n : 1, sizeof *texts);
+        if (!texts) { free(buf); duet_textmodel_free(m); fprintf(stderr, "duet %s: out of memory\n", cmd); return 1; }
+        size_t k = 0;
+        char *p = buf;
+        for (size_t i = 0; i < n; i++) {
+            char *nl = memchr(p, '\n', len - (size_t)(p - buf));
+            if (nl) { *nl = '\0'; if (nl > p && nl[-1] == '\r') nl[-1] = '\0'; }
+            /* an embedded NUL byte ends that caption early (documented) */
+            texts[k++] = p;
+            p = nl ? nl + 1 : buf + len;
+        }
+        if (n == 0) {
+            free(texts); free(buf); duet_textmodel_free(m);
+            fprintf(stderr, "duet %s: %s: no captions\n", cmd, capf);
+            return 1;
+        }
+    }
+    duet_mat f = {duet_textmodel_dim(m) && n ? calloc(n, duet_textmodel_dim(m) * sizeof(float)) : NULL, n, duet_textmodel_dim(m)};
+    duet_text_stats st;
+    int ret = 0;
+    if (!f.data) { fprintf(stderr, "duet %s: out of memory (%zu x %zu)\n", cmd, n, duet_textmodel_dim(m)); ret = 1; }
+    else if (duet_textmodel_encode(m, texts, n, &f, NULL, &st, &e) || duet_npy_write(out, &f, &e)) ret = fail(cmd, &e);
+    else {
+        printf("%s: [%zu x %zu] (%s)\n", out, n, duet_textmodel_dim(m), duet_encoder_name(duet_textmodel_encoder(m)));
+        print_stats(stdout, "encode", &st);
+    }
+    duet_mat_free(&f);
+    if (!spec) { free(texts); free(buf); }
+    duet_dataset_free(d);
+    duet_textmodel_free(m);
+    return ret;
+}
