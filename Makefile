@@ -23,7 +23,7 @@ TBINS   := $(TESTS:tests/%.c=$(BUILD)/tests/%)
 LIB     := $(BUILD)/libduet.a
 HDRS    := include/duet.h $(wildcard src/*/*.h) tests/check.h
 
-.PHONY: all deps test asan bench fuzz clean demo
+.PHONY: all deps test asan bench fuzz clean demo models
 
 all: deps duet
 
@@ -97,3 +97,7 @@ demo: deps duet
 	  --lr 1e-3 --epochs 15 -o $(DEMO_DIR)/model.duet
 	./duet eval --model $(DEMO_DIR)/model.duet --dataset tsv:$(DEMO_DIR)/captions.tsv \
 	  --image-features $(DEMO_DIR)/images.npy --text-features $(DEMO_DIR)/texts.npy --split test
+
+# Pretrained image models (ResNet-50, TF.js) into ${DUET_CACHE:-~/.cache/duet}.
+models:
+	@scripts/models.sh

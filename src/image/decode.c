@@ -129,6 +129,18 @@ static duet_status decode_bmp(const unsigned char *buf, size_t len, const char *
         return duet_fail(err, DUET_ERR_FORMAT, "%s: BMP: %s", name, stbi_failure_reason());
     duet_status st = check_dims(w > 0 ? (size_t)w : 0, h > 0 ? (size_t)h : 0, name, err);
     if (st) return st;
+    /* stb_image pads a short uncompressed BMP with zeros: refuse it here */
+    if (len >= 34) {
+        uint32_t off, compr;
+        uint16_t bpp;
+        memcpy(&off, buf + 10, 4); memcpy(&bpp, buf + 28, 2); memcpy(&compr, buf + 30, 4);
+        if ((compr == 0 || compr == 3) && bpp > 0 && bpp <= 32) {
+            uint64_t stride = ((uint64_t)w * bpp + 31) / 32 * 4, need = (uint64_t)off + stride * (uint64_t)h;
+            if (need > len)
+                return duet_fail(err, DUET_ERR_FORMAT, "%s: BMP: truncated (%zu bytes, the pixels need %llu)", name, len,
+                                 (unsigned long long)need);
+        }
+    }
     uint8_t *px = stbi_load_from_memory(buf, (int)len, &w, &h, &comp, 3);
     if (!px) return duet_fail(err, DUET_ERR_FORMAT, "%s: BMP: %s", name, stbi_failure_reason());
     uint8_t *own = malloc((size_t)w * (size_t)h * 3);

@@ -69,7 +69,11 @@ static void bias_act_rows(void *vc, size_t b, size_t e) {
             float v = x[j] + (c->bias ? c->bias[j] : 0.0f);
             v = v < c->lo ? c->lo : (v > c->hi ? c->hi : v);
             if (c->fq) {
-                float q = nearbyintf(v * inv) + (float)c->zp;
+                /* round half to even without a libm call: adding 1.5 * 2^23 */
+                float t = v * inv;
+                t = t < -4096.0f ? -4096.0f : (t > 4096.0f ? 4096.0f : t);
+                const float big = 12582912.0f; /* not folded: no -ffast-math */
+                float q = ((t + big) - big) + (float)c->zp;
                 q = q < 0.0f ? 0.0f : (q > 255.0f ? 255.0f : q);
                 v = (q - (float)c->zp) * c->scale;
             }

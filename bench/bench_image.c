@@ -1,0 +1,59 @@
+/* bench_image.c -- images/s of duet's CNN inference (part "image" of make
+ * bench). Prints one JSON line:
+ *   {"impl":"duet","model":M,"threads":T,"batch":B,"images_per_s":X,
+ *    "gflops":G,"gflop_per_image":F}
+ * usage: bench_image --model resnet50|mobilenetv2 --weights PATH
+ *                    [--threads T] [--batch B] [--seconds S] */
+#define _POSIX_C_SOURCE 200809L
+#include "duet.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+int main(int argc, char **argv) {
+    const char *model = "resnet50", *weights = NULL;
+    int threads = 1, batch = 8;
+    double seconds = 20;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (!strcmp(argv[i], "--model")) model = argv[i + 1];
+        else if (!strcmp(argv[i], "--weights")) weights = argv[i + 1];
+        else if (!strcmp(argv[i], "--threads")) threads = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--batch")) batch = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--seconds")) seconds = atof(argv[i + 1]);
+        else { fprintf(stderr, "bench_image: unknown flag %s\n", argv[i]); return 2; }
+    }
+    if (!weights || threads < 1 || batch < 1) { fprintf(stderr, "bench_image: --weights is required\n"); return 2; }
+    duet_set_threads(threads);
+    duet_error e = {0};
+    duet_cnn *net = NULL;
+    duet_status st = strcmp(model, "mobilenetv2") == 0 ? duet_cnn_load_tflite(weights, &net, &e)
+                                                       : duet_cnn_load_tfjs(weights, &net, &e);
+    if (st) { fprintf(stderr, "bench_image: %s\n", e.msg); return 1; }
+    size_t P = (size_t)DUET_IMAGE_SIDE * DUET_IMAGE_SIDE * 3;
+    float *in = malloc((size_t)batch * P * sizeof(float));
+    float *f = malloc((size_t)batch * duet_cnn_feature_dim(net) * sizeof(float));
+    duet_rng r;
+    duet_rng_seed(&r, 1);
+    for (size_t i = 0; i < (size_t)batch * P; i++) in[i] = 255.0f * duet_rng_uniform(&r);
+    if (duet_cnn_run(net, in, (size_t)batch, f, NULL, &e)) { fprintf(stderr, "bench_image: %s\n", e.msg); return 1; } /* warm-up */
+    size_t imgs = 0;
+    double t0 = now(), el = 0;
+    do {
+        if (duet_cnn_run(net, in, (size_t)batch, f, NULL, &e)) { fprintf(stderr, "bench_image: %s\n", e.msg); return 1; }
+        imgs += (size_t)batch;
+        el = now() - t0;
+    } while (el < seconds);
+    double ips = (double)imgs / el, gf = duet_cnn_flops(net) / 1e9;
+    printf("{\"impl\":\"duet\",\"model\":\"%s\",\"threads\":%d,\"batch\":%d,\"images_per_s\":%.3f,"
+           "\"gflops\":%.2f,\"gflop_per_image\":%.3f}\n", model, threads, batch, ips, ips * gf, gf);
+    free(in); free(f);
+    duet_cnn_free(net);
+    return 0;
+}
