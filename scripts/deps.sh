@@ -8,7 +8,7 @@ what=${1:-build}
 pkgs=(gcc make pkg-config libopenblas-dev liblapacke-dev libjansson-dev libyajl-dev libjpeg62-turbo-dev libpng-dev libstb-dev)
 case "$what" in
   build) ;;
-  ref|bench) pkgs+=(python3-numpy python3-torch python3-sklearn) ;;
+  ref|bench) pkgs+=(python3-numpy python3-torch python3-sklearn python3-torchvision python3-pil) ;;
   *) echo "deps.sh: unknown set '$what' (build, ref, bench)" >&2; exit 2 ;;
 esac
 missing=()

@@ -72,8 +72,8 @@ int cmd_classify(int argc, char **argv) {
     int top = 5, crops = 1, threads = 0, json = 0;
     flag flags[] = {
         {"model", F_STR, &model, "resnet50 or mobilenetv2"},
-        {"weights", F_STR, &weights, "model.json (ResNet-50) or .tflite file (default: the cache / ../shared/data)"},
-        {"labels", F_STR, &labels, "labels file (default: beside the weights)"},
+        {"weights", F_STR, &weights, "model.json (ResNet-50) or .tflite file; unset: the cache, $DUET_MOBILENET or ../shared/data"},
+        {"labels", F_STR, &labels, "labels file; unset: beside the weights"},
         {"top", F_INT, &top, "labels shown per image"},
         {"crops", F_INT, &crops, "1 (whole image) or 10 (corners, centre, mirrors; averaged)"},
         {"threads", F_INT, &threads, "OpenBLAS threads (0: its default)"},
@@ -238,12 +238,12 @@ static int features_image(int argc, char **argv) {
     int crops = 1, threads = 0, strict = 0, batch = 8, every = 256;
     flag flags[] = {
         {"model", F_STR, &model, "resnet50 (2048-D) or mobilenetv2 (1280-D)"},
-        {"weights", F_STR, &weights, "model.json or .tflite file (default: the cache / ../shared/data)"},
+        {"weights", F_STR, &weights, "model.json or .tflite file; unset: the cache, $DUET_MOBILENET or ../shared/data"},
         {"crops", F_INT, &crops, "1 (whole image at 224x224) or 10 (shorter side 256, 10 crops averaged)"},
         {"list", F_STR, &list, "file of image paths, one a line (instead of DIR)"},
-        {"root", F_STR, &root, "directory the --list paths are relative to (default: as written)"},
+        {"root", F_STR, &root, "directory the --list paths are relative to; unset: as written"},
         {"out", F_STR, &out, "output .npy, one row per image (-o)"},
-        {"names", F_STR, &names, "names file, one image per row (default: OUT without .npy + .names.txt)"},
+        {"names", F_STR, &names, "names file, one image per row; unset: OUT without .npy + .names.txt"},
         {"strict", F_BOOL, &strict, "stop at the first image that cannot be decoded"},
         {"batch", F_INT, &batch, "images per network run"},
         {"checkpoint-every", F_INT, &every, "images between checkpoints (OUT.ckpt; resumed when rerun)"},
@@ -303,7 +303,7 @@ static int features_image(int argc, char **argv) {
     duet_cnn *net = NULL;
     if (load_net(&mp, &net, &e)) { fail(C, &e); goto done0; }
     size_t dim = duet_cnn_feature_dim(net), n = nm.n;
-    char names_path[8192], ckpt_path[8192], key[256];
+    char names_path[8192], ckpt_path[8192], key[4608];
     if (names) snprintf(names_path, sizeof names_path, "%s", names);
     else {
         snprintf(names_path, sizeof names_path, "%s", out);
@@ -313,8 +313,9 @@ static int features_image(int argc, char **argv) {
     }
     snprintf(ckpt_path, sizeof ckpt_path, "%s.ckpt", out);
     uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < n; i++) h = fnv(fnv(h, nm.v[i], strlen(nm.v[i])), "\n", 1);
-    snprintf(key, sizeof key, "%s crops=%d inputs=%zu hash=%016llx", model, crops, n, (unsigned long long)h);
+    for (size_t i = 0; i < n; i++) h = fnv(fnv(h, paths.v[i], strlen(paths.v[i])), "\n", 1);
+    snprintf(key, sizeof key, "%s crops=%d inputs=%zu hash=%016llx weights=%s", model, crops, n,
+             (unsigned long long)h, mp.weights);
 
     ckpt_state s = {0};
     s.rows = duet_alloc_array(n, sizeof(size_t));

@@ -265,12 +265,18 @@ duet_status duet_image_crops(const duet_image *im, int crops, float *out, duet_e
     if (!im || !im->rgb || im->width == 0 || im->height == 0)
         return duet_fail(err, DUET_ERR_INVALID_ARG, "image crops: empty image");
     if (crops == 1) {
-        /* Keras load_img(target_size=(224, 224)): PIL nearest resize. */
-        for (int y = 0; y < S; y++) {
-            size_t sy = (size_t)(((double)y + 0.5) * (double)im->height / S);
+        /* Keras load_img(target_size=(224, 224)): PIL's nearest resize, an
+         * affine transform whose source coordinate is accumulated in double
+         * (start at step / 2, add step per pixel) and truncated; the
+         * accumulation is kept because it decides ties at integer
+         * boundaries (e.g. every 7th column of a 512-wide image). */
+        double stx = (double)im->width / S, sty = (double)im->height / S, yy = sty * 0.5;
+        for (int y = 0; y < S; y++, yy += sty) {
+            size_t sy = (size_t)yy;
             if (sy >= im->height) sy = im->height - 1;
-            for (int x = 0; x < S; x++) {
-                size_t sx = (size_t)(((double)x + 0.5) * (double)im->width / S);
+            double xx = stx * 0.5;
+            for (int x = 0; x < S; x++, xx += stx) {
+                size_t sx = (size_t)xx;
                 if (sx >= im->width) sx = im->width - 1;
                 const uint8_t *p = im->rgb + (sy * im->width + sx) * 3;
                 float *o = out + ((size_t)y * S + (size_t)x) * 3;

@@ -3,6 +3,9 @@
  * convolution is a plain GEMM on the input); the element-wise and
  * gather work is split over threads with duet_parallel_for. */
 #include "image/image.h"
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("O3")
+#endif
 #include <cblas.h>
 #include <math.h>
 #include <string.h>
@@ -61,23 +64,32 @@ typedef struct ba_ctx {
 } ba_ctx;
 
 static void bias_act_rows(void *vc, size_t b, size_t e) {
-    ba_ctx *c = vc;
-    float inv = c->fq ? 1.0f / c->scale : 0.0f;
+    const ba_ctx *c = vc;
+    const int C = c->c, fq = c->fq, zp = c->zp;
+    const float lo = c->lo, hi = c->hi, scale = c->scale, inv = fq ? 1.0f / c->scale : 0.0f;
+    const float *restrict bias = c->bias;
+    const float big = 12582912.0f; /* 1.5 * 2^23: (t + big) - big rounds half to even
+                                      (kept: duet builds without -ffast-math) */
     for (size_t r = b; r < e; r++) {
-        float *x = c->x + r * (size_t)c->c;
-        for (int j = 0; j < c->c; j++) {
-            float v = x[j] + (c->bias ? c->bias[j] : 0.0f);
-            v = v < c->lo ? c->lo : (v > c->hi ? c->hi : v);
-            if (c->fq) {
-                /* round half to even without a libm call: adding 1.5 * 2^23 */
-                float t = v * inv;
-                t = t < -4096.0f ? -4096.0f : (t > 4096.0f ? 4096.0f : t);
-                const float big = 12582912.0f; /* not folded: no -ffast-math */
-                float q = ((t + big) - big) + (float)c->zp;
-                q = q < 0.0f ? 0.0f : (q > 255.0f ? 255.0f : q);
-                v = (q - (float)c->zp) * c->scale;
+        float *restrict x = c->x + r * (size_t)C;
+        if (bias)
+            for (int j = 0; j < C; j++) x[j] += bias[j];
+        for (int j = 0; j < C; j++) {
+            float v = x[j];
+            v = v < lo ? lo : v;
+            x[j] = v > hi ? hi : v;
+        }
+        if (fq) {
+            /* q = clamp(round(v / scale) + zp, 0, 255); v = (q - zp) * scale.
+             * Clamping v / scale to [-zp, 255 - zp] first is the same (the
+             * bounds are integers) and keeps the loop branch-free. */
+            const float tlo = (float)-zp, thi = (float)(255 - zp);
+            for (int j = 0; j < C; j++) {
+                float t = x[j] * inv;
+                t = t < tlo ? tlo : t;
+                t = t > thi ? thi : t;
+                x[j] = ((t + big) - big) * scale;
             }
-            x[j] = v;
         }
     }
 }
@@ -118,22 +130,25 @@ static void dw_rows(void *vc, size_t b, size_t e) {
         size_t oy = r % (size_t)a->oh, n = r / (size_t)a->oh;
         const float *img = c->in + n * (size_t)a->h * a->w * C;
         for (int ox = 0; ox < a->ow; ox++) {
-            float *o = c->out + (r * (size_t)a->ow + (size_t)ox) * C;
-            for (int ch = 0; ch < C; ch++) o[ch] = a->bias ? a->bias[ch] : 0.0f;
+            float *restrict o = c->out + (r * (size_t)a->ow + (size_t)ox) * C;
+            if (a->bias) memcpy(o, a->bias, (size_t)C * sizeof(float));
+            else memset(o, 0, (size_t)C * sizeof(float));
             for (int ky = 0; ky < a->kh; ky++) {
                 long iy = (long)oy * a->sh + ky - a->pt;
                 if (iy < 0 || iy >= a->h) continue;
                 for (int kx = 0; kx < a->kw; kx++) {
                     long ix = (long)ox * a->sw + kx - a->pl;
                     if (ix < 0 || ix >= a->w) continue;
-                    const float *p = img + ((size_t)iy * a->w + (size_t)ix) * C;
-                    const float *w = a->wt + (size_t)(ky * a->kw + kx) * C;
+                    const float *restrict p = img + ((size_t)iy * a->w + (size_t)ix) * C;
+                    const float *restrict w = a->wt + (size_t)(ky * a->kw + kx) * C;
                     for (int ch = 0; ch < C; ch++) o[ch] += w[ch] * p[ch];
                 }
             }
+            const float lo = a->act_lo, hi = a->act_hi;
             for (int ch = 0; ch < C; ch++) {
                 float v = o[ch];
-                o[ch] = v < a->act_lo ? a->act_lo : (v > a->act_hi ? a->act_hi : v);
+                v = v < lo ? lo : v;
+                o[ch] = v > hi ? hi : v;
             }
         }
     }
@@ -156,7 +171,7 @@ static void pool_rows(void *vc, size_t b, size_t e) {
         size_t oy = r % (size_t)p->oh, n = r / (size_t)p->oh;
         const float *img = p->in + n * (size_t)p->h * p->w * C;
         for (int ox = 0; ox < p->ow; ox++) {
-            float *o = p->out + (r * (size_t)p->ow + (size_t)ox) * C;
+            float *restrict o = p->out + (r * (size_t)p->ow + (size_t)ox) * C;
             int cnt = 0, padded = 0;
             for (int ch = 0; ch < C; ch++) o[ch] = p->is_max ? -INFINITY : 0.0f;
             for (int ky = 0; ky < p->kh; ky++) {
@@ -164,14 +179,15 @@ static void pool_rows(void *vc, size_t b, size_t e) {
                 for (int kx = 0; kx < p->kw; kx++) {
                     long ix = (long)ox * p->sw + kx - p->pl;
                     if (iy < 0 || iy >= p->h || ix < 0 || ix >= p->w) { padded = 1; continue; }
-                    const float *q = img + ((size_t)iy * p->w + (size_t)ix) * C;
+                    const float *restrict q = img + ((size_t)iy * p->w + (size_t)ix) * C;
                     cnt++;
-                    if (p->is_max) { for (int ch = 0; ch < C; ch++) if (q[ch] > o[ch]) o[ch] = q[ch]; }
+                    if (p->is_max) { for (int ch = 0; ch < C; ch++) o[ch] = q[ch] > o[ch] ? q[ch] : o[ch]; }
                     else for (int ch = 0; ch < C; ch++) o[ch] += q[ch];
                 }
             }
             if (p->is_max) {
-                if (padded) for (int ch = 0; ch < C; ch++) if (p->pad_value > o[ch]) o[ch] = p->pad_value;
+                const float pv = p->pad_value;
+                if (padded) for (int ch = 0; ch < C; ch++) o[ch] = pv > o[ch] ? pv : o[ch];
             } else {
                 float inv = cnt ? 1.0f / (float)cnt : 0.0f;
                 for (int ch = 0; ch < C; ch++) o[ch] *= inv;

@@ -9,6 +9,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 typedef struct wentry { const char *name; size_t off, count; int shape[4], rank; } wentry;
 
@@ -450,9 +451,12 @@ static duet_status build(json_t *root, ctx *c) {
     return cnn_finish(c->net, c->dir, c->err);
 }
 
+/* shards[i] of shard_len[i] bytes, in manifest order; contiguous: they lie
+ * back to back in memory from shards[0] (used in place, not copied). */
 static duet_status parse_common(const char *json, size_t json_len, const void *const *shards,
-                                const size_t *shard_len, size_t n_shards, const char *dir,
-                                const char *const *shard_names, duet_cnn **out, duet_error *err) {
+                                const size_t *shard_len, size_t n_shards, int contiguous,
+                                const char *dir, const char *const *shard_names, duet_cnn **out,
+                                duet_error *err) {
     *out = NULL;
     json_error_t je;
     json_t *root = json_loadb(json, json_len, 0, &je);
@@ -481,11 +485,16 @@ static duet_status parse_common(const char *json, size_t json_len, const void *c
                        dir, n_shards ? shard_names[n_shards - 1] : "(no shard)", have, need, wn);
         goto done;
     }
-    wb = malloc(need ? need : 1);
-    if (!wb) { st = duet_fail(err, DUET_ERR_NOMEM, "%s: out of memory for %zu bytes of weights", dir, need); goto done; }
-    size_t off = 0;
-    for (size_t i = 0; i < n_shards; i++) { if (shard_len[i]) memcpy(wb + off, shards[i], shard_len[i]); off += shard_len[i]; }
-    c.wbuf = wb; c.wlen = need;
+    if (contiguous && n_shards) {
+        c.wbuf = shards[0];
+    } else {
+        wb = malloc(need ? need : 1);
+        if (!wb) { st = duet_fail(err, DUET_ERR_NOMEM, "%s: out of memory for %zu bytes of weights", dir, need); goto done; }
+        size_t off = 0;
+        for (size_t i = 0; i < n_shards; i++) { if (shard_len[i]) memcpy(wb + off, shards[i], shard_len[i]); off += shard_len[i]; }
+        c.wbuf = wb;
+    }
+    c.wlen = need;
     st = build(root, &c);
 done:
     free(wb); free(c.w); free(c.L);
@@ -501,7 +510,7 @@ duet_status duet_cnn_parse_tfjs(const char *json, size_t json_len, const void *c
     const char **names = duet_calloc_array(n_shards, sizeof(char *));
     if (!names) return duet_fail(err, DUET_ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < n_shards; i++) names[i] = "shard";
-    duet_status st = parse_common(json, json_len, shards, shard_len, n_shards, dir_name ? dir_name : "(model)", names, out, err);
+    duet_status st = parse_common(json, json_len, shards, shard_len, n_shards, 0, dir_name ? dir_name : "(model)", names, out, err);
     free(names);
     return st;
 }
@@ -522,11 +531,14 @@ duet_status duet_cnn_load_tfjs(const char *model_json, duet_cnn **out, duet_erro
     json_t *wm = json_object_get(root, "weightsManifest");
     size_t np = 0;
     for (size_t g = 0; g < json_array_size(wm); g++) np += json_array_size(json_object_get(json_array_get(wm, g), "paths"));
-    char **bufs = duet_calloc_array(np, sizeof(char *));
+    /* the shards are read back to back into one buffer, used in place */
+    const void **ptrs = duet_calloc_array(np, sizeof(void *));
     size_t *lens = duet_calloc_array(np, sizeof(size_t));
     const char **names = duet_calloc_array(np, sizeof(char *));
-    size_t k = 0;
-    if (!bufs || !lens || !names) { st = duet_fail(err, DUET_ERR_NOMEM, "out of memory"); goto done; }
+    char **paths = duet_calloc_array(np, sizeof(char *));
+    unsigned char *all = NULL;
+    size_t k = 0, total = 0;
+    if (!ptrs || !lens || !names || !paths) { st = duet_fail(err, DUET_ERR_NOMEM, "out of memory"); goto done; }
     for (size_t g = 0; g < json_array_size(wm); g++) {
         json_t *ps = json_object_get(json_array_get(wm, g), "paths");
         for (size_t i = 0; i < json_array_size(ps); i++, k++) {
@@ -536,15 +548,38 @@ duet_status duet_cnn_load_tfjs(const char *model_json, duet_cnn **out, duet_erro
                 goto done;
             }
             names[k] = p;
-            char path[4096];
-            snprintf(path, sizeof path, "%s/%s", dir, p);
-            if ((st = duet_read_file(path, (size_t)1 << 30, &bufs[k], &lens[k], err))) goto done;
+            size_t pl = strlen(dir) + strlen(p) + 2;
+            if (!(paths[k] = malloc(pl))) { st = duet_fail(err, DUET_ERR_NOMEM, "out of memory"); goto done; }
+            snprintf(paths[k], pl, "%s/%s", dir, p);
+            struct stat sb;
+            if (stat(paths[k], &sb) != 0 || !S_ISREG(sb.st_mode)) {
+                st = duet_fail(err, DUET_ERR_IO, "%s: cannot open weight shard (listed in %s)", paths[k], model_json);
+                goto done;
+            }
+            lens[k] = (size_t)sb.st_size;
+            if (!duet_add_size(total, lens[k], &total) || total > ((size_t)4 << 30)) {
+                st = duet_fail(err, DUET_ERR_FORMAT, "%s: shards over 4 GB", model_json);
+                goto done;
+            }
         }
     }
-    st = parse_common(js, jl, (const void *const *)bufs, lens, np, dir, names, out, err);
+    all = malloc(total ? total : 1);
+    if (!all) { st = duet_fail(err, DUET_ERR_NOMEM, "%s: out of memory for %zu bytes of weights", model_json, total); goto done; }
+    for (size_t i = 0, off = 0; i < np; off += lens[i], i++) {
+        FILE *f = fopen(paths[i], "rb");
+        size_t got = f ? fread(all + off, 1, lens[i], f) : 0;
+        int extra = f ? fgetc(f) != EOF : 0;
+        if (f) fclose(f);
+        if (!f || got != lens[i] || extra) {
+            st = duet_fail(err, DUET_ERR_IO, "%s: %s while reading", paths[i], f ? "size changed" : "cannot open");
+            goto done;
+        }
+        ptrs[i] = all + off;
+    }
+    st = parse_common(js, jl, ptrs, lens, np, 1, dir, names, out, err);
 done:
-    for (size_t i = 0; bufs && i < np; i++) free(bufs[i]);
-    free(bufs); free(lens); free(names);
+    for (size_t i = 0; paths && i < np; i++) free(paths[i]);
+    free(paths); free(ptrs); free(lens); free(names); free(all);
     json_decref(root);
     free(js); free(dir);
     return st;

