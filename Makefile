@@ -79,7 +79,7 @@ fuzz: deps
 	  n=$$(basename $$f .c); \
 	  clang -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Isrc $(BLAS_CFLAGS) \
 	    $$f $(SRCS) $(BLAS_LIBS) -llapacke -llapack -lyajl -ljansson -ljpeg -lpng -lstb -lm -lpthread -o build-fuzz/$$n || exit 1; \
-	  rm -rf build-fuzz/corpus-$$n; cp -r tests/fuzz/corpus/$${n#fuzz_} build-fuzz/corpus-$$n; \
+	  rm -rf build-fuzz/corpus-$$n; cp -r tests/fixtures/fuzz/$${n#fuzz_} build-fuzz/corpus-$$n; \
 	  echo "fuzz: $$n ($${FUZZ_SECONDS:-60} s)"; \
 	  build-fuzz/$$n -max_total_time=$${FUZZ_SECONDS:-60} build-fuzz/corpus-$$n || exit 1; \
 	done

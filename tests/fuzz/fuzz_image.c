@@ -1,7 +1,7 @@
 /* fuzz_image.c -- libFuzzer target for duet_image_decode (JPEG, PNG, BMP
  * headers and data). A success must give width*height RGB pixels within
  * DUET_IMAGE_MAX_PIXELS; a failure leaves no pixels and names the input.
- *   make fuzz   (corpus: tests/fuzz/corpus/image) */
+ *   make fuzz   (corpus: tests/fixtures/fuzz/image) */
 #include "duet.h"
 #include <stdlib.h>
 #include <string.h>

@@ -2,7 +2,7 @@
  *
  *   make fuzz     (or build it by hand with clang
  *                  -fsanitize=fuzzer,address,undefined, linking src/core)
- *   build-fuzz/fuzz_npy -max_total_time=60 tests/fuzz/corpus/npy
+ *   build-fuzz/fuzz_npy -max_total_time=60 tests/fixtures/fuzz/npy
  *
  * Besides memory errors (ASan/UBSan) it aborts when the contract breaks:
  * a success must give an allocated matrix whose size matches the input, a

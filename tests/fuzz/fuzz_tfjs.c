@@ -3,7 +3,7 @@
  *   byte 0: number of shards (mod 4); bytes 1-2: floats per shard (LE);
  *   the rest: model.json text. Shards hold a fixed ramp of floats.
  * A failure must name the model ("fuzz").
- *   make fuzz   (corpus: tests/fuzz/corpus/tfjs) */
+ *   make fuzz   (corpus: tests/fixtures/fuzz/tfjs) */
 #include "duet.h"
 #include <stdlib.h>
 #include <string.h>

@@ -1,6 +1,6 @@
 /* fuzz_tflite.c -- libFuzzer target for duet_cnn_parse_tflite (the
  * flatbuffer reader and graph builder). A failure must name the input.
- *   make fuzz   (corpus: tests/fuzz/corpus/tflite) */
+ *   make fuzz   (corpus: tests/fixtures/fuzz/tflite) */
 #include "duet.h"
 #include <stdlib.h>
 #include <string.h>

@@ -1,38 +1,12 @@
 /* fuzz_w2v_bin.c -- libFuzzer target for word2vec binary (duet_vectors_parse_w2v_bin).
- *
- *   make fuzz   (build-fuzz/fuzz_w2v_bin -max_total_time=60 tests/fuzz/corpus/w2v_bin)
- *
- * Besides memory errors (ASan/UBSan) it aborts when the contract breaks: a
- * success gives a table whose every word is found again at its own row and
- * whose values are finite; a failure leaves *out NULL with a message naming
- * the input. */
-#include "text/text.h"
-#include <math.h>
-#include <stdlib.h>
-#include <string.h>
-
-#define NAME "fuzz-input"
+ * `make fuzz` runs it on tests/fixtures/fuzz/w2v_bin; the checks are in
+ * fuzz_vectors.h. */
+#include "fuzz_vectors.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     duet_vectors *v = NULL;
     duet_error err = {0};
-    char *copy = malloc(size ? size : 1);
-    if (!copy) return 0;
-    memcpy(copy, data, size);
-    duet_status st = duet_vectors_parse_w2v_bin((const char *)data, size, NAME, &v, &err);
-    if (st == DUET_OK) {
-        if (!v || !v->n || !v->dim) abort();
-        for (size_t i = 0; i < v->n; i++) {
-            const char *w = duet_vectors_word(v, i);
-            if (!w || !*w || duet_vectors_get(v, w) != v->vec + i * v->dim) abort();
-        }
-        for (size_t i = 0; i < v->n * v->dim; i++) if (!isfinite(v->vec[i])) abort();
-    } else {
-        if (v) abort();
-        if (err.status != st || !memchr(err.msg, '\0', sizeof err.msg)) abort();
-        if (!strstr(err.msg, NAME)) abort();
-    }
-    duet_vectors_free(v);
-    free(copy);
+    duet_status st = duet_vectors_parse_w2v_bin((const char *)data, size, FUZZ_NAME, &v, &err);
+    fuzz_check_vectors(st, v, &err);
     return 0;
 }
