@@ -490,6 +490,9 @@ typedef struct duet_model_info {
     char *image_features;   /* path of the image feature file               */
     char *text_features;    /* path of the text feature file                */
     char *text_model;       /* text model the captions were encoded with    */
+    char *text_model_hash;  /* its content hash, "fnv1a64:<16 hex>"         */
+    char *image_model;      /* CNN the image features came from, e.g.
+                               "resnet50 crops=1" (free text, recorded)     */
     int   epochs_run;
     int   best_epoch;       /* 1-based; 0 if never validated                */
     float best_val_rsum;

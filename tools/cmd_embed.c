@@ -94,7 +94,7 @@ int cmd_train(int argc, char **argv) {
     const char *cmd = "train";
     duet_params p = duet_default_params();
     inputs in = {0};
-    const char *out = NULL, *ckpt = NULL, *opt = "adam", *text_model = NULL;
+    const char *out = NULL, *ckpt = NULL, *opt = "adam", *text_model = NULL, *image_model = NULL;
     int resume = 0, json = 0;
     flag flags[] = {
         {"dataset", F_STR, &in.dataset, "flickr8k:DIR, karpathy:FILE.json or tsv:FILE"},
@@ -125,7 +125,8 @@ int cmd_train(int argc, char **argv) {
         {"threads", F_INT, &p.threads, "OpenBLAS threads (0: OpenBLAS's default)"},
         {"checkpoint", F_STR, &ckpt, "checkpoint file written after every epoch (default: OUT.ckpt)"},
         {"resume", F_BOOL, &resume, "continue from the checkpoint if it exists"},
-        {"text-model", F_STR, &text_model, "text model the captions were encoded with (recorded)"},
+        {"text-model", F_STR, &text_model, "text model the captions were encoded with (recorded with its hash)"},
+        {"image-model", F_STR, &image_model, "CNN the image features came from, e.g. 'resnet50 crops=1' (recorded)"},
         {"json", F_BOOL, &json, "print the training summary as JSON on stdout"},
         {0}};
     const char *pos[1];
@@ -148,6 +149,12 @@ int cmd_train(int argc, char **argv) {
     }
     if (resume && !file_exists(ckpt))
         fprintf(stderr, "duet train: no checkpoint at %s; starting from scratch\n", ckpt);
+    char text_hash[32] = "";
+    if (text_model) {
+        char hex[17];
+        if (duet_file_hash(text_model, hex, &e)) return fail(cmd, &e);
+        snprintf(text_hash, sizeof text_hash, "fnv1a64:%s", hex);
+    }
     if (inputs_load(&in, &e)) { inputs_free(&in); return fail(cmd, &e); }
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
@@ -168,6 +175,8 @@ int cmd_train(int argc, char **argv) {
     info->image_features = strdup(in.img_path);
     info->text_features = strdup(in.txt_path);
     info->text_model = text_model ? strdup(text_model) : NULL;
+    info->text_model_hash = text_model ? strdup(text_hash) : NULL;
+    info->image_model = image_model ? strdup(image_model) : NULL;
     st = duet_model_save(m, out, &e);
     if (!st) remove(ckpt);
     double secs = now_seconds() - pr.t0;

@@ -82,7 +82,7 @@ void duet_model_views(const duet_model *m, float *slab, duet_bparams v[2]) {
 
 static void info_free(duet_model_info *i) {
     free(i->dataset); free(i->image_features); free(i->text_features);
-    free(i->text_model);
+    free(i->text_model); free(i->text_model_hash); free(i->image_model);
     memset(i, 0, sizeof *i);
 }
 

@@ -35,7 +35,7 @@ static json_t *str_or_null(const char *s) { return s ? json_string(s) : json_nul
 
 char *duet_model_header_json(const duet_model *m) {
     const duet_model_info *in = &m->info;
-    json_t *h = json_pack("{s:s, s:s, s:I, s:I, s:o, s:{s:o, s:o, s:o, s:o, s:i, s:i, s:f}}",
+    json_t *h = json_pack("{s:s, s:s, s:I, s:I, s:o, s:{s:o, s:o, s:o, s:o, s:o, s:o, s:i, s:i, s:f}}",
         "kind", "duet-model", "duet_version", DUET_VERSION_STRING,
         "d_image", (json_int_t)m->br[0].d_in, "d_text", (json_int_t)m->br[1].d_in,
         "params", params_json(&m->p),
@@ -43,6 +43,8 @@ char *duet_model_header_json(const duet_model *m) {
         "image_features", str_or_null(in->image_features),
         "text_features", str_or_null(in->text_features),
         "text_model", str_or_null(in->text_model),
+        "text_model_hash", str_or_null(in->text_model_hash),
+        "image_model", str_or_null(in->image_model),
         "epochs_run", in->epochs_run, "best_epoch", in->best_epoch,
         "best_val_rsum", (double)in->best_val_rsum);
     if (!h) return NULL;
@@ -146,9 +148,11 @@ static duet_status parse_info(json_t *o, const char *path, duet_model_info *in,
                               duet_error *err) {
     if (!json_is_object(o))
         return duet_fail(err, DUET_ERR_FORMAT, "%s: field 'info' is missing", path);
-    const char *keys[4] = {"dataset", "image_features", "text_features", "text_model"};
-    char **dst[4] = {&in->dataset, &in->image_features, &in->text_features, &in->text_model};
-    for (int i = 0; i < 4; i++) {
+    const char *keys[6] = {"dataset", "image_features", "text_features", "text_model",
+                           "text_model_hash", "image_model"};
+    char **dst[6] = {&in->dataset, &in->image_features, &in->text_features, &in->text_model,
+                     &in->text_model_hash, &in->image_model};
+    for (int i = 0; i < 6; i++) {
         json_t *v = json_object_get(o, keys[i]);
         if (v && !json_is_null(v) && !json_is_string(v))
             return duet_fail(err, DUET_ERR_FORMAT, "%s: field info.%s is not a string", path, keys[i]);

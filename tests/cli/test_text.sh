@@ -94,6 +94,18 @@ if "$DUET" features text --help >/dev/null 2>&1; then
   expect 1 "old.model: text model format version 2" "$DUET" features text --textmodel old.model --captions caps.txt -o h.npy
   [ ! -e h.npy ] && ok || bad "h.npy written"
   expect 2 "exactly one of --dataset and --captions" "$DUET" features text --textmodel mean.model -o h.npy
+  # a trained model records the text model by path and content hash
+  "$DUET" synth --train 4 --val 0 --test 2 --image-dim 4 -o s >/dev/null 2>&1 || true
+  if [ -f s/images.npy ]; then
+    want=$("$DUET" textmodel fit --dataset tsv:d.tsv --vectors v.duet --encoder mean --components 2 --pca 8 -o mean2.model | sed -n 's/.*content hash \(fnv1a64:[0-9a-f]*\).*/\1/p')
+    expect 0 "" "$DUET" train --dataset tsv:d.tsv --image-features s/images.npy --text-features f.npy \
+      --text-model mean2.model --image-model "test-cnn crops=1" --hidden 8 --embed-dim 4 --epochs 1 \
+      --batch-images 4 --sents-per-image 3 -o t.model
+    grep -aq "\"text_model_hash\": *\"$want\"" t.model && ok || bad "t.model does not record text_model_hash $want"
+    grep -aq '"image_model": *"test-cnn crops=1"' t.model && ok || bad "t.model does not record image_model"
+  else
+    bad "duet synth did not write s/images.npy"
+  fi
 else
   skip=$((skip + 1)); echo "SKIP features text: no \`duet features\` command yet" >&2
 fi
