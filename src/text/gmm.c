@@ -68,6 +68,28 @@ duet_status duet_gmm_init_kmeanspp(duet_gmm *g, const float *x, const float *wt,
     return DUET_OK;
 }
 
+/* Rows [b, e) of a block of log-joint rows lp [nb x k]: each row becomes the
+ * weighted posterior w_i * p(a | x_i), and rll[i] = log sum_a exp(lp[i, a]),
+ * the point's log-likelihood. Rows are independent (run on both cores). */
+typedef struct posterior_ctx {
+    double *lp, *rll;
+    const float *wt;
+    size_t b0, k;
+} posterior_ctx;
+
+static void posterior_rows(void *vctx, size_t b, size_t e) {
+    posterior_ctx *c = vctx;
+    size_t k = c->k;
+    for (size_t i = b; i < e; i++) {
+        double *r = c->lp + i * k, mx = r[0], sum = 0;
+        for (size_t a = 1; a < k; a++) if (r[a] > mx) mx = r[a];
+        for (size_t a = 0; a < k; a++) { r[a] = exp(r[a] - mx); sum += r[a]; }
+        c->rll[i] = mx + log(sum);
+        double f = wt_of(c->wt, c->b0 + i) / sum;
+        for (size_t a = 0; a < k; a++) r[a] *= f;
+    }
+}
+
 /* One pass over x: mean log-likelihood under g (returned) and, when s0 is
  * not NULL, the weighted statistics S0 [k] and S12 = [S1 | S2] [k x 2d].
  * Per block of points the E-step is one DGEMM [x | x^2] [mu/var | -1/(2var)]^T
@@ -78,7 +100,7 @@ static double gmm_pass(const duet_gmm *g, const float *x, const double *xx_all,
                        double *work) {
     size_t k = g->k, d = g->d, d2 = 2 * d;
     double *xb = work, *lp = xb + BLOCK * d2;
-    double *pr = lp + BLOCK * k, *c = pr + k * d2;
+    double *pr = lp + BLOCK * k, *c = pr + k * d2, *rll = c + k;
     for (size_t a = 0; a < k; a++) {
         double s = log(g->w[a]);
         for (size_t j = 0; j < d; j++) {
@@ -102,14 +124,12 @@ static double gmm_pass(const duet_gmm *g, const float *x, const double *xx_all,
                 }
         for (size_t i = 0; i < nb; i++) memcpy(lp + i * k, c, k * sizeof(double));
         cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nb, (int)k, (int)d2, 1.0, xx, (int)d2, pr, (int)d2, 1.0, lp, (int)k);
-        for (size_t i = 0; i < nb; i++) {
-            double *r = lp + i * k, mx = r[0], sum = 0, w = wt_of(wt, b0 + i);
-            for (size_t a = 1; a < k; a++) if (r[a] > mx) mx = r[a];
-            for (size_t a = 0; a < k; a++) { r[a] = exp(r[a] - mx); sum += r[a]; }
-            ll += w * (mx + log(sum)); W += w;
-            double f = w / sum;
-            for (size_t a = 0; a < k; a++) r[a] *= f;   /* weighted posterior */
-            if (s0) for (size_t a = 0; a < k; a++) s0[a] += r[a];
+        posterior_ctx pc = {lp, rll, wt, b0, k};
+        duet_parallel_for(nb, 512, posterior_rows, &pc);
+        for (size_t i = 0; i < nb; i++) {   /* serial sums: same result for any thread count */
+            double w = wt_of(wt, b0 + i);
+            ll += w * rll[i]; W += w;
+            if (s0) for (size_t a = 0; a < k; a++) s0[a] += lp[i * k + a];
         }
         if (s0)
             cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)k, (int)d2, (int)nb, 1.0, lp, (int)k, xx, (int)d2, 1.0, s12, (int)d2);
@@ -118,7 +138,7 @@ static double gmm_pass(const duet_gmm *g, const float *x, const double *xx_all,
 }
 
 static double *gmm_work(size_t k, size_t d) {
-    size_t a = 2 * BLOCK * d + BLOCK * k + 2 * k * d + k;
+    size_t a = 2 * BLOCK * d + BLOCK * k + 2 * k * d + k + BLOCK;
     return duet_alloc_array(a, sizeof(double));
 }
 
