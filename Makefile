@@ -14,7 +14,7 @@ BLAS_LIBS   := $(shell pkg-config --libs openblas 2>/dev/null || echo -lopenblas
 CFLAGS  ?= $(OPT) -g
 CFLAGS  += -std=c11 -Wall -Wextra -Wshadow -Wno-unused-parameter -Iinclude -Isrc \
            -fno-math-errno $(BLAS_CFLAGS) $(EXTRA_CFLAGS)
-LDLIBS  += $(BLAS_LIBS) -llapacke -llapack -lyajl -ljansson -ljpeg -lpng -lstb -lm -lpthread
+LDLIBS  += $(BLAS_LIBS) -llapacke -llapack -lyajl -ljansson -ljpeg -lpng -lstb -lmicrohttpd -lm -lpthread
 
 SRCS    := $(sort $(wildcard src/*/*.c))
 OBJS    := $(SRCS:%.c=$(BUILD)/%.o)
@@ -23,7 +23,7 @@ TBINS   := $(TESTS:tests/%.c=$(BUILD)/tests/%)
 LIB     := $(BUILD)/libduet.a
 HDRS    := include/duet.h $(wildcard src/*/*.h) tests/check.h
 
-.PHONY: all deps test asan bench fuzz clean demo models
+.PHONY: all deps test asan bench fuzz clean demo demo-synth ablation models
 
 all: deps duet
 
@@ -36,6 +36,9 @@ duet: $(BUILD)/duet
 $(BUILD)/%.o: %.c $(HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
+
+# the web page is embedded into www.o (.incbin)
+$(BUILD)/src/serve/www.o: src/serve/www/index.html
 
 $(LIB): $(OBJS)
 	@rm -f $@
@@ -78,7 +81,7 @@ fuzz: deps
 	@for f in $(FUZZERS); do \
 	  n=$$(basename $$f .c); \
 	  clang -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Isrc $(BLAS_CFLAGS) \
-	    $$f $(SRCS) $(BLAS_LIBS) -llapacke -llapack -lyajl -ljansson -ljpeg -lpng -lstb -lm -lpthread -o build-fuzz/$$n || exit 1; \
+	    $$f $(SRCS) $(BLAS_LIBS) -llapacke -llapack -lyajl -ljansson -ljpeg -lpng -lstb -lmicrohttpd -lm -lpthread -o build-fuzz/$$n || exit 1; \
 	  rm -rf build-fuzz/corpus-$$n; cp -r tests/fixtures/fuzz/$${n#fuzz_} build-fuzz/corpus-$$n; \
 	  echo "fuzz: $$n ($${FUZZ_SECONDS:-60} s)"; \
 	  build-fuzz/$$n -max_total_time=$${FUZZ_SECONDS:-60} build-fuzz/corpus-$$n || exit 1; \
@@ -87,9 +90,27 @@ fuzz: deps
 clean:
 	rm -rf build build-asan build-fuzz duet
 
-# A train + evaluate run on a synthetic example (until the Flickr8K main job).
-DEMO_DIR ?= work/demo
+# The main job (docs/RUN.md): Flickr8K from pixels and words to a tested
+# model, report.html and a search index, every stage cached in $(WORK)
+# (a rerun redoes only what changed). DUET_DATA overrides the data directory;
+# RUN_FLAGS adds `duet run` flags (e.g. RUN_FLAGS="--crops 10").
+DUET_DATA ?= ../shared/data/flickr8k
+WORK ?= work/flickr8k
 demo: deps duet
+	@scripts/models.sh
+	@scripts/vectors.sh >/dev/null
+	./duet run flickr8k --data $(DUET_DATA) --work $(WORK) $(RUN_FLAGS)
+
+# The ablation grid of the paper's tables on the same cached features:
+# $(WORK)/ablation.md and ablation.json.
+ablation: deps duet
+	@scripts/models.sh
+	@scripts/vectors.sh >/dev/null
+	./duet run flickr8k --data $(DUET_DATA) --work $(WORK) --ablation $(RUN_FLAGS)
+
+# A train + evaluate run on a synthetic example (no downloads).
+DEMO_DIR ?= work/demo
+demo-synth: deps duet
 	@mkdir -p $(DEMO_DIR)
 	./duet synth -o $(DEMO_DIR)
 	./duet train --dataset tsv:$(DEMO_DIR)/captions.tsv --image-features $(DEMO_DIR)/images.npy \

@@ -20,6 +20,10 @@
  *            bidirectional ranking loss with structure-preserving terms,
  *            training (duet_train), Recall@K evaluation (duet_evaluate) and
  *            the model file (duet_model_save / duet_model_load).
+ *   search   a gallery index file (duet_index_write / duet_index_open,
+ *            memory-mapped), exact top-k (duet_topk), queries encoded as
+ *            the training captions were (duet_query_*).
+ *   serve    the HTTP API and web page on libmicrohttpd (duet_server_*).
  *
  * Conventions
  *   - Ownership is stated at each function. "caller frees with X" means the
@@ -604,6 +608,274 @@ duet_status duet_recall_from_embeddings(const duet_mat *img_emb,
 duet_status duet_check_features(const duet_dataset *d, const duet_mat *img,
                                 const char *img_name, const duet_mat *txt,
                                 const char *txt_name, duet_error *err);
+
+/* ------------------------------------------------------------------ search
+ * (issue 5: a gallery index, exact top-k, query encoding; docs/SEARCH.md) */
+
+/* One search result: row index in the gallery and its inner product. */
+typedef struct duet_hit {
+    size_t index;
+    float score;
+} duet_hit;
+
+/* Exact top-k by inner product: for each of the q rows of queries
+ * ([q x d]) the k best rows of gallery ([n x d]), best first, ties broken by
+ * the lower index. One sgemm per block of queries and gallery rows, then a
+ * k-sized heap per query (no full sort); OpenBLAS's threads for the sgemm,
+ * duet_parallel_for for the selection. out: [q x min(k, n)] caller-owned;
+ * *k_out (optional) = min(k, n). NaN scores never enter a result. */
+duet_status duet_topk(const duet_mat *queries, const duet_mat *gallery,
+                      size_t k, duet_hit *out, size_t *k_out,
+                      duet_error *err);
+
+/* A gallery index: image embeddings with their file names and, optionally,
+ * caption embeddings with their texts, plus the model they belong to.
+ * File: duet tensor file "DUETINDX" version 1 (docs/SEARCH.md), arrays
+ * "image_emb" [n_images x dim], "caption_emb" [n_captions x dim] and the
+ * names and texts as NUL-terminated UTF-8 byte arrays ("image_names_utf8",
+ * "caption_texts_utf8", zero-padded to 4 bytes, stored in float32 slots). */
+#define DUET_INDEX_FORMAT_VERSION 1
+#define DUET_INDEX_MAX_ROWS ((size_t)1 << 28)
+#define DUET_INDEX_MAX_TEXT 65536      /* bytes of one name or caption */
+
+/* What an index records besides its rows. Strings may be NULL. */
+typedef struct duet_index_meta {
+    const char *model;            /* model file path                      */
+    const char *model_hash;       /* "fnv1a64:<16 hex>"                   */
+    const char *text_model;       /* text model path                      */
+    const char *text_model_hash;  /* "fnv1a64:<16 hex>"                   */
+    const char *image_model;      /* CNN, e.g. "resnet50 crops=1"         */
+    const char *image_root;       /* directory the image names live in    */
+} duet_index_meta;
+
+/* The rows to write: image_emb [n_images x dim] with n_images names;
+ * caption_emb [n_captions x dim] with n_captions texts (n_captions may be 0).
+ * Every name and text is valid UTF-8 without NUL; names are unique. All
+ * borrowed. */
+typedef struct duet_index_rows {
+    size_t dim;
+    size_t n_images;
+    const float *image_emb;
+    const char *const *image_names;
+    size_t n_captions;
+    const float *caption_emb;
+    const char *const *caption_texts;
+} duet_index_rows;
+
+/* Writes an index file atomically (temp + rename). */
+duet_status duet_index_write(const char *path, const duet_index_meta *meta,
+                             const duet_index_rows *rows, duet_error *err);
+
+typedef struct duet_index duet_index; /* opaque, read-only once open */
+
+/* Opens an index: memory-mapped (use_mmap = 1: read-only shared mapping, the
+ * embeddings are used in place) or read into memory. Magic, version, header
+ * fields, array sizes, names and texts are validated; a truncated or corrupt
+ * file is refused with DUET_ERR_FORMAT naming the file and field.
+ * *out: caller frees with duet_index_free. */
+duet_status duet_index_open(const char *path, int use_mmap, duet_index **out,
+                            duet_error *err);
+void duet_index_free(duet_index *ix); /* NULL-safe */
+
+/* side: DUET_SIDE_IMAGE or DUET_SIDE_TEXT (captions). Views owned by ix. */
+size_t duet_index_dim(const duet_index *ix);
+size_t duet_index_count(const duet_index *ix, int side);
+duet_mat duet_index_embeddings(const duet_index *ix, int side);
+/* Name of image i / text of caption i (i < count), owned by ix. */
+const char *duet_index_text(const duet_index *ix, int side, size_t i);
+/* Row of the image called name, or (size_t)-1 (hash lookup, O(1)). */
+size_t duet_index_find_image(const duet_index *ix, const char *name);
+/* The recorded provenance; strings owned by ix (NULL when absent). */
+duet_index_meta duet_index_meta_of(const duet_index *ix);
+
+/* 1 when s[0..len) is valid UTF-8 (no overlongs, surrogates, > U+10FFFF). */
+int duet_utf8_valid(const char *s, size_t len);
+
+/* Turns queries into embeddings exactly as the index rows were made: the
+ * text model (tokenizer + sentence encoder) then the model's text branch;
+ * an image through the CNN (crops as recorded) then the image branch.
+ * Everything is borrowed: the caller keeps model, textmodel and cnn (which
+ * may be NULL: image queries are then refused) alive. Text encoding may run
+ * from several threads at once; the CNN may not (the caller serializes
+ * duet_query_encode_image). */
+typedef struct duet_query_encoder {
+    const duet_model *model;
+    const duet_textmodel *textmodel;
+    duet_cnn *cnn;
+    int crops;                    /* 1 or 10 */
+} duet_query_encoder;
+
+/* Checks that model and textmodel belong to ix: the embedding widths agree,
+ * the model file hash equals the index's (when both are known), and the
+ * text model hash equals the one the model (and index) recorded.
+ * model_hash/textmodel_hash: the "fnv1a64:..." of the files loaded. */
+duet_status duet_query_check(const duet_index *ix, duet_model *model,
+                             const char *model_hash,
+                             const duet_textmodel *textmodel,
+                             const char *textmodel_hash, duet_error *err);
+/* n texts -> out [n x embed_dim] (caller-owned). flags as
+ * duet_textmodel_encode (bit 0: no known word). */
+duet_status duet_query_encode_text(const duet_query_encoder *q,
+                                   const char *const *texts, size_t n,
+                                   float *out, uint8_t *flags,
+                                   duet_error *err);
+/* n images -> out [n x embed_dim] (caller-owned). */
+duet_status duet_query_encode_images(const duet_query_encoder *q,
+                                     const duet_image *const *ims, size_t n,
+                                     float *out, duet_error *err);
+
+/* ------------------------------------------------------------------ serve
+ * (issue 5: the HTTP server, libmicrohttpd; docs/SEARCH.md) */
+
+typedef struct duet_serve_params {
+    const char *host;        /* IPv4 address to bind, "127.0.0.1"           */
+    int port;                /* 8080; 0 = any free port (see duet_server_port) */
+    int threads;             /* MHD thread pool size, 2                     */
+    size_t max_body;         /* bytes of an image upload, 8 MB              */
+    size_t max_k;            /* largest k accepted, 1000                    */
+    size_t default_k;        /* k when absent, 20                           */
+    unsigned idle_timeout;   /* seconds a silent connection is kept, 10     */
+    unsigned request_timeout;/* seconds a request body may take, 30         */
+    size_t max_connections;  /* 256                                         */
+} duet_serve_params;
+duet_serve_params duet_serve_default_params(void);
+
+typedef struct duet_server duet_server; /* opaque */
+
+/* Starts serving ix (borrowed, must outlive the server) with a copy of enc
+ * (whose model, text model and CNN must outlive it) in background threads;
+ * returns at once. *out: stop with duet_server_stop. */
+duet_status duet_server_start(const duet_serve_params *p, const duet_index *ix,
+                              const duet_query_encoder *enc,
+                              duet_server **out, duet_error *err);
+int duet_server_port(const duet_server *s);   /* the bound port */
+/* Turns image queries on (or off with NULL) while serving, e.g. once a CNN
+ * loaded after the server started: cnn is borrowed and must outlive the
+ * server. Until then POST /api/search-image answers 503. */
+void duet_server_set_cnn(duet_server *s, duet_cnn *cnn, int crops);
+void duet_server_stop(duet_server *s);        /* NULL-safe; joins threads */
+
+/* ------------------------------------------------------------------ run
+ * (issue 6: the main job as cached stages; docs/RUN.md)
+ *
+ * duet_run() takes a dataset from pixels and words to a tested model and a
+ * search index: image features -> word vectors -> text model + caption
+ * features -> training (validation selection) -> test evaluation -> index.
+ * Each stage lives in WORK/<stage>-<key>/, key = 64-bit FNV-1a of its
+ * inputs (upstream keys, file identities, settings); a stage is done iff
+ * its manifest WORK/<stage>-<key>/stage.json exists with that key, and the
+ * manifest is written (atomically) after every other output. A rerun redoes
+ * only the stages whose key changed; an interrupted one resumes (image
+ * features in parts of DUET_RUN_PART images, training from its checkpoint). */
+
+enum {
+    DUET_STAGE_IMAGE = 0,  /* CNN features of every image              */
+    DUET_STAGE_VECTORS,    /* word vectors restricted to the captions   */
+    DUET_STAGE_TEXT,       /* text model fit + caption features         */
+    DUET_STAGE_TRAIN,      /* duet_train with validation selection      */
+    DUET_STAGE_EVAL,       /* val + test Recall@K, example queries      */
+    DUET_STAGE_INDEX,      /* the search index of the test images       */
+    DUET_STAGE_COUNT
+};
+const char *duet_stage_name(int stage); /* "image", ...; never NULL */
+
+#define DUET_RUN_PART 128  /* images per image-feature part file */
+
+typedef struct duet_run_config {
+    const char *dataset;     /* spec: "flickr8k:DIR", "karpathy:FILE", "tsv:FILE" */
+    const char *images;      /* directory the dataset's image names are in    */
+    const char *work;        /* work directory (created if missing)           */
+    const char *cnn;         /* "resnet50" or "mobilenetv2"                   */
+    const char *cnn_weights; /* its TF.js model.json or .tflite file          */
+    int crops;               /* 1 (default) or 10                             */
+    const char *vectors;     /* word vectors file (any duet_vectors_import
+                                format); not read for tfidf                    */
+    duet_textmodel_params text;
+    duet_params train;
+    size_t limit;            /* > 0: the first `limit` images of each split   */
+    size_t fold_size;        /* test protocol: 0 = the whole split (default)  */
+    size_t examples;         /* test queries kept for the report, default 6  */
+    int build_index;         /* 1 (default): the index stage                  */
+} duet_run_config;
+/* Fills the defaults (strings NULL, cnn "resnet50"). */
+void duet_run_default_config(duet_run_config *c);
+
+typedef enum duet_stage_state {
+    DUET_STAGE_PENDING = 0, DUET_STAGE_CACHED, DUET_STAGE_BUILT, DUET_STAGE_SKIPPED
+} duet_stage_state;
+
+typedef struct duet_run_stage {
+    char key[17];            /* 16 hex digits                                 */
+    char *dir;               /* WORK/<name>-<key>, owned by the result        */
+    duet_stage_state state;
+    double seconds;          /* time spent in it by this run                  */
+    double build_seconds;    /* time it took when it was built                */
+} duet_run_stage;
+
+/* A test caption as a query and the test images it ranks first. */
+typedef struct duet_run_example {
+    char *query;             /* owned                                         */
+    char *truth;             /* the caption's own image name, owned           */
+    int truth_rank;          /* 1-based rank of that image                    */
+    size_t n_top;
+    char *top[5];            /* image names, best first, owned                */
+    float score[5];
+} duet_run_example;
+
+typedef struct duet_run_result {
+    duet_run_stage stage[DUET_STAGE_COUNT];
+    duet_eval_result val, test;   /* val.n_images == 0 without a val split */
+    duet_epoch_log *logs;         /* [n_logs], owned                       */
+    size_t n_logs;
+    int best_epoch, epochs_run;
+    duet_run_example *examples;   /* [n_examples], owned                   */
+    size_t n_examples;
+    size_t n_split[3];            /* images in train, val, test            */
+    size_t n_captions, image_dim, text_dim;
+    char *model_path, *text_model_path, *image_features, *text_features;
+    char *index_path;             /* NULL when no index was built          */
+    double seconds;               /* wall time of this call                */
+    long peak_rss_kb;             /* getrusage(RUSAGE_SELF) at the end     */
+    long build_peak_rss_kb;       /* the largest peak recorded by a stage
+                                     when it was built (its process's)     */
+} duet_run_result;
+/* Frees what r owns and zeroes it; NULL-safe. */
+void duet_run_result_free(duet_run_result *r);
+
+typedef struct duet_run_hooks {
+    /* one line of news (a stage starts or ends, an epoch ends); optional */
+    void (*log)(void *user, const char *line);
+    /* progress inside a stage (images, training steps); optional */
+    void (*progress)(void *user, const char *stage, size_t done, size_t total);
+    void *user;
+    const volatile int *cancel;  /* polled; raised -> DUET_ERR_INTERRUPTED */
+} duet_run_hooks;
+
+/* Runs (or reuses) every stage. res is zeroed first; caller frees it with
+ * duet_run_result_free (also after a failure: it holds the stages done). h
+ * may be NULL. Writes WORK/run.json (duet_run_json) at the end. */
+duet_status duet_run(const duet_run_config *c, const duet_run_hooks *h,
+                     duet_run_result *res, duet_error *err);
+
+/* The summary of a run as JSON text (settings, stages, results, timings).
+ * *out: caller frees with free(). */
+duet_status duet_run_json(const duet_run_config *c, const duet_run_result *r,
+                          char **out, duet_error *err);
+
+/* Writes a self-contained HTML report (inline CSS and SVG; the example
+ * images are referenced by absolute file path) atomically to path. */
+duet_status duet_run_report(const duet_run_config *c, const duet_run_result *r,
+                            const char *path, duet_error *err);
+
+/* The ablation grid of the paper's tables on base's dataset, sharing the
+ * cached stages: text encoders (mean, fv-gmm, fv-hglmm, fv-both) with the
+ * MLP two-way + structure; linear/MLP x one-way/two-way/two-way+structure
+ * with base's encoder; base with seeds seed, seed+1, seed+2 (mean, std).
+ * Writes WORK/ablation.md and WORK/ablation.json; *markdown (optional):
+ * the table, caller frees with free(). */
+duet_status duet_run_ablation(const duet_run_config *base,
+                              const duet_run_hooks *h, char **markdown,
+                              duet_error *err);
 
 #ifdef __cplusplus
 }

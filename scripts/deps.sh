@@ -2,14 +2,17 @@
 # Installs the Debian packages duet needs, only those missing (idempotent).
 #   scripts/deps.sh build   compiler, OpenBLAS/LAPACK, jansson
 #   scripts/deps.sh ref     + numpy/PyTorch/scikit-learn (tools/ref scripts)
-#   scripts/deps.sh bench   + the same peers for `make bench`
+#   scripts/deps.sh bench   + the same peers for `make bench` (+ FAISS, wrk)
+#   scripts/deps.sh search  + curl, python3, chromium (the HTTP and browser tests)
 set -euo pipefail
 what=${1:-build}
-pkgs=(gcc make pkg-config libopenblas-dev liblapacke-dev libjansson-dev libyajl-dev libjpeg62-turbo-dev libpng-dev libstb-dev)
+pkgs=(gcc make pkg-config libopenblas-dev liblapacke-dev libjansson-dev libyajl-dev libjpeg62-turbo-dev libpng-dev libstb-dev libmicrohttpd-dev)
 case "$what" in
   build) ;;
-  ref|bench) pkgs+=(python3-numpy python3-torch python3-sklearn python3-torchvision python3-pil) ;;
-  *) echo "deps.sh: unknown set '$what' (build, ref, bench)" >&2; exit 2 ;;
+  ref) pkgs+=(python3-numpy python3-torch python3-sklearn python3-torchvision python3-pil) ;;
+  bench) pkgs+=(python3-numpy python3-torch python3-sklearn python3-torchvision python3-pil python3-faiss wrk curl) ;;
+  search) pkgs+=(curl python3 chromium) ;;
+  *) echo "deps.sh: unknown set '$what' (build, ref, bench, search)" >&2; exit 2 ;;
 esac
 missing=()
 for p in "${pkgs[@]}"; do

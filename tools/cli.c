@@ -133,3 +133,43 @@ int file_exists(const char *p) {
     struct stat sb;
     return stat(p, &sb) == 0;
 }
+
+size_t train_param_flags(flag *out, size_t cap, duet_params *p, const char **optimizer) {
+    const flag f[] = {
+        {"linear", F_BOOL, &p->linear, "one fc layer per branch instead of the MLP"},
+        {"hidden", F_SIZE, &p->hidden, "hidden width of the MLP"},
+        {"embed-dim", F_SIZE, &p->embed_dim, "embedding width"},
+        {"dropout", F_FLOAT, &p->dropout, "dropout probability"},
+        {"margin", F_FLOAT, &p->margin, "ranking margin m"},
+        {"top-k", F_SIZE, &p->top_k, "violating negatives averaged per anchor (1 = hardest, VSE++)"},
+        {"w-i2t", F_FLOAT, &p->w_i2t, "weight of the image-anchored ranking term"},
+        {"w-t2i", F_FLOAT, &p->w_t2i, "lambda1: weight of the sentence-anchored ranking term"},
+        {"w-img-struct", F_FLOAT, &p->w_img_struct, "lambda2: image structure term (needs image neighbours)"},
+        {"w-txt-struct", F_FLOAT, &p->w_txt_struct, "lambda3: sentence structure term"},
+        {"one-way", F_BOOL, &p->one_way, "drop the sentence-anchored ranking term"},
+        {"batch-images", F_SIZE, &p->batch_images, "images per batch (B)"},
+        {"sents-per-image", F_SIZE, &p->sents_per_image, "sentences per image in a batch (S)"},
+        {"optimizer", F_STR, optimizer, "adam or sgd"},
+        {"lr", F_FLOAT, &p->lr, "learning rate"},
+        {"lr-decay", F_FLOAT, &p->lr_decay, "learning-rate factor per epoch"},
+        {"momentum", F_FLOAT, &p->momentum, "SGD momentum"},
+        {"weight-decay", F_FLOAT, &p->weight_decay, "L2 weight decay on the fc weights"},
+        {"epochs", F_INT, &p->epochs, "epochs"},
+        {"patience", F_INT, &p->patience, "stop after N epochs without validation gain (0: never)"},
+        {"seed", F_U64, &p->seed, "random seed (same seed + threads = same model)"},
+        {"threads", F_INT, &p->threads, "OpenBLAS threads (0: OpenBLAS's default)"},
+    };
+    size_t n = sizeof f / sizeof f[0];
+    if (n > cap) n = cap;
+    memcpy(out, f, n * sizeof *f);
+    return n;
+}
+
+int finish_train_params(const char *cmd, const char *optimizer, duet_params *p) {
+    if (strcmp(optimizer, "adam") == 0) p->optimizer = DUET_OPT_ADAM;
+    else if (strcmp(optimizer, "sgd") == 0) p->optimizer = DUET_OPT_SGD;
+    else return usage_error(cmd, "--optimizer: '%s' is not adam or sgd", optimizer);
+    duet_error e = {0};
+    if (duet_params_validate(p, &e)) return usage_error(cmd, "%s", e.msg);
+    return 0;
+}

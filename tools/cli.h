@@ -35,6 +35,14 @@ int need(const char *cmd, const char *v, const char *flagname);
 double now_seconds(void);
 int file_exists(const char *path);
 
+/* The training hyper-parameter flags shared by `duet train` and `duet run`
+ * (--linear ... --threads), bound to p and *optimizer. Writes at most cap
+ * entries to out; returns how many. */
+size_t train_param_flags(flag *out, size_t cap, duet_params *p, const char **optimizer);
+/* Applies --optimizer (adam or sgd) and validates p; EXIT_USAGE after a
+ * message, else 0. */
+int finish_train_params(const char *cmd, const char *optimizer, duet_params *p);
+
 /* Subcommands, one file per part of the pipeline. */
 int cmd_train(int argc, char **argv);    /* tools/cmd_embed.c */
 int cmd_eval(int argc, char **argv);
@@ -46,5 +54,19 @@ int cmd_textmodel(int argc, char **argv);
 int cmd_features_text(int argc, char **argv);  /* `duet features text` */
 int cmd_classify(int argc, char **argv);       /* tools/cmd_image.c */
 int cmd_features(int argc, char **argv);       /* `duet features image|text` */
+int cmd_run(int argc, char **argv);            /* tools/cmd_run.c */
+
+/* CNN weights (tools/cmd_image.c): model "resnet50" or "mobilenetv2",
+ * weights/labels NULL for the defaults. resolve_model: 0, or an exit status
+ * after a message. */
+typedef struct model_paths { char weights[4096], labels[4096]; int tflite; } model_paths;
+int resolve_model(const char *cmd, const char *model, const char *weights,
+                  const char *labels, model_paths *mp);
+duet_status load_net(const model_paths *mp, duet_cnn **net, duet_error *e);
+int list_image_dir(const char *cmd, const char *dir, char ***names, size_t *n);
+
+int cmd_index(int argc, char **argv);          /* tools/cmd_search.c */
+int cmd_search(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 
 #endif

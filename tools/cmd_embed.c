@@ -96,39 +96,20 @@ int cmd_train(int argc, char **argv) {
     inputs in = {0};
     const char *out = NULL, *ckpt = NULL, *opt = "adam", *text_model = NULL, *image_model = NULL;
     int resume = 0, json = 0;
-    flag flags[] = {
+    flag flags[48] = {
         {"dataset", F_STR, &in.dataset, "flickr8k:DIR, karpathy:FILE.json or tsv:FILE"},
         {"image-features", F_STR, &in.img_path, ".npy, one row per dataset image"},
         {"text-features", F_STR, &in.txt_path, ".npy, one row per dataset caption"},
-        {"out", F_STR, &out, "model file to write (-o)"},
-        {"linear", F_BOOL, &p.linear, "one fc layer per branch instead of the MLP"},
-        {"hidden", F_SIZE, &p.hidden, "hidden width of the MLP"},
-        {"embed-dim", F_SIZE, &p.embed_dim, "embedding width"},
-        {"dropout", F_FLOAT, &p.dropout, "dropout probability"},
-        {"margin", F_FLOAT, &p.margin, "ranking margin m"},
-        {"top-k", F_SIZE, &p.top_k, "violating negatives averaged per anchor (1 = hardest, VSE++)"},
-        {"w-i2t", F_FLOAT, &p.w_i2t, "weight of the image-anchored ranking term"},
-        {"w-t2i", F_FLOAT, &p.w_t2i, "lambda1: weight of the sentence-anchored ranking term"},
-        {"w-img-struct", F_FLOAT, &p.w_img_struct, "lambda2: image structure term (needs image neighbours)"},
-        {"w-txt-struct", F_FLOAT, &p.w_txt_struct, "lambda3: sentence structure term"},
-        {"one-way", F_BOOL, &p.one_way, "drop the sentence-anchored ranking term"},
-        {"batch-images", F_SIZE, &p.batch_images, "images per batch (B)"},
-        {"sents-per-image", F_SIZE, &p.sents_per_image, "sentences per image in a batch (S)"},
-        {"optimizer", F_STR, &opt, "adam or sgd"},
-        {"lr", F_FLOAT, &p.lr, "learning rate"},
-        {"lr-decay", F_FLOAT, &p.lr_decay, "learning-rate factor per epoch"},
-        {"momentum", F_FLOAT, &p.momentum, "SGD momentum"},
-        {"weight-decay", F_FLOAT, &p.weight_decay, "L2 weight decay on the fc weights"},
-        {"epochs", F_INT, &p.epochs, "epochs"},
-        {"patience", F_INT, &p.patience, "stop after N epochs without validation gain (0: never)"},
-        {"seed", F_U64, &p.seed, "random seed (same seed + threads = same model)"},
-        {"threads", F_INT, &p.threads, "OpenBLAS threads (0: OpenBLAS's default)"},
+        {"out", F_STR, &out, "model file to write (-o)"}};
+    size_t nf = 4;
+    nf += train_param_flags(flags + nf, 40, &p, &opt);
+    const flag tail[] = {
         {"checkpoint", F_STR, &ckpt, "checkpoint file written after every epoch (default: OUT.ckpt)"},
         {"resume", F_BOOL, &resume, "continue from the checkpoint if it exists"},
         {"text-model", F_STR, &text_model, "text model the captions were encoded with (recorded with its hash)"},
         {"image-model", F_STR, &image_model, "CNN the image features came from, e.g. 'resnet50 crops=1' (recorded)"},
-        {"json", F_BOOL, &json, "print the training summary as JSON on stdout"},
-        {0}};
+        {"json", F_BOOL, &json, "print the training summary as JSON on stdout"}};
+    memcpy(flags + nf, tail, sizeof tail); /* the rest of flags[] stays zero: the terminator */
     const char *pos[1];
     int npos, rc = parse_flags(cmd, "--dataset SPEC --image-features I.npy --text-features T.npy -o MODEL [flags]",
                                argc, argv, flags, pos, 0, &npos);
@@ -136,11 +117,8 @@ int cmd_train(int argc, char **argv) {
     if ((rc = need(cmd, in.dataset, "dataset")) || (rc = need(cmd, in.img_path, "image-features")) ||
         (rc = need(cmd, in.txt_path, "text-features")) || (rc = need(cmd, out, "out")))
         return rc;
-    if (strcmp(opt, "adam") == 0) p.optimizer = DUET_OPT_ADAM;
-    else if (strcmp(opt, "sgd") == 0) p.optimizer = DUET_OPT_SGD;
-    else return usage_error(cmd, "--optimizer: '%s' is not adam or sgd", opt);
+    if ((rc = finish_train_params(cmd, opt, &p))) return rc;
     duet_error e = {0};
-    if (duet_params_validate(&p, &e)) return usage_error(cmd, "%s", e.msg);
 
     char ckbuf[4096];
     if (!ckpt) {

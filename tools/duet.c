@@ -6,6 +6,7 @@
  *   duet embed   --model M --side image|text IN.npy -o OUT.npy
  *   duet dataset --dataset SPEC [--images | --captions]
  *   duet synth   -o DIR
+ *   duet run     flickr8k --data DIR --work DIR   (the main job, docs/RUN.md)
  *
  * Exit status: 0 success, 1 failure (a message on stderr), 2 usage error.
  * Results go to stdout; progress and messages to stderr. */
@@ -30,6 +31,10 @@ static const command commands[] = {
     {"features", cmd_features, "feature files: `features image` (CNN) or `features text`"},
     {"vectors", cmd_vectors, "import word vectors (GloVe, word2vec, fastText, wink JSON)"},
     {"textmodel", cmd_textmodel, "fit a sentence encoder (mean, tf-idf, Fisher vectors)"},
+    {"run", cmd_run, "the main job: features, text model, training, test, index (cached stages)"},
+    {"index", cmd_index, "`index build`: embed a gallery of images (and captions) for search"},
+    {"search", cmd_search, "search an index with a sentence or an image"},
+    {"serve", cmd_serve, "HTTP search API and web page on an index"},
     {0, 0, 0}};
 
 static void help(FILE *out) {

@@ -94,6 +94,7 @@ typedef struct duet_tf_file {
     char **names;         /* [n_arrays] owned                            */
     float **data;         /* [n_arrays] views into buf (64-byte aligned) */
     size_t *counts;       /* [n_arrays]                                  */
+    int borrowed;         /* 1: buf belongs to the caller (not freed)    */
 } duet_tf_file;
 
 /* Reads and validates path (magic, version == want_version, header JSON,
@@ -106,6 +107,12 @@ duet_status duet_tf_read(const char *path, const char magic[8],
 duet_status duet_tf_parse(char *buf, size_t len, const char *path,
                           const char magic[8], uint32_t want_version,
                           const char *kind, duet_tf_file *tf, duet_error *err);
+/* The same on len bytes the caller keeps (e.g. a memory-mapped file, page
+ * aligned so the arrays stay 64-byte aligned): buf is never freed and must
+ * outlive tf; arrays are views into it. */
+duet_status duet_tf_parse_view(const char *buf, size_t len, const char *path,
+                               const char magic[8], uint32_t want_version,
+                               const char *kind, duet_tf_file *tf, duet_error *err);
 /* The array named name, which must hold exactly count floats (count 0: any);
  * NULL with an error naming the file and array otherwise. */
 const float *duet_tf_array_get(const duet_tf_file *tf, const char *path,

@@ -76,7 +76,7 @@ void duet_tf_free(duet_tf_file *tf) {
     free(tf->data);
     free(tf->counts);
     json_decref((json_t *)tf->header);
-    free(tf->buf);
+    if (!tf->borrowed) free(tf->buf);
     memset(tf, 0, sizeof *tf);
 }
 
@@ -122,12 +122,13 @@ static duet_status read_array_table(duet_tf_file *tf, const char *path,
     return DUET_OK;
 }
 
-duet_status duet_tf_parse(char *buf, size_t len, const char *path,
-                          const char magic[8], uint32_t want_version,
-                          const char *kind, duet_tf_file *tf, duet_error *err) {
+static duet_status tf_parse(char *buf, size_t len, int borrowed, const char *path,
+                            const char magic[8], uint32_t want_version,
+                            const char *kind, duet_tf_file *tf, duet_error *err) {
     memset(tf, 0, sizeof *tf);
     tf->buf = buf;
     tf->len = len;
+    tf->borrowed = borrowed;
     if (tf->len < TF_PREAMBLE || memcmp(tf->buf, magic, 8) != 0) {
         duet_tf_free(tf);
         return duet_fail(err, DUET_ERR_FORMAT, "%s: not a duet %s file (bad magic)", path, kind);
@@ -158,6 +159,18 @@ duet_status duet_tf_parse(char *buf, size_t len, const char *path,
     duet_status st = read_array_table(tf, path, TF_PREAMBLE + (size_t)hlen, err);
     if (st) duet_tf_free(tf);
     return st;
+}
+
+duet_status duet_tf_parse(char *buf, size_t len, const char *path,
+                          const char magic[8], uint32_t want_version,
+                          const char *kind, duet_tf_file *tf, duet_error *err) {
+    return tf_parse(buf, len, 0, path, magic, want_version, kind, tf, err);
+}
+
+duet_status duet_tf_parse_view(const char *buf, size_t len, const char *path,
+                               const char magic[8], uint32_t want_version,
+                               const char *kind, duet_tf_file *tf, duet_error *err) {
+    return tf_parse((char *)buf, len, 1, path, magic, want_version, kind, tf, err);
 }
 
 duet_status duet_tf_read(const char *path, const char magic[8],

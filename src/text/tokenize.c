@@ -142,6 +142,9 @@ static int valid_utf8(const char *w, size_t n) {
     return 1;
 }
 
+/* Public (include/duet.h): s is borrowed. */
+int duet_utf8_valid(const char *s, size_t len) { return valid_utf8(s, len); }
+
 void duet_vocab_free(duet_vocab *v) {
     if (!v) return;
     free(v->blob);

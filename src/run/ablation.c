@@ -1,0 +1,158 @@
+/* ablation.c -- the grid of the paper's tables (Wang et al. 2016, tables 1-2)
+ * run through duet_run on one work directory, so every configuration shares
+ * the stages it has in common (image features always; vectors and text
+ * features across network/loss variants). */
+#define _XOPEN_SOURCE 700
+#include "run/run.h"
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct grid_row {
+    const char *group;
+    int encoder;     /* -1: the base configuration's */
+    int linear;      /* -1: base's */
+    int one_way;     /* -1: base's */
+    int structure;   /* -1: base's; 0 off; 1 on */
+    int seed_offset;
+} grid_row;
+
+static const grid_row grid[] = {
+    {"text encoder", DUET_ENC_MEAN, -1, -1, -1, 0},
+    {"text encoder", DUET_ENC_FV_GMM, -1, -1, -1, 0},
+    {"text encoder", DUET_ENC_FV_HGLMM, -1, -1, -1, 0},
+    {"text encoder", DUET_ENC_FV_BOTH, -1, -1, -1, 0},
+    {"network and loss", -1, 1, 1, 0, 0},
+    {"network and loss", -1, 1, 0, 0, 0},
+    {"network and loss", -1, 1, 0, 1, 0},
+    {"network and loss", -1, 0, 1, 0, 0},
+    {"network and loss", -1, 0, 0, 0, 0},
+    {"network and loss", -1, 0, 0, 1, 0},
+    {"seeds", -1, -1, -1, -1, 0},
+    {"seeds", -1, -1, -1, -1, 1},
+    {"seeds", -1, -1, -1, -1, 2},
+};
+#define N_GRID (sizeof grid / sizeof grid[0])
+#define N_SEEDS 3
+
+static duet_run_config row_config(const duet_run_config *base, const grid_row *g) {
+    duet_run_config c = *base;
+    c.build_index = 0;
+    if (g->encoder >= 0) c.text.encoder = (duet_encoder)g->encoder;
+    if (g->linear >= 0) c.train.linear = g->linear;
+    if (g->one_way >= 0) c.train.one_way = g->one_way;
+    if (g->structure == 0) c.train.w_txt_struct = c.train.w_img_struct = 0.0f;
+    if (g->structure == 1 && c.train.w_txt_struct <= 0.0f)
+        c.train.w_txt_struct = duet_default_params().w_txt_struct;
+    c.train.seed = base->train.seed + (uint64_t)g->seed_offset;
+    return c;
+}
+
+/* The six recalls and the R-sum of r, in table order. */
+static void metrics(const duet_eval_result *r, double m[7]) {
+    double v[7] = {r->i2t.r1, r->i2t.r5, r->i2t.r10, r->t2i.r1, r->t2i.r5, r->t2i.r10, r->rsum};
+    memcpy(m, v, sizeof v);
+}
+
+static const char *const metric_names[7] = {"i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10", "rsum"};
+
+duet_status duet_run_ablation(const duet_run_config *base, const duet_run_hooks *h, char **markdown,
+                              duet_error *err) {
+    if (markdown) *markdown = NULL;
+    double t0 = duet_now();
+    duet_eval_result res[N_GRID];
+    double train_s[N_GRID], val_rsum[N_GRID];
+    int best[N_GRID];
+    char keys[N_GRID][17];
+    duet_status st = DUET_OK;
+    for (size_t i = 0; i < N_GRID && !st; i++) {
+        duet_run_config c = row_config(base, &grid[i]);
+        char desc[160], line[256];
+        duet_run_describe(&c, desc, sizeof desc);
+        if (h && h->log) {
+            snprintf(line, sizeof line, "ablation %zu/%zu: %s, seed %llu", i + 1, (size_t)N_GRID, desc,
+                     (unsigned long long)c.train.seed);
+            h->log(h->user, line);
+        }
+        duet_run_result r;
+        st = duet_run(&c, h, &r, err);
+        if (!st) {
+            res[i] = r.test;
+            train_s[i] = r.stage[DUET_STAGE_TRAIN].build_seconds;
+            val_rsum[i] = r.val.rsum;
+            best[i] = r.best_epoch;
+            memcpy(keys[i], r.stage[DUET_STAGE_TRAIN].key, 17);
+        }
+        duet_run_result_free(&r);
+    }
+    if (st) return duet_fail_wrap(err, st, "ablation");
+
+    /* mean and sample standard deviation over the seeds of the base */
+    double mean[7] = {0}, sd[7] = {0}, m[7];
+    size_t s0 = N_GRID - N_SEEDS;
+    for (size_t i = s0; i < N_GRID; i++) {
+        metrics(&res[i], m);
+        for (int k = 0; k < 7; k++) mean[k] += m[k] / N_SEEDS;
+    }
+    for (size_t i = s0; i < N_GRID; i++) {
+        metrics(&res[i], m);
+        for (int k = 0; k < 7; k++) sd[k] += (m[k] - mean[k]) * (m[k] - mean[k]) / (N_SEEDS - 1);
+    }
+    for (int k = 0; k < 7; k++) sd[k] = sqrt(sd[k]);
+
+    duet_sbuf md = {0};
+    json_t *rows = json_array();
+    duet_sb_printf(&md, "# Ablation: %s\n\n%s features, %d crop%s; %zu configurations, results on the test split. "
+                   "Every row is one training run (seed %llu unless noted); `train s` is its training time.\n\n"
+                   "| group | text | network | loss | seed | i→t R@1 | R@5 | R@10 | t→i R@1 | R@5 | R@10 | R-sum | val R-sum | train s |\n"
+                   "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+                   base->dataset, base->cnn, base->crops, base->crops == 1 ? "" : "s", (size_t)N_GRID,
+                   (unsigned long long)base->train.seed);
+    for (size_t i = 0; i < N_GRID; i++) {
+        duet_run_config c = row_config(base, &grid[i]);
+        int structure = c.train.w_txt_struct > 0 || c.train.w_img_struct > 0;
+        metrics(&res[i], m);
+        duet_sb_printf(&md, "| %s | %s | %s | %s%s | %llu | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f |\n",
+                       grid[i].group, duet_encoder_name(c.text.encoder), c.train.linear ? "linear" : "MLP",
+                       c.train.one_way ? "one-way" : "two-way", structure ? " + structure" : "",
+                       (unsigned long long)c.train.seed, m[0], m[1], m[2], m[3], m[4], m[5], m[6], val_rsum[i],
+                       train_s[i]);
+        json_t *row = json_pack("{s:s, s:s, s:b, s:b, s:b, s:f, s:I, s:o, s:f, s:i, s:f, s:s}", "group", grid[i].group,
+                                "encoder", duet_encoder_name(c.text.encoder), "linear", c.train.linear, "one_way",
+                                c.train.one_way, "structure", structure, "w_txt_struct", (double)c.train.w_txt_struct,
+                                "seed", (json_int_t)c.train.seed, "test", duet_eval_to_json(&res[i]), "val_rsum",
+                                val_rsum[i], "best_epoch", best[i], "train_seconds", train_s[i], "train_key", keys[i]);
+        json_array_append_new(rows, row);
+    }
+    const duet_eval_result *k = &duet_klein2015_flickr8k;
+    duet_sb_printf(&md, "\nBase configuration over %d seeds (mean ± sample std):\n\n"
+                   "| | i→t R@1 | R@5 | R@10 | t→i R@1 | R@5 | R@10 | R-sum |\n|---|---:|---:|---:|---:|---:|---:|---:|\n"
+                   "| duet | ", N_SEEDS);
+    for (int q = 0; q < 7; q++) duet_sb_printf(&md, "%.1f ± %.1f | ", mean[q], sd[q]);
+    duet_sb_printf(&md, "\n| Klein et al. 2015, mean vector + CCA (Flickr8K) | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f |\n"
+                   "\nGrid time %.0f s (cached stages are reused).\n", k->i2t.r1, k->i2t.r5, k->i2t.r10, k->t2i.r1,
+                   k->t2i.r5, k->t2i.r10, k->rsum, duet_now() - t0);
+    json_t *jm = json_object(), *js = json_object(), *seeds = json_array();
+    for (int q = 0; q < 7; q++) {
+        json_object_set_new(jm, metric_names[q], json_real(mean[q]));
+        json_object_set_new(js, metric_names[q], json_real(sd[q]));
+    }
+    for (size_t i = s0; i < N_GRID; i++) json_array_append_new(seeds, json_integer((json_int_t)(base->train.seed + (uint64_t)grid[i].seed_offset)));
+    json_t *o = json_pack("{s:s, s:s, s:i, s:I, s:o, s:{s:o, s:o, s:o}, s:f}", "dataset", base->dataset, "cnn",
+                          base->cnn, "crops", base->crops, "limit", (json_int_t)base->limit, "rows", rows, "seeds",
+                          "seeds", seeds, "mean", jm, "std", js, "seconds", duet_now() - t0);
+    char *jt = o ? json_dumps(o, JSON_INDENT(1) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6)) : NULL;
+    json_decref(o);
+    duet_sbuf pm = {0}, pj = {0};
+    duet_sb_printf(&pm, "%s/ablation.md", base->work);
+    duet_sb_printf(&pj, "%s/ablation.json", base->work);
+    if (md.oom || pm.oom || pj.oom || !jt) st = duet_fail(err, DUET_ERR_NOMEM, "ablation: out of memory");
+    if (!st) st = duet_write_text(pj.s, jt, strlen(jt), err);
+    if (!st) st = duet_write_text(pm.s, md.s, md.n, err);
+    free(jt);
+    duet_sb_free(&pm);
+    duet_sb_free(&pj);
+    if (!st && markdown) { *markdown = md.s; md.s = NULL; }
+    duet_sb_free(&md);
+    return st;
+}

@@ -1,0 +1,31 @@
+# Sourced by the search tests (tests/cli/test_serve.sh, test_browser.sh) and
+# bench/load_serve.sh: a temp dir $T removed on exit with the server, the
+# ok/bad/summary counters (suite name $SUITE), and start_server.
+DUET=${DUET:-./duet}
+DUET=$(cd "$(dirname "$DUET")" && pwd)/$(basename "$DUET")
+ROOT=$(pwd)
+T=$(mktemp -d /tmp/duet-$SUITE.XXXXXX)
+SPID=""
+cleanup() { [ -n "$SPID" ] && kill "$SPID" 2>/dev/null; wait 2>/dev/null; rm -rf "$T"; }
+trap cleanup EXIT
+pass=0 fail=0 skip=0
+ok()  { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
+summary() { echo "$SUITE: $pass passed, $fail failed, $skip skipped"; exit $((fail > 0)); }
+
+# start_server INDEX [serve flags...]: `duet serve` on a free loopback port;
+# sets SPID and URL (http://127.0.0.1:PORT); returns 1 if it did not start
+# within 30 s. Its stdout/stderr go to $T/serve.out and $T/serve.err.
+start_server() {
+  local idx=$1; shift
+  "$DUET" serve --index "$idx" --port 0 "$@" >"$T/serve.out" 2>"$T/serve.err" &
+  SPID=$!
+  URL=""
+  for _ in $(seq 1 300); do
+    URL=$(sed -n 's|^duet serve: \(http://[0-9.:]*\)/ .*|\1|p' "$T/serve.out")
+    [ -n "$URL" ] && return 0
+    kill -0 $SPID 2>/dev/null || return 1
+    sleep 0.1
+  done
+  return 1
+}

@@ -1,0 +1,246 @@
+#define _POSIX_C_SOURCE 200809L
+/* test_search.c -- exact top-k against a brute-force reference (ties, k > n,
+ * NaN), the index file round trip (read and mmap), and corrupted or
+ * truncated index files refused with clear messages. */
+#include "check.h"
+#include "core/core.h"
+#include <unistd.h>
+
+/* Brute force: best first, ties to the lower index; O(n k). */
+static void brute(const float *q, const float *g, size_t n, size_t d, size_t k, duet_hit *out) {
+    char *used = calloc(n, 1);
+    for (size_t r = 0; r < k && r < n; r++) {
+        size_t b = (size_t)-1;
+        float bs = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (used[i]) continue;
+            float s = 0;
+            for (size_t j = 0; j < d; j++) s += q[j] * g[i * d + j];
+            if (b == (size_t)-1 || s > bs) { b = i; bs = s; }
+        }
+        used[b] = 1;
+        out[r] = (duet_hit){b, bs};
+    }
+    free(used);
+}
+
+static void fill_random(float *x, size_t n, duet_rng *r, int quantize) {
+    for (size_t i = 0; i < n; i++) {
+        float v = duet_rng_normal(r);
+        x[i] = quantize ? (float)(int)(v * 2) : v; /* small integers: many exact ties */
+    }
+}
+
+static void check_against_brute(size_t nq, size_t n, size_t d, size_t k, int quantize, uint64_t seed) {
+    duet_rng r;
+    duet_rng_seed(&r, seed);
+    float *q = malloc(nq * d * sizeof(float)), *g = malloc(n * d * sizeof(float));
+    fill_random(q, nq * d, &r, quantize);
+    fill_random(g, n * d, &r, quantize);
+    size_t kk = k < n ? k : n, got = 99;
+    duet_hit *h = malloc((nq * kk + 1) * sizeof *h), *ref = malloc((kk + 1) * sizeof *ref);
+    duet_mat qm = {q, nq, d}, gm = {g, n, d};
+    duet_error e = {0};
+    CHECK(duet_topk(&qm, &gm, k, h, &got, &e) == DUET_OK);
+    CHECK(got == kk);
+    int bad = 0;
+    for (size_t i = 0; i < nq && !bad; i++) {
+        brute(q + i * d, g, n, d, k, ref);
+        for (size_t j = 0; j < kk; j++) {
+            if (h[i * kk + j].index != ref[j].index || fabsf(h[i * kk + j].score - ref[j].score) > 1e-3f) {
+                CHECK_MSG(0, "nq %zu n %zu d %zu k %zu: query %zu rank %zu: got %zu (%g), want %zu (%g)",
+                          nq, n, d, k, i, j, h[i * kk + j].index, (double)h[i * kk + j].score,
+                          ref[j].index, (double)ref[j].score);
+                bad = 1;
+                break;
+            }
+        }
+    }
+    free(q); free(g); free(h); free(ref);
+}
+
+TEST(topk_matches_brute_force) {
+    check_against_brute(7, 100, 16, 10, 0, 1);
+    check_against_brute(300, 9000, 8, 5, 0, 2);   /* several query and gallery blocks */
+    check_against_brute(3, 50, 4, 1, 0, 3);
+    check_against_brute(1100, 2100, 4, 3, 1, 6);  /* two query blocks, two gallery blocks, ties */
+}
+
+TEST(topk_ties_broken_by_index) {
+    check_against_brute(40, 500, 3, 20, 1, 4);    /* integer vectors: many equal scores */
+    /* all-equal gallery: the first k rows in order */
+    float q[2] = {1, 0}, g[20];
+    for (int i = 0; i < 10; i++) { g[2 * i] = 1; g[2 * i + 1] = (float)i; }
+    duet_mat qm = {q, 1, 2}, gm = {g, 10, 2};
+    duet_hit h[4];
+    CHECK(duet_topk(&qm, &gm, 4, h, NULL, NULL) == DUET_OK);
+    for (size_t i = 0; i < 4; i++) CHECK(h[i].index == i && h[i].score == 1.0f);
+}
+
+TEST(topk_k_larger_than_n_and_errors) {
+    check_against_brute(5, 3, 4, 10, 0, 5);
+    float q[4] = {1, 2, 3, 4}, g[4] = {1, 1, 1, 1};
+    duet_mat qm = {q, 1, 4}, gm = {g, 1, 4}, bad = {g, 2, 2};
+    duet_hit h[2];
+    duet_error e = {0};
+    CHECK(duet_topk(&qm, &gm, 0, h, NULL, &e) == DUET_ERR_INVALID_ARG);
+    CHECK(strstr(e.msg, "k must be") != NULL);
+    CHECK(duet_topk(&qm, &bad, 1, h, NULL, &e) == DUET_ERR_SHAPE);
+    /* NaN scores never enter while finite ones exist */
+    float g2[8] = {NAN, 0, 0, 0, 1, 0, 0, 0};
+    duet_mat gm2 = {g2, 2, 4};
+    CHECK(duet_topk(&qm, &gm2, 2, h, NULL, &e) == DUET_OK);
+    CHECK(h[0].index == 1 && h[0].score == 1.0f && h[1].index == 0 && isinf(h[1].score));
+}
+
+/* A small index in dir; returns 0 on success. */
+static duet_status write_small(const char *path, duet_error *e) {
+    float img[3 * 4] = {1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0};
+    float cap[2 * 4] = {0, 0, 0, 1, 0.6f, 0.8f, 0, 0};
+    const char *names[3] = {"a.jpg", "dir/b.png", "\xc3\xa9t\xc3\xa9.jpg"};
+    const char *texts[2] = {"a dog runs", "two cats \xe2\x9c\x93"};
+    duet_index_meta m = {"m.duet", "fnv1a64:0123456789abcdef", "t.model", "fnv1a64:fedcba9876543210",
+                         "resnet50 crops=1", "/tmp/imgs"};
+    duet_index_rows r = {4, 3, img, names, 2, cap, texts};
+    return duet_index_write(path, &m, &r, e);
+}
+
+static char tmpdir[64];
+
+TEST(index_round_trip_read_and_mmap) {
+    char path[128];
+    snprintf(path, sizeof path, "%s/g.index", tmpdir);
+    duet_error e = {0};
+    CHECK(write_small(path, &e) == DUET_OK);
+    for (int mm = 0; mm < 2; mm++) {
+        duet_index *ix = NULL;
+        CHECK_MSG(duet_index_open(path, mm, &ix, &e) == DUET_OK, "%s", e.msg);
+        if (!ix) continue;
+        CHECK(duet_index_dim(ix) == 4);
+        CHECK(duet_index_count(ix, DUET_SIDE_IMAGE) == 3 && duet_index_count(ix, DUET_SIDE_TEXT) == 2);
+        CHECK(strcmp(duet_index_text(ix, 0, 1), "dir/b.png") == 0);
+        CHECK(strcmp(duet_index_text(ix, 1, 1), "two cats \xe2\x9c\x93") == 0);
+        CHECK(duet_index_text(ix, 1, 2) == NULL);
+        CHECK(duet_index_find_image(ix, "\xc3\xa9t\xc3\xa9.jpg") == 2);
+        CHECK(duet_index_find_image(ix, "nope.jpg") == (size_t)-1);
+        duet_mat em = duet_index_embeddings(ix, DUET_SIDE_TEXT);
+        CHECK(em.rows == 2 && em.cols == 4 && em.data[4] == 0.6f);
+        CHECK(((uintptr_t)em.data & 3) == 0);
+        duet_index_meta m = duet_index_meta_of(ix);
+        CHECK(strcmp(m.image_model, "resnet50 crops=1") == 0 && strcmp(m.image_root, "/tmp/imgs") == 0);
+        CHECK(strcmp(m.text_model_hash, "fnv1a64:fedcba9876543210") == 0);
+        /* a search on the mapped rows */
+        float q[4] = {0, 1, 0, 0};
+        duet_mat qm = {q, 1, 4}, gm = duet_index_embeddings(ix, DUET_SIDE_IMAGE);
+        duet_hit h[3];
+        CHECK(duet_topk(&qm, &gm, 3, h, NULL, &e) == DUET_OK);
+        CHECK(h[0].index == 1 && h[1].index == 0 && h[2].index == 2);
+        duet_index_free(ix);
+    }
+    duet_index_free(NULL);
+}
+
+TEST(index_write_refuses_bad_rows) {
+    char path[128];
+    snprintf(path, sizeof path, "%s/bad.index", tmpdir);
+    float img[2 * 2] = {1, 0, 0, 1};
+    const char *dup[2] = {"x.jpg", "x.jpg"}, *inv[2] = {"x.jpg", "\xff.jpg"};
+    duet_index_rows r = {2, 2, img, dup, 0, NULL, NULL};
+    duet_error e = {0};
+    CHECK(duet_index_write(path, NULL, &r, &e) == DUET_ERR_INVALID_ARG);
+    CHECK(strstr(e.msg, "appears twice") != NULL);
+    r.image_names = inv;
+    CHECK(duet_index_write(path, NULL, &r, &e) == DUET_ERR_INVALID_ARG);
+    CHECK(strstr(e.msg, "UTF-8") != NULL);
+    img[1] = NAN;
+    r.image_names = (const char *const[]){"a", "b"};
+    CHECK(duet_index_write(path, NULL, &r, &e) == DUET_ERR_NONFINITE);
+    CHECK(access(path, F_OK) != 0);
+}
+
+static size_t file_bytes(const char *p, char **buf) {
+    FILE *f = fopen(p, "rb");
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    rewind(f);
+    *buf = malloc((size_t)n);
+    size_t got = fread(*buf, 1, (size_t)n, f);
+    fclose(f);
+    return got;
+}
+
+static void put_bytes(const char *p, const char *b, size_t n) {
+    FILE *f = fopen(p, "wb");
+    fwrite(b, 1, n, f);
+    fclose(f);
+}
+
+/* Opens path both ways and expects status st and needle in the message. */
+static void expect_refused(const char *path, duet_status st, const char *needle) {
+    for (int mm = 0; mm < 2; mm++) {
+        duet_index *ix = NULL;
+        duet_error e = {0};
+        duet_status got = duet_index_open(path, mm, &ix, &e);
+        CHECK_MSG(got == st && ix == NULL && strstr(e.msg, needle) && strstr(e.msg, path),
+                  "mmap %d: status %d, want %d, msg '%s', want '%s'", mm, got, st, e.msg, needle);
+        duet_index_free(ix);
+    }
+}
+
+TEST(index_corrupt_and_truncated_refused) {
+    char path[128], bad[128];
+    snprintf(path, sizeof path, "%s/c.index", tmpdir);
+    snprintf(bad, sizeof bad, "%s/c-bad.index", tmpdir);
+    duet_error e = {0};
+    CHECK(write_small(path, &e) == DUET_OK);
+    char *b;
+    size_t n = file_bytes(path, &b);
+    put_bytes(bad, b, n - 5);
+    expect_refused(bad, DUET_ERR_FORMAT, "truncated");
+    put_bytes(bad, b, 10);
+    expect_refused(bad, DUET_ERR_FORMAT, "bad magic");
+    char *c = malloc(n);
+    memcpy(c, b, n); c[0] = 'X';
+    put_bytes(bad, c, n);
+    expect_refused(bad, DUET_ERR_FORMAT, "bad magic");
+    memcpy(c, b, n); c[8] = 9;
+    put_bytes(bad, c, n);
+    expect_refused(bad, DUET_ERR_VERSION, "version 9");
+    /* a header count that disagrees with the arrays */
+    memcpy(c, b, n);
+    char *p = strstr(c + 24, "\"n_images\": 3");
+    if (p) { p[12] = '4'; put_bytes(bad, c, n); expect_refused(bad, DUET_ERR_SHAPE, "image_emb"); }
+    else CHECK(0);
+    memcpy(c, b, n);
+    p = strstr(c + 24, "\"kind\": \"duet-index\"");
+    if (p) { p[9] = 'X'; put_bytes(bad, c, n); expect_refused(bad, DUET_ERR_FORMAT, "kind"); }
+    else CHECK(0);
+    /* invalid UTF-8 in a stored name: find "a.jpg" in the data */
+    memcpy(c, b, n);
+    for (size_t i = n - 1; i > 24; i--)
+        if (memcmp(c + i - 4, "a.jpg", 5) == 0) { c[i - 4] = (char)0xff; break; }
+    put_bytes(bad, c, n);
+    expect_refused(bad, DUET_ERR_FORMAT, "not valid UTF-8");
+    /* names bytes disagreeing with the header */
+    memcpy(c, b, n);
+    p = strstr(c + 24, "\"image_names_bytes\": ");
+    if (p) { p[21] = '9'; put_bytes(bad, c, n); expect_refused(bad, DUET_ERR_FORMAT, "image_names_utf8"); }
+    else CHECK(0);
+    expect_refused("/nonexistent/x.index", DUET_ERR_IO, "cannot open");
+    free(b); free(c);
+}
+
+int main(void) {
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/duet-search.XXXXXX");
+    if (!mkdtemp(tmpdir)) return 1;
+    RUN(topk_matches_brute_force);
+    RUN(topk_ties_broken_by_index);
+    RUN(topk_k_larger_than_n_and_errors);
+    RUN(index_round_trip_read_and_mmap);
+    RUN(index_write_refuses_bad_rows);
+    RUN(index_corrupt_and_truncated_refused);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
+    return check_summary("search");
+}
