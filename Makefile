@@ -23,15 +23,24 @@ TBINS   := $(TESTS:tests/%.c=$(BUILD)/tests/%)
 LIB     := $(BUILD)/libduet.a
 HDRS    := include/duet.h $(wildcard src/*/*.h) tests/check.h
 
-.PHONY: all deps test asan bench fuzz clean demo demo-synth ablation models
+.PHONY: all deps test-deps test asan bench fuzz clean demo demo-synth ablation models
 
 all: deps duet
 
 deps:
 	@scripts/deps.sh build
 
+# What the tests use beyond the build: curl, numpy, chromium, the word vectors
+# and the CNN weights. Each is fetched once; where one cannot be had (offline),
+# the tests that need it skip and say so.
+test-deps: deps
+	@scripts/deps.sh test || echo "make test: curl/numpy/chromium unavailable: the tests that need them skip" >&2
+	@scripts/vectors.sh >/dev/null || echo "make test: word vectors unavailable: the tests that need them skip" >&2
+	@scripts/models.sh || echo "make test: ResNet-50 weights unavailable: the tests that need them skip" >&2
+
+# copied then renamed: a running ./duet (make demo) keeps its old inode
 duet: $(BUILD)/duet
-	cp $< $@
+	cp $< $@.tmp && mv -f $@.tmp $@
 
 $(BUILD)/%.o: %.c $(HDRS)
 	@mkdir -p $(dir $@)
@@ -58,7 +67,7 @@ $(BUILD)/tests/%: tests/%.c $(LIB) $(HDRS)
 
 # The tests run the binary of this build ($(BUILD)/duet), so `make asan` tests
 # the sanitized one; `make test` also refreshes ./duet.
-test: deps $(BUILD)/duet $(TBINS) $(if $(filter build,$(BUILD)),duet)
+test: test-deps $(BUILD)/duet $(TBINS) $(if $(filter build,$(BUILD)),duet)
 	@DUET=$(BUILD)/duet TEST_BUILD=$(BUILD) tests/run.sh $(TBINS) tests/cli/*.sh
 
 asan:

@@ -595,6 +595,17 @@ duet_status duet_evaluate(const duet_model *m, const duet_dataset *d,
                           duet_split s, size_t fold_size,
                           duet_eval_result *res, duet_error *err);
 
+/* duet_evaluate for an ensemble of n_models models, model k taking the
+ * features img[k], txt[k] (models may differ in encoder and width): each
+ * member's L2-normalized embeddings are concatenated, so the score of a pair
+ * is the sum of the members' cosine similarities. */
+duet_status duet_evaluate_ensemble(const duet_model *const *ms,
+                                   const duet_mat *const *img,
+                                   const duet_mat *const *txt, size_t n_models,
+                                   const duet_dataset *d, duet_split s,
+                                   size_t fold_size, duet_eval_result *res,
+                                   duet_error *err);
+
 /* Recall@K from embeddings already computed: img_emb [ni x k], txt_emb
  * [nc x k], cap_img[j] in [0, ni) the image of caption j. */
 duet_status duet_recall_from_embeddings(const duet_mat *img_emb,

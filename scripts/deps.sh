@@ -3,7 +3,8 @@
 #   scripts/deps.sh build   compiler, OpenBLAS/LAPACK, jansson
 #   scripts/deps.sh ref     + numpy/PyTorch/scikit-learn (tools/ref scripts)
 #   scripts/deps.sh bench   + the same peers for `make bench` (+ FAISS, wrk)
-#   scripts/deps.sh search  + curl, python3, chromium (the HTTP and browser tests)
+#   scripts/deps.sh test    + curl, python3, numpy, chromium (the CLI, HTTP and
+#                           browser tests; `search` is the same set)
 set -euo pipefail
 what=${1:-build}
 pkgs=(gcc make pkg-config libopenblas-dev liblapacke-dev libjansson-dev libyajl-dev libjpeg62-turbo-dev libpng-dev libstb-dev libmicrohttpd-dev)
@@ -11,8 +12,8 @@ case "$what" in
   build) ;;
   ref) pkgs+=(python3-numpy python3-torch python3-sklearn python3-torchvision python3-pil) ;;
   bench) pkgs+=(python3-numpy python3-torch python3-sklearn python3-torchvision python3-pil python3-faiss wrk curl) ;;
-  search) pkgs+=(curl python3 chromium) ;;
-  *) echo "deps.sh: unknown set '$what' (build, ref, bench, search)" >&2; exit 2 ;;
+  test|search) pkgs+=(curl python3 python3-numpy chromium) ;;
+  *) echo "deps.sh: unknown set '$what' (build, ref, bench, test)" >&2; exit 2 ;;
 esac
 missing=()
 for p in "${pkgs[@]}"; do

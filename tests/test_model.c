@@ -280,6 +280,75 @@ static void synth_free(synth *s) {
     duet_mat_free(&s->txt);
 }
 
+/* Brute-force recall of the ensemble {a, c} on the test split: scores are
+ * the sum of each model's cosine similarities, ranks counted naively. */
+static void check_ensemble(const synth *s, const duet_model *a, const duet_model *c) {
+    duet_error e = {0};
+    size_t *im = NULL, ni = 0;
+    CHECK(duet_dataset_split_images(s->d, DUET_SPLIT_TEST, &im, &ni, &e) == DUET_OK);
+    if (!im) return;
+    const duet_model *ms[2] = {a, c};
+    const duet_mat *img[2] = {&s->img, &s->img}, *txt[2] = {&s->txt, &s->txt};
+    /* per-model embeddings of every image and caption */
+    duet_mat E[2][2];
+    for (int k = 0; k < 2; k++) {
+        size_t o = ms[k]->p.embed_dim;
+        E[k][0] = (duet_mat){calloc(s->img.rows * o, sizeof(float)), s->img.rows, o};
+        E[k][1] = (duet_mat){calloc(s->txt.rows * o, sizeof(float)), s->txt.rows, o};
+        CHECK(duet_model_embed(ms[k], DUET_SIDE_IMAGE, &s->img, &E[k][0], &e) == DUET_OK);
+        CHECK(duet_model_embed(ms[k], DUET_SIDE_TEXT, &s->txt, &E[k][1], &e) == DUET_OK);
+    }
+    size_t nc = 0, caps[4096], owner[4096];
+    for (size_t i = 0; i < ni; i++)
+        for (size_t q = s->d->image_cap_start[im[i]]; q < s->d->image_cap_start[im[i] + 1] && nc < 4096; q++) {
+            caps[nc] = s->d->image_caps[q];
+            owner[nc++] = i;
+        }
+    double *S = calloc(nc * ni, sizeof(double));
+    for (size_t j = 0; j < nc; j++)
+        for (size_t i = 0; i < ni; i++)
+            for (int k = 0; k < 2; k++) {
+                size_t o = ms[k]->p.embed_dim;
+                double d = 0;
+                for (size_t q = 0; q < o; q++)
+                    d += (double)E[k][1].data[caps[j] * o + q] * E[k][0].data[im[i] * o + q];
+                S[j * ni + i] += d;
+            }
+    double t1 = 0, t10 = 0, i1 = 0, i10 = 0;
+    for (size_t j = 0; j < nc; j++) { /* text -> image */
+        size_t rank = 1;
+        for (size_t i = 0; i < ni; i++) rank += S[j * ni + i] > S[j * ni + owner[j]];
+        t1 += rank <= 1; t10 += rank <= 10;
+    }
+    for (size_t i = 0; i < ni; i++) { /* image -> text: its best own caption */
+        double best = -1e30;
+        for (size_t j = 0; j < nc; j++) if (owner[j] == i && S[j * ni + i] > best) best = S[j * ni + i];
+        size_t rank = 1;
+        for (size_t j = 0; j < nc; j++) rank += S[j * ni + i] > best;
+        i1 += rank <= 1; i10 += rank <= 10;
+    }
+    duet_eval_result r, ra, raa;
+    CHECK_MSG(duet_evaluate_ensemble(ms, img, txt, 2, s->d, DUET_SPLIT_TEST, 0, &r, &e) == DUET_OK, "%s", e.msg);
+    CHECK_NEAR(r.t2i.r1, 100.0 * t1 / (double)nc, 1e-9);
+    CHECK_NEAR(r.t2i.r10, 100.0 * t10 / (double)nc, 1e-9);
+    CHECK_NEAR(r.i2t.r1, 100.0 * i1 / (double)ni, 1e-9);
+    CHECK_NEAR(r.i2t.r10, 100.0 * i10 / (double)ni, 1e-9);
+    /* a model twice is the model alone */
+    const duet_model *aa[2] = {a, a};
+    CHECK(duet_evaluate(a, s->d, &s->img, &s->txt, DUET_SPLIT_TEST, 0, &ra, &e) == DUET_OK);
+    CHECK(duet_evaluate_ensemble(aa, img, txt, 2, s->d, DUET_SPLIT_TEST, 0, &raa, &e) == DUET_OK);
+    CHECK(ra.rsum == raa.rsum && ra.i2t.r1 == raa.i2t.r1 && ra.t2i.medr == raa.t2i.medr);
+    /* no model; a member given features of the wrong width */
+    CHECK(duet_evaluate_ensemble(ms, img, txt, 0, s->d, DUET_SPLIT_TEST, 0, &r, &e) == DUET_ERR_INVALID_ARG);
+    duet_mat narrow = {s->txt.data, s->txt.rows, s->txt.cols - 1};
+    const duet_mat *bad[2] = {&s->txt, &narrow};
+    CHECK(duet_evaluate_ensemble(ms, img, bad, 2, s->d, DUET_SPLIT_TEST, 0, &r, &e) == DUET_ERR_SHAPE);
+    CHECK_MSG(strstr(e.msg, "ensemble member") != NULL, "%s", e.msg);
+    for (int k = 0; k < 2; k++) { duet_mat_free(&E[k][0]); duet_mat_free(&E[k][1]); }
+    free(S);
+    free(im);
+}
+
 TEST(training_is_repeatable_and_learns) {
     synth s = {0};
     synth_load(&s, tmp("syn"), 300);
@@ -316,6 +385,7 @@ TEST(training_is_repeatable_and_learns) {
     duet_model *c = NULL;
     CHECK(duet_train(s.d, &s.img, &s.txt, &p, NULL, &c, NULL, NULL, &e) == DUET_OK);
     if (c) CHECK(memcmp(a->params, c->params, a->n_params * sizeof(float)) != 0);
+    if (c) check_ensemble(&s, a, c);
     duet_model_free(a);
     duet_model_free(b);
     duet_model_free(c);

@@ -184,17 +184,35 @@ int cmd_train(int argc, char **argv) {
 
 /* ---------------------------------------------------------------- eval */
 
+#define MAX_ENSEMBLE 16
+
+/* Splits the comma-separated list in buf (modified) into at most max parts;
+ * returns how many, or 0 when there are more than max or one is empty. */
+static size_t split_list(char *buf, char **part, size_t max) {
+    size_t n = 0;
+    for (char *p = buf;; ) {
+        char *c = strchr(p, ',');
+        if (c) *c = '\0';
+        if (!*p || n == max) return 0;
+        part[n++] = p;
+        if (!c) return n;
+        p = c + 1;
+    }
+}
+
+/* eval: one model, or an ensemble (--model A,B,... with one features file
+ * per model or one shared by all; scores are summed cosine similarities). */
 int cmd_eval(int argc, char **argv) {
     const char *cmd = "eval";
-    inputs in = {0};
-    const char *model = NULL, *split = "test", *protocol = "all";
+    const char *model = NULL, *dataset = NULL, *img_path = NULL, *txt_path = NULL;
+    const char *split = "test", *protocol = "all";
     size_t fold = 1000;
     int json = 0, threads = 0;
     flag flags[] = {
-        {"model", F_STR, &model, "model file"},
-        {"dataset", F_STR, &in.dataset, "flickr8k:DIR, karpathy:FILE.json or tsv:FILE"},
-        {"image-features", F_STR, &in.img_path, ".npy, one row per dataset image"},
-        {"text-features", F_STR, &in.txt_path, ".npy, one row per dataset caption"},
+        {"model", F_STR, &model, "model file; A,B,... evaluates the ensemble (summed similarities)"},
+        {"dataset", F_STR, &dataset, "flickr8k:DIR, karpathy:FILE.json or tsv:FILE"},
+        {"image-features", F_STR, &img_path, ".npy, one row per dataset image (one per model, comma-separated, or one for all)"},
+        {"text-features", F_STR, &txt_path, ".npy, one row per dataset caption (one per model, or one for all)"},
         {"split", F_STR, &split, "train, val, test or all"},
         {"protocol", F_STR, &protocol, "all (the whole split as one gallery) or folds"},
         {"fold-size", F_SIZE, &fold, "images per fold with --protocol folds (COCO 5 x 1K)"},
@@ -202,11 +220,11 @@ int cmd_eval(int argc, char **argv) {
         {"json", F_BOOL, &json, "print one JSON object"},
         {0}};
     const char *pos[1];
-    int npos, rc = parse_flags(cmd, "--model M --dataset SPEC --image-features I.npy --text-features T.npy [flags]",
+    int npos, rc = parse_flags(cmd, "--model M[,M2...] --dataset SPEC --image-features I.npy --text-features T.npy [flags]",
                                argc, argv, flags, pos, 0, &npos);
     if (rc) return rc < 0 ? 0 : rc;
-    if ((rc = need(cmd, model, "model")) || (rc = need(cmd, in.dataset, "dataset")) ||
-        (rc = need(cmd, in.img_path, "image-features")) || (rc = need(cmd, in.txt_path, "text-features")))
+    if ((rc = need(cmd, model, "model")) || (rc = need(cmd, dataset, "dataset")) ||
+        (rc = need(cmd, img_path, "image-features")) || (rc = need(cmd, txt_path, "text-features")))
         return rc;
     int s = duet_split_parse(split);
     if (s < 0) return usage_error(cmd, "--split: '%s' is not train, val, test or all", split);
@@ -214,22 +232,45 @@ int cmd_eval(int argc, char **argv) {
         return usage_error(cmd, "--protocol: '%s' is not all or folds", protocol);
     if (strcmp(protocol, "folds") == 0 && fold == 0) return usage_error(cmd, "--fold-size must be >= 1");
     if (threads < 0) return usage_error(cmd, "--threads must be >= 0");
+    char mb[4096], ib[4096], tb[4096];
+    char *mp[MAX_ENSEMBLE], *ip[MAX_ENSEMBLE], *tp[MAX_ENSEMBLE];
+    if (strlen(model) >= sizeof mb || strlen(img_path) >= sizeof ib || strlen(txt_path) >= sizeof tb)
+        return usage_error(cmd, "a path list is too long");
+    strcpy(mb, model); strcpy(ib, img_path); strcpy(tb, txt_path);
+    size_t nm = split_list(mb, mp, MAX_ENSEMBLE), ni = split_list(ib, ip, MAX_ENSEMBLE),
+           nt = split_list(tb, tp, MAX_ENSEMBLE);
+    if (!nm) return usage_error(cmd, "--model: an empty name or more than %d models", MAX_ENSEMBLE);
+    if (!ni || (ni != 1 && ni != nm))
+        return usage_error(cmd, "--image-features: give one file or one per model (%zu)", nm);
+    if (!nt || (nt != 1 && nt != nm))
+        return usage_error(cmd, "--text-features: give one file or one per model (%zu)", nm);
     if (threads) duet_set_threads(threads);
     duet_error e = {0};
-    duet_model *m = NULL;
+    duet_dataset *d = NULL;
+    duet_model *m[MAX_ENSEMBLE] = {0};
+    duet_mat img[MAX_ENSEMBLE] = {{0}}, txt[MAX_ENSEMBLE] = {{0}};
+    const duet_mat *ia[MAX_ENSEMBLE], *ta[MAX_ENSEMBLE];
     duet_eval_result r;
-    if (duet_model_load(model, &m, &e) || inputs_load(&in, &e) ||
-        duet_evaluate(m, in.d, &in.img, &in.txt, (duet_split)s,
-                      strcmp(protocol, "folds") == 0 ? fold : 0, &r, &e)) {
-        duet_model_free(m);
-        inputs_free(&in);
-        return fail(cmd, &e);
+    duet_status st = duet_dataset_load(dataset, &d, &e);
+    for (size_t k = 0; k < nm && !st; k++) {
+        st = duet_model_load(mp[k], &m[k], &e);
+        if (!st && k < ni) st = duet_npy_read(ip[k], &img[k], &e);
+        if (!st && k < nt) st = duet_npy_read(tp[k], &txt[k], &e);
+        if (!st && (k < ni || k < nt))
+            st = duet_check_features(d, k < ni ? &img[k] : NULL, ip[k < ni ? k : 0],
+                                     k < nt ? &txt[k] : NULL, tp[k < nt ? k : 0], &e);
+        ia[k] = &img[k < ni ? k : 0];
+        ta[k] = &txt[k < nt ? k : 0];
     }
-    if (json) { print_recall_json(stdout, &r); putchar('\n'); }
-    else print_recall_table(stdout, &r);
-    duet_model_free(m);
-    inputs_free(&in);
-    return 0;
+    if (!st) st = duet_evaluate_ensemble((const duet_model *const *)m, ia, ta, nm, d, (duet_split)s,
+                                         strcmp(protocol, "folds") == 0 ? fold : 0, &r, &e);
+    if (!st) {
+        if (json) { print_recall_json(stdout, &r); putchar('\n'); }
+        else print_recall_table(stdout, &r);
+    }
+    for (size_t k = 0; k < nm; k++) { duet_model_free(m[k]); duet_mat_free(&img[k]); duet_mat_free(&txt[k]); }
+    duet_dataset_free(d);
+    return st ? fail(cmd, &e) : 0;
 }
 
 /* ---------------------------------------------------------------- embed */
@@ -308,7 +349,7 @@ int cmd_dataset(int argc, char **argv) {
             caps[d->image_split[i]] += d->image_cap_start[i + 1] - d->image_cap_start[i];
         }
         if (json)
-            printf("{\"images\":%zu,\"captions\":%zu,\"train\":%zu,\"val\":%zu,\"test\":%zu,\"skipped\":%zu}\n",
+            printf("{\"images\":%zu,\"captions\":%zu,\"train\":%zu,\"val\":%zu,\"test\":%zu,\"skipped_lines\":%zu}\n",
                    d->n_images, d->n_captions, cnt[0], cnt[1], cnt[2], d->n_skipped);
         else {
             printf("%s: %zu images, %zu captions (%zu source lines skipped)\n", spec,

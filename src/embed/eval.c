@@ -131,19 +131,22 @@ static duet_status gather_rows(const duet_mat *src, const size_t *idx, size_t n,
     return DUET_OK;
 }
 
-/* Evaluates the images imgs[0..ni) of d (with all their captions). */
-static duet_status evaluate_images(const duet_model *m, const duet_dataset *d,
-                                   const duet_mat *img, const duet_mat *txt,
-                                   const size_t *imgs, size_t ni,
+/* Evaluates the images imgs[0..ni) of d (with all their captions) with the
+ * ensemble ms[0..n): each model embeds its own features, the L2-normalized
+ * embeddings are concatenated, so a score is the sum of the models' cosine
+ * similarities. */
+static duet_status evaluate_images(const duet_model *const *ms, const duet_mat *const *img,
+                                   const duet_mat *const *txt, size_t n_models,
+                                   const duet_dataset *d, const size_t *imgs, size_t ni,
                                    duet_eval_result *res, duet_error *err) {
-    size_t nc = 0;
+    size_t nc = 0, o = 0;
     for (size_t i = 0; i < ni; i++)
         nc += d->image_cap_start[imgs[i] + 1] - d->image_cap_start[imgs[i]];
+    for (size_t k = 0; k < n_models; k++) o += ms[k]->p.embed_dim;
     size_t *caps = duet_alloc_array(nc, sizeof(size_t));
     size_t *cap_img = duet_alloc_array(nc, sizeof(size_t));
-    duet_mat xi = {0}, xt = {0}, ei = {0}, et = {0};
+    duet_mat xi = {0}, xt = {0}, ei = {0}, et = {0}, mi = {0}, mt = {0};
     duet_status st = DUET_OK;
-    size_t o = m->p.embed_dim;
     if (!caps || !cap_img) { st = duet_fail(err, DUET_ERR_NOMEM, "evaluate: out of memory"); goto out; }
     size_t c = 0;
     for (size_t i = 0; i < ni; i++)
@@ -151,19 +154,29 @@ static duet_status evaluate_images(const duet_model *m, const duet_dataset *d,
             caps[c] = d->image_caps[q];
             cap_img[c++] = i;
         }
-    if ((st = gather_rows(img, imgs, ni, &xi, err)) ||
-        (st = gather_rows(txt, caps, nc, &xt, err)))
-        goto out;
     ei = (duet_mat){duet_alloc_array(ni, o * sizeof(float)), ni, o};
     et = (duet_mat){duet_alloc_array(nc, o * sizeof(float)), nc, o};
     if (!ei.data || !et.data) { st = duet_fail(err, DUET_ERR_NOMEM, "evaluate: out of memory"); goto out; }
-    if ((st = duet_model_embed(m, DUET_SIDE_IMAGE, &xi, &ei, err)) ||
-        (st = duet_model_embed(m, DUET_SIDE_TEXT, &xt, &et, err)))
-        goto out;
-    st = duet_recall_from_embeddings(&ei, &et, cap_img, res, err);
+    for (size_t k = 0, col = 0; k < n_models && !st; k++) {
+        size_t ok = ms[k]->p.embed_dim;
+        mi = (duet_mat){duet_alloc_array(ni, ok * sizeof(float)), ni, ok};
+        mt = (duet_mat){duet_alloc_array(nc, ok * sizeof(float)), nc, ok};
+        if (!mi.data || !mt.data) st = duet_fail(err, DUET_ERR_NOMEM, "evaluate: out of memory");
+        if (!st) st = gather_rows(img[k], imgs, ni, &xi, err);
+        if (!st) st = gather_rows(txt[k], caps, nc, &xt, err);
+        if (!st) st = duet_model_embed(ms[k], DUET_SIDE_IMAGE, &xi, &mi, err);
+        if (!st) st = duet_model_embed(ms[k], DUET_SIDE_TEXT, &xt, &mt, err);
+        /* [ni x ok] -> columns col..col+ok of [ni x o] */
+        for (size_t r = 0; !st && r < ni; r++) memcpy(ei.data + r * o + col, mi.data + r * ok, ok * sizeof(float));
+        for (size_t r = 0; !st && r < nc; r++) memcpy(et.data + r * o + col, mt.data + r * ok, ok * sizeof(float));
+        col += ok;
+        duet_mat_free(&xi); duet_mat_free(&xt); duet_mat_free(&mi); duet_mat_free(&mt);
+    }
+    if (!st) st = duet_recall_from_embeddings(&ei, &et, cap_img, res, err);
 out:
     free(caps); free(cap_img);
     duet_mat_free(&xi); duet_mat_free(&xt); duet_mat_free(&ei); duet_mat_free(&et);
+    duet_mat_free(&mi); duet_mat_free(&mt);
     return st;
 }
 
@@ -184,14 +197,27 @@ duet_status duet_evaluate(const duet_model *m, const duet_dataset *d,
                           const duet_mat *img, const duet_mat *txt,
                           duet_split s, size_t fold_size,
                           duet_eval_result *res, duet_error *err) {
+    return duet_evaluate_ensemble(&m, &img, &txt, 1, d, s, fold_size, res, err);
+}
+
+duet_status duet_evaluate_ensemble(const duet_model *const *ms, const duet_mat *const *img,
+                                   const duet_mat *const *txt, size_t n_models,
+                                   const duet_dataset *d, duet_split s, size_t fold_size,
+                                   duet_eval_result *res, duet_error *err) {
     memset(res, 0, sizeof *res);
-    duet_status st = duet_check_features(d, img, "image features", txt, "text features", err);
-    if (st) return st;
-    if (img->cols != m->br[0].d_in || txt->cols != m->br[1].d_in)
-        return duet_fail(err, DUET_ERR_SHAPE,
-                         "evaluate: features are %zu-D (image) and %zu-D (text), the "
-                         "model takes %zu-D and %zu-D", img->cols, txt->cols,
-                         m->br[0].d_in, m->br[1].d_in);
+    if (n_models == 0) return duet_fail(err, DUET_ERR_INVALID_ARG, "evaluate: no model");
+    duet_status st = DUET_OK;
+    for (size_t k = 0; k < n_models; k++) {
+        char in[64], tn[64];
+        snprintf(in, sizeof in, n_models > 1 ? "image features of model %zu" : "image features", k + 1);
+        snprintf(tn, sizeof tn, n_models > 1 ? "text features of model %zu" : "text features", k + 1);
+        if ((st = duet_check_features(d, img[k], in, txt[k], tn, err))) return st;
+        if (img[k]->cols != ms[k]->br[0].d_in || txt[k]->cols != ms[k]->br[1].d_in)
+            return duet_fail(err, DUET_ERR_SHAPE,
+                             "evaluate: %s are %zu-D (image) and %zu-D (text), the "
+                             "model takes %zu-D and %zu-D", n_models > 1 ? "an ensemble member's features" : "features",
+                             img[k]->cols, txt[k]->cols, ms[k]->br[0].d_in, ms[k]->br[1].d_in);
+    }
     size_t *all = NULL, n_all = 0;
     if ((st = duet_dataset_split_images(d, s, &all, &n_all, err))) return st;
     /* only images with captions take part */
@@ -208,7 +234,7 @@ duet_status duet_evaluate(const duet_model *m, const duet_dataset *d,
     if (fold_size && n < fold_size) fs = n;
     for (size_t f = 0; f < folds && !st; f++) {
         duet_eval_result r;
-        st = evaluate_images(m, d, img, txt, all + f * fs, fs, &r, err);
+        st = evaluate_images(ms, img, txt, n_models, d, all + f * fs, fs, &r, err);
         if (!st) accumulate(res, &r);
     }
     free(all);

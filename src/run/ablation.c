@@ -56,6 +56,43 @@ static void metrics(const duet_eval_result *r, double m[7]) {
 
 static const char *const metric_names[7] = {"i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10", "rsum"};
 
+/* Ensembles evaluated after the grid from its rows' models (no training):
+ * the base's three seeds, and the three Fisher-vector encoders. */
+typedef struct ens_row {
+    const char *name;
+    size_t rows[N_SEEDS];
+} ens_row;
+static const ens_row ensembles[] = {
+    {"ensemble of the 3 seeds", {N_GRID - 3, N_GRID - 2, N_GRID - 1}},
+    {"ensemble fv-gmm + fv-hglmm + fv-both", {1, 2, 3}},
+};
+#define N_ENS (sizeof ensembles / sizeof ensembles[0])
+
+/* Test recall of the ensemble of grid rows e->rows, from the files the runs
+ * left: model_path[i], image_feats[i], text_feats[i]. */
+static duet_status eval_ensemble(const duet_run_config *base, const ens_row *e, char *const *model_path,
+                                 char *const *image_feats, char *const *text_feats, duet_eval_result *res,
+                                 duet_error *err) {
+    duet_dataset *d = NULL;
+    duet_model *m[N_SEEDS] = {0};
+    duet_mat img[N_SEEDS] = {{0}}, txt[N_SEEDS] = {{0}};
+    const duet_mat *ia[N_SEEDS], *ta[N_SEEDS];
+    duet_status st = duet_run_load_dataset(base, &d, err);
+    for (size_t k = 0; k < N_SEEDS && !st; k++) {
+        size_t i = e->rows[k];
+        st = duet_model_load(model_path[i], &m[k], err);
+        if (!st) st = duet_npy_read(image_feats[i], &img[k], err);
+        if (!st) st = duet_npy_read(text_feats[i], &txt[k], err);
+        ia[k] = &img[k];
+        ta[k] = &txt[k];
+    }
+    if (!st) st = duet_evaluate_ensemble((const duet_model *const *)m, ia, ta, N_SEEDS, d, DUET_SPLIT_TEST,
+                                         base->fold_size, res, err);
+    for (size_t k = 0; k < N_SEEDS; k++) { duet_model_free(m[k]); duet_mat_free(&img[k]); duet_mat_free(&txt[k]); }
+    duet_dataset_free(d);
+    return st ? duet_fail_wrap(err, st, e->name) : DUET_OK;
+}
+
 duet_status duet_run_ablation(const duet_run_config *base, const duet_run_hooks *h, char **markdown,
                               duet_error *err) {
     if (markdown) *markdown = NULL;
@@ -64,6 +101,7 @@ duet_status duet_run_ablation(const duet_run_config *base, const duet_run_hooks 
     double train_s[N_GRID], val_rsum[N_GRID];
     int best[N_GRID];
     char keys[N_GRID][17];
+    char *model_path[N_GRID] = {0}, *image_feats[N_GRID] = {0}, *text_feats[N_GRID] = {0};
     duet_status st = DUET_OK;
     for (size_t i = 0; i < N_GRID && !st; i++) {
         duet_run_config c = row_config(base, &grid[i]);
@@ -82,9 +120,24 @@ duet_status duet_run_ablation(const duet_run_config *base, const duet_run_hooks 
             val_rsum[i] = r.val.rsum;
             best[i] = r.best_epoch;
             memcpy(keys[i], r.stage[DUET_STAGE_TRAIN].key, 17);
+            model_path[i] = r.model_path ? strdup(r.model_path) : NULL;
+            image_feats[i] = r.image_features ? strdup(r.image_features) : NULL;
+            text_feats[i] = r.text_features ? strdup(r.text_features) : NULL;
+            if (!model_path[i] || !image_feats[i] || !text_feats[i])
+                st = duet_fail(err, DUET_ERR_NOMEM, "ablation: out of memory");
         }
         duet_run_result_free(&r);
     }
+    duet_eval_result ens[N_ENS];
+    for (size_t i = 0; i < N_ENS && !st; i++) {
+        if (h && h->log) {
+            char line[160];
+            snprintf(line, sizeof line, "ablation: %s", ensembles[i].name);
+            h->log(h->user, line);
+        }
+        st = eval_ensemble(base, &ensembles[i], model_path, image_feats, text_feats, &ens[i], err);
+    }
+    for (size_t i = 0; i < N_GRID; i++) { free(model_path[i]); free(image_feats[i]); free(text_feats[i]); }
     if (st) return duet_fail_wrap(err, st, "ablation");
 
     /* mean and sample standard deviation over the seeds of the base */
@@ -124,6 +177,22 @@ duet_status duet_run_ablation(const duet_run_config *base, const duet_run_hooks 
                                 val_rsum[i], "best_epoch", best[i], "train_seconds", train_s[i], "train_key", keys[i]);
         json_array_append_new(rows, row);
     }
+    json_t *jens = json_array();
+    for (size_t i = 0; i < N_ENS; i++) {
+        duet_run_config c = row_config(base, &grid[ensembles[i].rows[0]]);
+        int same_enc = ensembles[i].rows[0] == N_GRID - 3;
+        metrics(&ens[i], m);
+        duet_sb_printf(&md, "| %s | %s | %s | %s | %s | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | | |\n",
+                       ensembles[i].name, same_enc ? duet_encoder_name(c.text.encoder) : "3 encoders",
+                       c.train.linear ? "linear" : "MLP", c.train.one_way ? "one-way" : "two-way",
+                       same_enc ? "3 seeds" : "", m[0], m[1], m[2], m[3], m[4], m[5], m[6]);
+        json_t *rows_used = json_array();
+        for (int q = 0; q < N_SEEDS; q++) json_array_append_new(rows_used, json_integer((json_int_t)ensembles[i].rows[q]));
+        json_array_append_new(jens, json_pack("{s:s, s:o, s:o}", "name", ensembles[i].name, "grid_rows", rows_used,
+                                              "test", duet_eval_to_json(&ens[i])));
+    }
+    duet_sb_printf(&md, "\nEnsemble rows train nothing: they add the cosine similarities of the grid rows' models "
+                   "(`duet eval --model A,B,C`).\n");
     const duet_eval_result *k = &duet_klein2015_flickr8k;
     duet_sb_printf(&md, "\nBase configuration over %d seeds (mean ± sample std):\n\n"
                    "| | i→t R@1 | R@5 | R@10 | t→i R@1 | R@5 | R@10 | R-sum |\n|---|---:|---:|---:|---:|---:|---:|---:|\n"
@@ -138,8 +207,8 @@ duet_status duet_run_ablation(const duet_run_config *base, const duet_run_hooks 
         json_object_set_new(js, metric_names[q], json_real(sd[q]));
     }
     for (size_t i = s0; i < N_GRID; i++) json_array_append_new(seeds, json_integer((json_int_t)(base->train.seed + (uint64_t)grid[i].seed_offset)));
-    json_t *o = json_pack("{s:s, s:s, s:i, s:I, s:o, s:{s:o, s:o, s:o}, s:f}", "dataset", base->dataset, "cnn",
-                          base->cnn, "crops", base->crops, "limit", (json_int_t)base->limit, "rows", rows, "seeds",
+    json_t *o = json_pack("{s:s, s:s, s:i, s:I, s:o, s:o, s:{s:o, s:o, s:o}, s:f}", "dataset", base->dataset, "cnn",
+                          base->cnn, "crops", base->crops, "limit", (json_int_t)base->limit, "rows", rows, "ensembles", jens, "seeds",
                           "seeds", seeds, "mean", jm, "std", js, "seconds", duet_now() - t0);
     char *jt = o ? json_dumps(o, JSON_INDENT(1) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6)) : NULL;
     json_decref(o);

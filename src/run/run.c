@@ -37,6 +37,15 @@ void duet_run_default_config(duet_run_config *c) {
     c->crops = 1;
     c->text = duet_textmodel_default_params();
     c->train = duet_default_params();
+    /* The main job's training profile, tuned on Flickr8K validation recall
+     * (docs/RUN.md, "Defaults"): smaller batches with a larger step and a
+     * slower decay, a wider margin, early stop on validation R-sum. */
+    c->train.batch_images = 128;
+    c->train.lr = 2e-4f;
+    c->train.lr_decay = 0.93f;
+    c->train.epochs = 25;
+    c->train.patience = 3;
+    c->train.margin = 0.1f;
     c->examples = 6;
     c->build_index = 1;
 }
@@ -393,6 +402,16 @@ static duet_status subset(const duet_dataset *d, size_t limit, duet_dataset **ou
     return DUET_OK;
 }
 
+duet_status duet_run_load_dataset(const duet_run_config *c, duet_dataset **out, duet_error *err) {
+    *out = NULL;
+    duet_dataset *full = NULL;
+    duet_status st = duet_dataset_load(c->dataset, &full, err);
+    if (st || !c->limit) { *out = full; return st; }
+    st = subset(full, c->limit, out, err);
+    duet_dataset_free(full);
+    return st;
+}
+
 static void hash_dataset(run_state *rs) {
     const duet_dataset *d = rs->d;
     uint64_t hn = DUET_FNV_INIT, hd;
@@ -408,16 +427,8 @@ static void hash_dataset(run_state *rs) {
 }
 
 static duet_status load_dataset(run_state *rs, duet_error *err) {
-    duet_dataset *full = NULL;
-    duet_status st = duet_dataset_load(rs->c->dataset, &full, err);
+    duet_status st = duet_run_load_dataset(rs->c, &rs->d, err);
     if (st) return st;
-    if (rs->c->limit) {
-        st = subset(full, rs->c->limit, &rs->d, err);
-        duet_dataset_free(full);
-        if (st) return st;
-    } else {
-        rs->d = full;
-    }
     for (size_t i = 0; i < rs->d->n_images; i++)
         if (rs->d->image_split[i] <= DUET_SPLIT_TEST) rs->res->n_split[rs->d->image_split[i]]++;
     rs->res->n_captions = rs->d->n_captions;

@@ -32,6 +32,11 @@ duet_status duet_write_text(const char *path, const char *text, size_t len,
 /* The published Flickr8K row (Klein et al. 2015, mean vector + CCA). */
 extern const duet_eval_result duet_klein2015_flickr8k;
 
+/* The run's dataset: c->dataset, cut to the first c->limit images of each
+ * split when limit > 0. *out: caller frees with duet_dataset_free. */
+duet_status duet_run_load_dataset(const duet_run_config *c, duet_dataset **out,
+                                  duet_error *err);
+
 /* Short description of a configuration: "fv-gmm, MLP, two-way + structure". */
 void duet_run_describe(const duet_run_config *c, char *buf, size_t n);
 

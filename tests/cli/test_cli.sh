@@ -4,27 +4,10 @@
 # no output file left behind or overwritten.
 # Prints "cli: N passed, N failed, N skipped" last.
 set -u
-DUET=${DUET:-./duet}
-DUET=$(cd "$(dirname "$DUET")" && pwd)/$(basename "$DUET")
+SUITE=cli
+. tests/lib/harness.sh
 FIX=$(pwd)/tests/fixtures
-T=$(mktemp -d /tmp/duet-cli.XXXXXX)
-trap 'rm -rf "$T"' EXIT
-pass=0 fail=0
 
-ok()  { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
-
-# expect CODE NEEDLE CMD...: exit status CODE and NEEDLE in stderr
-expect() {
-  local code=$1 needle=$2; shift 2
-  "$@" >"$T/out" 2>"$T/err"
-  local rc=$?
-  if [ "$rc" -ne "$code" ]; then bad "$* -> exit $rc, want $code: $(head -c 300 "$T/err")"; return; fi
-  if [ -n "$needle" ] && ! grep -qF -- "$needle" "$T/err"; then
-    bad "$* -> stderr lacks '$needle': $(head -c 300 "$T/err")"; return
-  fi
-  ok
-}
 
 cd "$T" || exit 1
 
@@ -63,6 +46,19 @@ expect 0 "" "$DUET" eval --model m.duet $D --json
 if grep -qE '^\{"i2t":\{"r1":[0-9.]+,"r5":[0-9.]+,"r10":[0-9.]+,"medr":[0-9.]+,"meanr":[0-9.]+\},"t2i":\{"r1":[0-9.]+,"r5":[0-9.]+,"r10":[0-9.]+,"medr":[0-9.]+,"meanr":[0-9.]+\},"rsum":[0-9.]+\}$' "$T/out"; then ok; else bad "eval --json shape: $(cat "$T/out")"; fi
 expect 0 "" "$DUET" eval --model m.duet $D --protocol folds --fold-size 25
 grep -q "2 folds" "$T/out" && ok || bad "folds protocol: $(cat "$T/out")"
+# an ensemble: a model twice is the model alone; two seeds beat neither by
+# construction only on average, so only the shape and the shared-file forms
+expect 0 "" "$DUET" eval --model m.duet $D --json
+cp "$T/out" single.json
+expect 0 "" "$DUET" eval --model m.duet,m.duet $D --json
+cmp -s "$T/out" single.json && ok || bad "ensemble of one model twice differs: $(cat "$T/out") vs $(cat single.json)"
+expect 0 "epoch 3/3" "$DUET" train $D $SMALL --seed 7 -o m7.duet
+expect 0 "" "$DUET" eval --model m.duet,m7.duet --dataset tsv:syn/captions.tsv \
+  --image-features syn/images.npy,syn/images.npy --text-features syn/texts.npy --json
+grep -qE '^\{"i2t":\{"r1":[0-9.]+' "$T/out" && ok || bad "ensemble eval output: $(cat "$T/out")"
+expect 2 "one file or one per model (2)" "$DUET" eval --model m.duet,m7.duet --dataset tsv:syn/captions.tsv \
+  --image-features syn/images.npy,syn/images.npy,syn/images.npy --text-features syn/texts.npy
+expect 2 "an empty name" "$DUET" eval --model m.duet,,m7.duet $D
 expect 0 "" "$DUET" embed --model m.duet --side text syn/texts.npy -o emb.npy
 # 1500 rows x 16 floats after a 128-byte header
 size=$(stat -c %s emb.npy)
@@ -111,5 +107,4 @@ expect 1 "bad magic" "$DUET" eval --model syn/images.npy $D
 expect 1 "nope.tsv" "$DUET" dataset --dataset tsv:nope.tsv
 expect 1 "unknown dataset" "$DUET" dataset --dataset csv:x
 
-echo "cli: $pass passed, $fail failed, 0 skipped"
-[ "$fail" -eq 0 ]
+summary

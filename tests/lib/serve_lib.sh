@@ -1,17 +1,9 @@
 # Sourced by the search tests (tests/cli/test_serve.sh, test_browser.sh) and
-# bench/load_serve.sh: a temp dir $T removed on exit with the server, the
-# ok/bad/summary counters (suite name $SUITE), and start_server.
-DUET=${DUET:-./duet}
-DUET=$(cd "$(dirname "$DUET")" && pwd)/$(basename "$DUET")
-ROOT=$(pwd)
-T=$(mktemp -d /tmp/duet-$SUITE.XXXXXX)
+# bench/load_serve.sh: tests/lib/harness.sh (suite name $SUITE) whose
+# cleanup also stops the server, and start_server.
+. tests/lib/harness.sh
 SPID=""
 cleanup() { [ -n "$SPID" ] && kill "$SPID" 2>/dev/null; wait 2>/dev/null; rm -rf "$T"; }
-trap cleanup EXIT
-pass=0 fail=0 skip=0
-ok()  { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
-summary() { echo "$SUITE: $pass passed, $fail failed, $skip skipped"; exit $((fail > 0)); }
 
 # start_server INDEX [serve flags...]: `duet serve` on a free loopback port;
 # sets SPID and URL (http://127.0.0.1:PORT); returns 1 if it did not start
