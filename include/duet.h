@@ -24,6 +24,8 @@
  *            memory-mapped), exact top-k (duet_topk), queries encoded as
  *            the training captions were (duet_query_*).
  *   serve    the HTTP API and web page on libmicrohttpd (duet_server_*).
+ *   region   boxes (duet_box), region proposals (duet_proposals), Flickr30K
+ *            Entities phrases and boxes (duet_entities_load), PNG output.
  *
  * Conventions
  *   - Ownership is stated at each function. "caller frees with X" means the
@@ -881,12 +883,106 @@ duet_status duet_run_report(const duet_run_config *c, const duet_run_result *r,
 /* The ablation grid of the paper's tables on base's dataset, sharing the
  * cached stages: text encoders (mean, fv-gmm, fv-hglmm, fv-both) with the
  * MLP two-way + structure; linear/MLP x one-way/two-way/two-way+structure
- * with base's encoder; base with seeds seed, seed+1, seed+2 (mean, std).
- * Writes WORK/ablation.md and WORK/ablation.json; *markdown (optional):
+ * with base's encoder; base with seeds seed, seed+1, seed+2 (mean, std);
+ * then, training nothing, two ensembles of the rows' models (the three
+ * seeds; fv-gmm + fv-hglmm + fv-both). Writes WORK/ablation.md and WORK/ablation.json; *markdown (optional):
  * the table, caller frees with free(). */
 duet_status duet_run_ablation(const duet_run_config *base,
                               const duet_run_hooks *h, char **markdown,
                               duet_error *err);
+
+/* ----------------------------------------------------------------- region
+ * (issue 7: phrase localization) Boxes are in pixels of the original image,
+ * half-open: x0 <= x < x1, y0 <= y < y1 (area (x1 - x0) * (y1 - y0)). */
+
+typedef struct duet_box {
+    float x0, y0, x1, y1;
+} duet_box;
+
+/* Writes im as a PNG file, atomically (temp file + rename). */
+duet_status duet_image_write_png(const duet_image *im, const char *path,
+                                 duet_error *err);
+/* Draws the outline of b (thickness pixels, inside the box) in colour rgb;
+ * the parts outside the image are clipped. */
+void duet_image_draw_box(duet_image *im, const duet_box *b,
+                         const uint8_t rgb[3], int thickness);
+
+/* Intersection over union; 0 when either box is empty. */
+float duet_box_iou(const duet_box *a, const duet_box *b);
+
+/* Region proposals: selective search (Uijlings et al. 2013, the "fast"
+ * flavour without texture) over Felzenszwalb-Huttenlocher graph
+ * segmentations (2004), several thresholds k, two similarity sets; every
+ * region of every hierarchy gives a box, ranked by its level times a seeded
+ * random factor, near duplicates removed. Deterministic for a given image,
+ * parameters and seed. */
+typedef struct duet_proposal_params {
+    int max_side;       /* the image is downscaled so that its longer side is
+                           at most this before segmenting (default 256)      */
+    float sigma;        /* Gaussian smoothing before segmenting (0.8)         */
+    int n_k;            /* how many of k[] to use (default 4)                 */
+    float k[8];         /* FH thresholds (default 50, 100, 200, 400)          */
+    int min_size;       /* smallest segment, in downscaled pixels (default 20)*/
+    float dedup_iou;    /* a box this close to a better one is dropped (0.9)  */
+    float min_side;     /* boxes with a side shorter than this fraction of the
+                           image's shorter side are dropped (default 0.04)    */
+    size_t max_boxes;   /* at most this many boxes, best first (default 300)  */
+    uint64_t seed;      /* of the ranking's random factors (default 1)        */
+} duet_proposal_params;
+
+duet_proposal_params duet_proposal_default_params(void);
+
+/* Flickr30K Entities (Plummer et al. 2015), which users bring:
+ * DIR/Sentences/ID.txt (phrases marked [/EN#id/type words]) and
+ * DIR/Annotations/ID.xml (boxes per entity id). A phrase's box is the union
+ * of its entity's boxes; has_box is 0 for scene / no-box entities. */
+typedef struct duet_phrase {
+    char *text;          /* the phrase's words, as written                 */
+    char *type;          /* "people", "clothing", ... ("a/b" when several) */
+    uint32_t entity;     /* EN id                                          */
+    size_t sentence;     /* index into the image's sentences               */
+    duet_box box;        /* valid when has_box                             */
+    int has_box;
+} duet_phrase;
+
+typedef struct duet_entity_box {
+    duet_box box;
+    uint32_t *entities;  /* the entity ids the box belongs to              */
+    size_t n_entities;
+} duet_entity_box;
+
+typedef struct duet_entities_image {
+    char *name;                     /* image file name (<filename>, or ID.jpg) */
+    size_t width, height;           /* from <size>                         */
+    char **sentences;               /* markup removed                      */
+    size_t n_sentences;
+    duet_phrase *phrases;
+    size_t n_phrases;
+    duet_entity_box *boxes;
+    size_t n_boxes;
+} duet_entities_image;
+
+typedef struct duet_entities {
+    duet_entities_image *images;    /* sorted by ID                        */
+    size_t n_images;
+} duet_entities;
+
+/* Reads every DIR/Sentences/ID.txt with its DIR/Annotations/ID.xml.
+ * Errors name the file and line. *out: caller frees with duet_entities_free. */
+duet_status duet_entities_load(const char *dir, duet_entities **out,
+                               duet_error *err);
+void duet_entities_free(duet_entities *e); /* NULL-safe */
+
+/* Proposals of im. *boxes: an array of *n boxes, best first; caller frees
+ * with free(). Images with a side below 8 pixels are refused
+ * (DUET_ERR_INVALID_ARG). */
+duet_status duet_proposals(const duet_image *im, const duet_proposal_params *p,
+                           duet_box **boxes, size_t *n, duet_error *err);
+
+/* How many of the n_gt ground-truth boxes some box among the first n of
+ * boxes covers with IoU >= iou. */
+size_t duet_boxes_covered(const duet_box *gt, size_t n_gt,
+                          const duet_box *boxes, size_t n, float iou);
 
 #ifdef __cplusplus
 }

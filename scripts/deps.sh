@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Installs the Debian packages duet needs, only those missing (idempotent).
-#   scripts/deps.sh build   compiler, OpenBLAS/LAPACK, jansson
+#   scripts/deps.sh build   compiler, OpenBLAS/LAPACK, jansson, yajl, image codecs,
+#                           libmicrohttpd, expat
 #   scripts/deps.sh ref     + numpy/PyTorch/scikit-learn (tools/ref scripts)
 #   scripts/deps.sh bench   + the same peers for `make bench` (+ FAISS, wrk)
 #   scripts/deps.sh test    + curl, python3, numpy, chromium (the CLI, HTTP and
 #                           browser tests; `search` is the same set)
 set -euo pipefail
 what=${1:-build}
-pkgs=(gcc make pkg-config libopenblas-dev liblapacke-dev libjansson-dev libyajl-dev libjpeg62-turbo-dev libpng-dev libstb-dev libmicrohttpd-dev)
+pkgs=(gcc make pkg-config libopenblas-dev liblapacke-dev libjansson-dev libyajl-dev libjpeg62-turbo-dev libpng-dev libstb-dev libmicrohttpd-dev libexpat1-dev)
 case "$what" in
   build) ;;
   ref) pkgs+=(python3-numpy python3-torch python3-sklearn python3-torchvision python3-pil) ;;

@@ -68,5 +68,6 @@ int list_image_dir(const char *cmd, const char *dir, char ***names, size_t *n);
 int cmd_index(int argc, char **argv);          /* tools/cmd_search.c */
 int cmd_search(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
+int cmd_proposals(int argc, char **argv);      /* tools/cmd_region.c */
 
 #endif

@@ -35,6 +35,7 @@ static const command commands[] = {
     {"index", cmd_index, "`index build`: embed a gallery of images (and captions) for search"},
     {"search", cmd_search, "search an index with a sentence or an image"},
     {"serve", cmd_serve, "HTTP search API and web page on an index"},
+    {"proposals", cmd_proposals, "candidate boxes of images (selective search)"},
     {0, 0, 0}};
 
 static void help(FILE *out) {

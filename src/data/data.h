@@ -47,4 +47,22 @@ duet_status duet_dataset_parse_flickr8k(const duet_text_buf *tokens,
  * the first inconsistency. For tests and fuzzers. */
 duet_status duet_dataset_check(const duet_dataset *d, duet_error *err);
 
+/* Flickr30K Entities, one image: its Sentences/ID.txt and Annotations/ID.xml
+ * (expat) bytes, appended to *im (zeroed by the caller); the phrases' boxes
+ * attached. On failure *im holds what was read: free it with the whole
+ * duet_entities, or field by field (tests use duet_entities_image_clear). */
+duet_status duet_entities_parse(const char *sentences, size_t s_len,
+                                const char *s_name, const char *xml,
+                                size_t x_len, const char *x_name,
+                                duet_entities_image *im, duet_error *err);
+duet_status duet_entities_parse_sentences(const char *buf, size_t len,
+                                          const char *name,
+                                          duet_entities_image *im,
+                                          duet_error *err);
+duet_status duet_entities_parse_xml(const char *buf, size_t len,
+                                    const char *name, duet_entities_image *im,
+                                    duet_error *err);
+/* Frees what *im holds and zeroes it. */
+void duet_entities_image_clear(duet_entities_image *im);
+
 #endif

@@ -253,6 +253,12 @@ static duet_status resize_aa(const duet_image *im, int ow, int oh, float *out, d
     return DUET_OK;
 }
 
+duet_status img_resize_aa(const duet_image *im, int ow, int oh, float *out, duet_error *err) {
+    if (!im || !im->rgb || !im->width || !im->height || ow < 1 || oh < 1)
+        return duet_fail(err, DUET_ERR_INVALID_ARG, "resize: empty image or size");
+    return resize_aa(im, ow, oh, out, err);
+}
+
 /* Python's int(round(d / 2.0)): halves round to even. */
 static int half_round_even(int d) {
     int k = d / 2;

@@ -84,4 +84,9 @@ void cnn_dense(size_t n, int cin, int cout, const float *wt,
 void cnn_bias_act(size_t rows, int c, float *x, const float *bias, float lo,
                   float hi, int fq, float scale, int zp);
 
+/* Resizes im to ow x oh float RGB in [0, 255] with antialiased bilinear
+ * filtering (as PIL / torch antialias=True). out: caller-owned [oh*ow*3]. */
+duet_status img_resize_aa(const duet_image *im, int ow, int oh, float *out,
+                          duet_error *err);
+
 #endif
