@@ -295,6 +295,14 @@ double duet_cnn_flops(const duet_cnn *net);
 duet_status duet_cnn_run(duet_cnn *net, const float *input, size_t n,
                          float *feats, float *probs, duet_error *err);
 
+/* The last feature map, the one the feature averages: [h x w x c]
+ * (7 x 7 x 2048 for ResNet-50, 7 x 7 x 1280 for MobileNetV2). */
+void duet_cnn_map_shape(const duet_cnn *net, int *h, int *w, int *c);
+/* Runs n inputs as duet_cnn_run and copies out that map, map [n x h x w x c]
+ * (caller-owned); feats as duet_cnn_run (may be NULL). */
+duet_status duet_cnn_run_map(duet_cnn *net, const float *input, size_t n,
+                             float *map, float *feats, duet_error *err);
+
 /* Features of n images, crops (1 or 10) per image, averaged over the crops
  * (probs likewise when not NULL). Batches at most max_batch crops per run
  * (0: 16). feats [n x feature_dim], probs [n x classes] caller-owned. */
@@ -979,10 +987,72 @@ void duet_entities_free(duet_entities *e); /* NULL-safe */
 duet_status duet_proposals(const duet_image *im, const duet_proposal_params *p,
                            duet_box **boxes, size_t *n, duet_error *err);
 
+/* Region features: each box's average of a feature map [mh x mw x c] (the
+ * CNN's last map of an image of img_w x img_h pixels, duet_cnn_run_map) by
+ * RoI-align with bilinear samples; the whole-image box gives the global
+ * average pool, i.e. the image feature. out [n x c] caller-owned. Boxes
+ * must be non-empty and inside the image. */
+duet_status duet_roi_features(const float *map, int mh, int mw, int c,
+                              size_t img_w, size_t img_h,
+                              const duet_box *boxes, size_t n, float *out,
+                              duet_error *err);
+/* Box geometry: x0/W, y0/H, x1/W, y1/H and the area fraction. */
+#define DUET_BOX_GEOMETRY 5
+void duet_box_geometry(const duet_box *b, size_t img_w, size_t img_h,
+                       float out[DUET_BOX_GEOMETRY]);
+
 /* How many of the n_gt ground-truth boxes some box among the first n of
  * boxes covers with IoU >= iou. */
 size_t duet_boxes_covered(const duet_box *gt, size_t n_gt,
                           const duet_box *boxes, size_t n, float iou);
+
+/* An image's regions, embedded: its proposals and each region's unit
+ * embedding by the model's image branch. */
+typedef struct duet_regions {
+    duet_box *boxes;       /* [n], best proposal first                     */
+    size_t n;
+    float *emb;            /* [n x dim], unit rows                         */
+    float *emb_rest;       /* [n x dim], the image around each box         */
+    size_t dim;
+    size_t width, height;  /* of the image                                 */
+} duet_regions;
+
+/* Proposals of im (pp NULL: defaults), one CNN pass (q->cnn, 1 crop), the
+ * region features (duet_roi_features) and q->model's image branch. On
+ * success out holds the regions: caller frees with duet_regions_free. */
+duet_status duet_regions_embed(const duet_query_encoder *q,
+                               const duet_image *im,
+                               const duet_proposal_params *pp,
+                               duet_regions *out, duet_error *err);
+void duet_regions_free(duet_regions *r); /* NULL-safe; zeroes it */
+
+/* How a box is scored for a phrase p (embeddings e):
+ *   CONTRAST  cos(e(box), e(p)) - cos(e(rest), e(p)), rest = the image
+ *             around the box (the default; favours whole objects)
+ *   COSINE    cos(e(box), e(p)) alone (favours discriminative parts) */
+typedef enum duet_region_score { DUET_SCORE_CONTRAST = 0, DUET_SCORE_COSINE = 1 } duet_region_score;
+
+/* Ranks r's boxes for a phrase (encoded as the training captions were):
+ * hits[0 .. *n_hits) best first, at most k (caller's array of k). A phrase
+ * with no known word is DUET_ERR_INVALID_ARG. */
+duet_status duet_regions_localize(const duet_query_encoder *q,
+                                  const duet_regions *r, const char *phrase,
+                                  duet_region_score score, size_t k,
+                                  duet_hit *hits, size_t *n_hits,
+                                  duet_error *err);
+
+/* Region/phrase training data from Flickr30K Entities: one dataset "image"
+ * per (image, entity with a box), named "ID.jpg#ENTITY", whose captions are
+ * the phrases naming the entity (so the structure term makes the phrases
+ * of one box neighbours); its feature is duet_roi_features of the box from
+ * one cnn pass per image, then (geometry) duet_box_geometry. Splits come
+ * from entities_dir/{train,val,test}.txt when present (images in no list
+ * are left out), else 80/10/10 by a hash of the image name. *d: caller
+ * frees with duet_dataset_free; img->data: caller frees with free(). */
+duet_status duet_phrase_data(duet_cnn *cnn, const duet_entities *ent,
+                             const char *entities_dir, const char *image_dir,
+                             int geometry, duet_dataset **d, duet_mat *img,
+                             duet_error *err);
 
 #ifdef __cplusplus
 }

@@ -205,6 +205,49 @@ TEST(proposal_recall_on_sample) {
     duet_entities_free(d);
 }
 
+/* RoI features against torchvision's roi_align (tools/ref/roi_ref.py), and
+ * the whole-image box against the plain average of the map. */
+TEST(roi_features_match_torchvision) {
+    FILE *f = fopen("tests/fixtures/region/roi_ref.txt", "r");
+    CHECK(f != NULL);
+    if (!f) return;
+    int mh, mw, c, W, H, n;
+    CHECK(fscanf(f, "%d %d %d %d %d %d", &mh, &mw, &c, &W, &H, &n) == 6);
+    float *map = malloc(sizeof(float) * (size_t)(mh * mw * c)), *ref = malloc(sizeof(float) * (size_t)(n * c));
+    float *got = malloc(sizeof(float) * (size_t)(n * c));
+    duet_box *b = malloc(sizeof(duet_box) * (size_t)n);
+    for (int i = 0; i < mh * mw * c; i++) CHECK(fscanf(f, "%f", &map[i]) == 1);
+    for (int i = 0; i < n; i++) {
+        int ratio;
+        CHECK(fscanf(f, "%f %f %f %f %d", &b[i].x0, &b[i].y0, &b[i].x1, &b[i].y1, &ratio) == 5);
+        for (int k = 0; k < c; k++) CHECK(fscanf(f, "%f", &ref[i * c + k]) == 1);
+    }
+    fclose(f);
+    duet_error e = {0};
+    CHECK(duet_roi_features(map, mh, mw, c, (size_t)W, (size_t)H, b, (size_t)n, got, &e) == DUET_OK);
+    double worst = 0;
+    for (int i = 0; i < n * c; i++) worst = fmax(worst, fabs(got[i] - ref[i]));
+    CHECK_MSG(worst < 1e-5, "worst |duet - torchvision| %.3g", worst);
+    /* box 0 is the whole image: the mean over the cells */
+    for (int k = 0; k < c; k++) {
+        double m = 0;
+        for (int q = 0; q < mh * mw; q++) m += map[q * c + k];
+        CHECK_NEAR(got[k], m / (mh * mw), 1e-6);
+    }
+    /* boxes outside the image or empty are refused, naming the box */
+    duet_box badb[2] = {{0, 0, 10, 10}, {0, 0, (float)W + 1, 10}};
+    CHECK(duet_roi_features(map, mh, mw, c, (size_t)W, (size_t)H, badb, 2, got, &e) == DUET_ERR_INVALID_ARG);
+    CHECK(strstr(e.msg, "box 1") != NULL);
+    badb[1] = (duet_box){5, 5, 5, 9};
+    CHECK(duet_roi_features(map, mh, mw, c, (size_t)W, (size_t)H, badb, 2, got, &e) == DUET_ERR_INVALID_ARG);
+    float g[DUET_BOX_GEOMETRY];
+    duet_box_geometry(&b[1], (size_t)W, (size_t)H, g);
+    CHECK_NEAR(g[0], 32.0 / 224, 1e-7);
+    CHECK_NEAR(g[3], 44.0 / 160, 1e-7);
+    CHECK_NEAR(g[4], 64.0 * 44 / (224.0 * 160), 1e-7);
+    free(map); free(ref); free(got); free(b);
+}
+
 int main(void) {
     RUN(iou_values);
     RUN(proposals_find_blocks_deterministically);
@@ -213,5 +256,6 @@ int main(void) {
     RUN(entities_union_and_multi_entity_boxes);
     RUN(entities_bad_input);
     RUN(proposal_recall_on_sample);
+    RUN(roi_features_match_torchvision);
     return check_summary("region");
 }

@@ -65,9 +65,29 @@ int resolve_model(const char *cmd, const char *model, const char *weights,
 duet_status load_net(const model_paths *mp, duet_cnn **net, duet_error *e);
 int list_image_dir(const char *cmd, const char *dir, char ***names, size_t *n);
 
+/* Everything a query needs (tools/cmd_search.c): an index (optional), the
+ * model, its text model and CNN, and the encoder over them. */
+typedef struct search_ctx {
+    duet_index *ix;
+    duet_model *model;
+    duet_textmodel *tm;
+    duet_cnn *cnn;
+    duet_query_encoder enc;
+} search_ctx;
+void ctx_free(search_ctx *c);
+/* Loads the model and text model (given, else as c->ix (or the model)
+ * records them) and checks they belong together; with want_cnn also the
+ * CNN the model records (required; weights NULL: the default place).
+ * 0, or an exit status after a message. */
+int load_encoders(const char *cmd, search_ctx *c, const char *model, const char *textmodel,
+                  int want_cnn, const char *weights);
+
 int cmd_index(int argc, char **argv);          /* tools/cmd_search.c */
 int cmd_search(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_proposals(int argc, char **argv);      /* tools/cmd_region.c */
+int cmd_localize(int argc, char **argv);
+int cmd_eval_phrases(int argc, char **argv);
+int cmd_phrase_data(int argc, char **argv);
 
 #endif

@@ -66,16 +66,7 @@ static void parse_image_model(const char *s, char name[64], int *crops) {
     if (c && atoi(c + 6) == 10) *crops = 10;
 }
 
-/* Everything a query needs. */
-typedef struct search_ctx {
-    duet_index *ix;
-    duet_model *model;
-    duet_textmodel *tm;
-    duet_cnn *cnn;
-    duet_query_encoder enc;
-} search_ctx;
-
-static void ctx_free(search_ctx *c) {
+void ctx_free(search_ctx *c) {
     duet_index_free(c->ix);
     duet_model_free(c->model);
     duet_textmodel_free(c->tm);
@@ -99,7 +90,8 @@ static int load_cnn(const char *cmd, search_ctx *c, const char *weights, int req
         fprintf(stderr, "duet %s: image queries are off (no CNN '%s')\n", cmd, name);
         return 0;
     }
-    if (duet_cnn_feature_dim(c->cnn) != duet_model_dim(c->model, DUET_SIDE_IMAGE)) {
+    size_t fd = duet_cnn_feature_dim(c->cnn), md = duet_model_dim(c->model, DUET_SIDE_IMAGE);
+    if (fd != md && fd + DUET_BOX_GEOMETRY != md) {   /* + geometry: a region-phrase model (duet localize) */
         fprintf(stderr, "duet %s: the CNN '%s' gives %zu-D features, the model's image branch takes %zu\n",
                 cmd, name, duet_cnn_feature_dim(c->cnn), duet_model_dim(c->model, DUET_SIDE_IMAGE));
         duet_cnn_free(c->cnn);
@@ -110,11 +102,9 @@ static int load_cnn(const char *cmd, search_ctx *c, const char *weights, int req
     return 0;
 }
 
-/* Loads the model and text model (given, else as the index (or model)
- * records them) and checks they belong together; with want_cnn also the
- * CNN (required). */
-static int load_encoders(const char *cmd, search_ctx *c, const char *model, const char *textmodel,
-                         int want_cnn, const char *weights) {
+/* Declared in cli.h. */
+int load_encoders(const char *cmd, search_ctx *c, const char *model, const char *textmodel,
+                  int want_cnn, const char *weights) {
     duet_error e = {0};
     duet_index_meta im = c->ix ? duet_index_meta_of(c->ix) : (duet_index_meta){0};
     if (!model) model = im.model;

@@ -36,12 +36,15 @@ static const command commands[] = {
     {"search", cmd_search, "search an index with a sentence or an image"},
     {"serve", cmd_serve, "HTTP search API and web page on an index"},
     {"proposals", cmd_proposals, "candidate boxes of images (selective search)"},
+    {"localize", cmd_localize, "the boxes of an image that a phrase describes"},
+    {"eval-phrases", cmd_eval_phrases, "phrase localization accuracy on Flickr30K Entities data"},
+    {"phrase-data", cmd_phrase_data, "region/phrase training data from Flickr30K Entities (then duet train)"},
     {0, 0, 0}};
 
 static void help(FILE *out) {
     fprintf(out, "duet %s -- image-text retrieval\n\nusage: duet COMMAND [flags]\n\ncommands:\n",
             DUET_VERSION_STRING);
-    for (const command *c = commands; c->name; c++) fprintf(out, "  %-9s %s\n", c->name, c->what);
+    for (const command *c = commands; c->name; c++) fprintf(out, "  %-12s %s\n", c->name, c->what);
     fprintf(out, "  %-9s %s\n\n`duet COMMAND --help` lists the flags of a command with their defaults.\n",
             "help", "this text");
 }

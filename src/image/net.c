@@ -110,8 +110,31 @@ static int get_buf(duet_cnn *net, int *busy, size_t count) {
     return -1; /* n_buf is sized so that this cannot happen */
 }
 
+/* The node whose output the feature pools: the last feature map. */
+static int map_node(const duet_cnn *net) { return net->nodes[net->feature].in[0]; }
+
+void duet_cnn_map_shape(const duet_cnn *net, int *h, int *w, int *c) {
+    const cnn_node *m = &net->nodes[map_node(net)];
+    *h = m->h;
+    *w = m->w;
+    *c = m->c;
+}
+
+static duet_status cnn_run(duet_cnn *net, const float *input, size_t n, float *feats, float *probs, float *map,
+                           duet_error *err);
+
 duet_status duet_cnn_run(duet_cnn *net, const float *input, size_t n, float *feats, float *probs,
                          duet_error *err) {
+    return cnn_run(net, input, n, feats, probs, NULL, err);
+}
+
+duet_status duet_cnn_run_map(duet_cnn *net, const float *input, size_t n, float *map, float *feats,
+                             duet_error *err) {
+    return cnn_run(net, input, n, feats, NULL, map, err);
+}
+
+static duet_status cnn_run(duet_cnn *net, const float *input, size_t n, float *feats, float *probs, float *map,
+                           duet_error *err) {
     if (!net || !input || n == 0) return duet_fail(err, DUET_ERR_INVALID_ARG, "cnn run: no input");
     size_t N = net->n_nodes;
     if (net->n_buf < N) {
@@ -188,6 +211,7 @@ duet_status duet_cnn_run(duet_cnn *net, const float *input, size_t n, float *fea
         case CNN_IDENTITY: memcpy(out, x, cnt * sizeof(float)); break;
         }
         if (nd->fq) cnn_bias_act(cnt / (size_t)nd->c, nd->c, out, NULL, -INFINITY, INFINITY, 1, nd->q_scale, nd->q_zp);
+        if (map && (int)i == map_node(net)) memcpy(map, out, cnt * sizeof(float));
         for (int k = 0; k < nd->n_in; k++) {
             int j = nd->in[k];
             if (--left[j] == 0) busy[slot[j]] = 0;

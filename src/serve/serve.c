@@ -224,6 +224,59 @@ static enum MHD_Result get_image(duet_server *s, struct MHD_Connection *c, const
     return ret;
 }
 
+/* /api/localize?name=NAME&q=PHRASE[&k=]: the boxes of a gallery image that
+ * best match the phrase (duet_regions_localize, contrast score): proposals,
+ * one CNN pass, the image branch on every region. */
+static enum MHD_Result api_localize(duet_server *s, struct MHD_Connection *c) {
+    double t0 = duet_now();
+    const char *q = NULL, *name = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "name"), *why = NULL;
+    size_t qlen = 0, k;
+    if (MHD_lookup_connection_value_n(c, MHD_GET_ARGUMENT_KIND, "q", 1, &q, &qlen) != MHD_YES || !q || !name)
+        return send_error(c, 400, "missing parameter q or name");
+    if (qlen == 0 || qlen > MAX_QUERY_BYTES) return send_error(c, 400, "q must hold 1 to 2000 bytes");
+    if (memchr(q, '\0', qlen) || !duet_utf8_valid(q, qlen)) return send_error(c, 400, "q is not valid UTF-8 text");
+    if (!MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "k")) k = 3;
+    else if (parse_k(s, c, &k, &why)) return send_error(c, 400, why);
+    const char *root = duet_index_meta_of(s->ix).image_root;
+    if (!*name || strstr(name, "..") || name[0] == '/' || strchr(name, '\\')) return send_error(c, 400, "bad image name");
+    if (duet_index_find_image(s->ix, name) == (size_t)-1) return send_error(c, 404, "no such gallery image");
+    if (!root) return send_error(c, 404, "the index records no image directory");
+    char path[8192];
+    if ((size_t)snprintf(path, sizeof path, "%s/%s", root, name) >= sizeof path) return send_error(c, 404, "no such gallery image");
+    duet_error e = {0};
+    duet_image im = {0};
+    if (duet_image_read(path, &im, &e)) return send_error(c, 404, "gallery image file is missing or unreadable");
+    duet_regions reg = {0};
+    pthread_mutex_lock(&s->cnn_lock);
+    int have = s->enc.cnn != NULL;
+    duet_status st = have ? duet_regions_embed(&s->enc, &im, NULL, &reg, &e) : DUET_OK;
+    pthread_mutex_unlock(&s->cnn_lock);
+    size_t w = im.width, h = im.height;
+    duet_image_free(&im);
+    if (!have) return send_error(c, 503, "localization is off (no CNN loaded, or still loading)");
+    if (st) return send_error(c, 500, e.msg);
+    duet_hit *hits = duet_alloc_array(k, sizeof *hits);
+    size_t nh = 0;
+    if (!hits) { duet_regions_free(&reg); return send_error(c, 500, "out of memory"); }
+    st = duet_regions_localize(&s->enc, &reg, q, DUET_SCORE_CONTRAST, k, hits, &nh, &e);
+    if (st) {
+        free(hits); duet_regions_free(&reg);
+        return send_error(c, st == DUET_ERR_INVALID_ARG ? 400 : 500, e.msg);
+    }
+    json_t *arr = json_array();
+    for (size_t i = 0; i < nh; i++) {
+        const duet_box *b = &reg.boxes[hits[i].index];
+        json_array_append_new(arr, json_pack("{s:I, s:f, s:[f,f,f,f]}", "rank", (json_int_t)(i + 1), "score",
+                                             (double)hits[i].score, "box", b->x0, b->y0, b->x1, b->y1));
+    }
+    json_t *o = json_pack("{s:s, s:s, s:I, s:I, s:I, s:o, s:f}", "name", name, "query", q, "width", (json_int_t)w,
+                          "height", (json_int_t)h, "proposals", (json_int_t)reg.n, "boxes", arr, "took_ms",
+                          (duet_now() - t0) * 1e3);
+    free(hits);
+    duet_regions_free(&reg);
+    return send_json(c, 200, o);
+}
+
 static enum MHD_Result health(duet_server *s, struct MHD_Connection *c) {
     duet_index_meta m = duet_index_meta_of(s->ix);
     pthread_mutex_lock(&s->cnn_lock);
@@ -294,6 +347,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         return send_text(c, 200, "text/html; charset=utf-8", duet_www_index_html, strlen(duet_www_index_html));
     if (!strcmp(url, "/api/health")) return health(s, c);
     if (!strcmp(url, "/api/search")) return api_search(s, c);
+    if (!strcmp(url, "/api/localize")) return api_localize(s, c);
     if (!strncmp(url, "/images/", 8)) return get_image(s, c, url + 8);
     return send_error(c, 404, "not found");
 }

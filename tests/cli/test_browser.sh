@@ -72,6 +72,29 @@ n=$(sed -n 's/^loaded \([0-9]*\)$/\1/p' "$T/check.txt")
 [ -n "$n" ] && [ "$n" -ge 10 ] && ok || bad "fewer than 10 result images loaded ($n)"
 grep -q "^images $K ok $K" "$T/check.txt" && ok || bad "not all $K images loaded: $(grep '^images' "$T/check.txt")"
 grep -q "^names_match True" "$T/check.txt" && ok || bad "the page's images differ from the API's answer"
+# the first result opened in the viewer shows the boxes /api/localize gives
+first=$(head -n 1 "$T/api.txt")
+nenc=$(python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1]))' "$first")
+curl -s -m 30 "$URL/api/localize?name=$nenc&q=$enc&k=3" > "$T/loc.json" && ok || bad "API localize failed"
+chrome --dump-dom "$page&open=1" > "$T/dom2.html"
+python3 - "$T/dom2.html" "$T/loc.json" > "$T/check2.txt" <<'PY'
+import json, sys
+from html.parser import HTMLParser
+dom, loc = open(sys.argv[1]).read(), json.load(open(sys.argv[2]))
+class P(HTMLParser):
+    def __init__(s): super().__init__(); s.boxes = []; s.state = None
+    def handle_starttag(s, tag, a):
+        a = dict(a)
+        if tag == "div" and a.get("id") == "viewer": s.state = a.get("data-state")
+        if tag == "div" and "bbox" in (a.get("class") or "").split(): s.boxes.append([float(v) for v in a["data-box"].split(",")])
+p = P(); p.feed(dom)
+want = [b["box"] for b in loc["boxes"]]
+print("viewer", p.state)
+print("boxes_match", len(p.boxes) == len(want) and all(abs(x - y) < 1e-3 for b, w in zip(p.boxes, want) for x, y in zip(b, w)))
+PY
+cat "$T/check2.txt" >&2
+grep -q "^viewer boxed" "$T/check2.txt" && grep -q "^boxes_match True" "$T/check2.txt" && ok \
+  || bad "the viewer does not show the localize boxes: $(cat "$T/check2.txt")"
 # the server logged no failure and still answers
 curl -s -m 5 -o /dev/null -w '%{http_code}' "$URL/api/health" | grep -q 200 && ok || bad "health after the browser"
 if [ -n "${SHOT:-}" ]; then

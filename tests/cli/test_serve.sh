@@ -91,6 +91,17 @@ cmp -s "$T/body" img/img_003.bmp && ok || bad "/images/img_003.bmp differs from 
 [ "$(curl -s -o /dev/null -w '%{content_type}' "$URL/images/img_003.bmp")" = "image/bmp" ] && ok || bad "image content type"
 want 200 "/api/search-image?k=5" --data-binary @img/img_010.bmp -H 'Content-Type: application/octet-stream'
 [ "$(json 'len(d["results"]), d["to"]')" = "5 captions" ] && ok || bad "search-image: $(head -c 300 "$T/body")"
+# localize: the best boxes of a gallery image for a phrase (issue 7)
+want 200 "/api/localize?name=img_000.bmp&q=a%20red%20square&k=3"
+[ "$(json 'len(d["boxes"]), d["boxes"][0]["rank"], d["width"], d["proposals"] > 10, d["boxes"][0]["score"] >= d["boxes"][2]["score"]')" = "3 1 96 True True" ] \
+  && ok || bad "localize: $(head -c 300 "$T/body")"
+want 400 "/api/localize?name=img_000.bmp"
+want 400 "/api/localize?q=red"
+want 404 "/api/localize?name=secret.bmp&q=red"
+want 400 "/api/localize?name=../g.index&q=red"
+want 400 "/api/localize?name=img_000.bmp&q=zebra%20xylophone"
+grep -q "no word of" "$T/body" && ok || bad "localize, unknown words: $(cat "$T/body")"
+want 400 "/api/localize?name=img_000.bmp&q=red&k=0"
 
 # --- bad requests ---------------------------------------------------------
 want 400 "/api/search"
