@@ -270,6 +270,9 @@ int cmd_eval_phrases(int argc, char **argv) {
     duet_proposal_params pp = duet_proposal_default_params();
     pp.max_boxes = max_boxes;
     size_t n_ph = 0, hit_model = 0, hit_large = 0, hit_centre = 0, hit_upper = 0, unknown = 0, n_img = 0;
+    /* proposal recall: ground-truth boxes covered by the first N proposals */
+    static const size_t at[4] = {10, 30, 100, 300};
+    size_t n_gt = 0, cov[5] = {0};
     double t0 = now_seconds(), t_reg = 0;
     for (size_t i = 0; i < ent->n_images && !rc; i++) {
         const duet_entities_image *ei = &ent->images[i];
@@ -282,6 +285,11 @@ int cmd_eval_phrases(int argc, char **argv) {
         t_reg += now_seconds() - t1;
         n_img++;
         size_t lb = largest_box(&reg), cb = centre_box(&reg);
+        for (size_t b = 0; b < ei->n_boxes; b++) {
+            n_gt++;
+            for (int q = 0; q < 4; q++) cov[q] += duet_boxes_covered(&ei->boxes[b].box, 1, reg.boxes, at[q] < reg.n ? at[q] : reg.n, (float)iou);
+            cov[4] += duet_boxes_covered(&ei->boxes[b].box, 1, reg.boxes, reg.n, (float)iou);
+        }
         for (size_t p = 0; p < ei->n_phrases; p++) {
             const duet_phrase *ph = &ei->phrases[p];
             if (!ph->has_box) continue;
@@ -310,11 +318,23 @@ int cmd_eval_phrases(int argc, char **argv) {
                                   "accuracy", "model", hit_model / d, "largest_box", hit_large / d, "centre_box",
                                   hit_centre / d, "upper_bound", hit_upper / d, "seconds", s, "ms_per_image",
                                   n_img ? 1000 * t_reg / (double)n_img : 0.0);
+            json_t *pr = json_object();
+            json_object_set_new(pr, "boxes", json_integer((json_int_t)n_gt));
+            for (int q = 0; q < 4; q++) {
+                char key[16];
+                snprintf(key, sizeof key, "at_%zu", at[q]);
+                json_object_set_new(pr, key, json_real(n_gt ? 100.0 * cov[q] / n_gt : 0));
+            }
+            json_object_set_new(pr, "all", json_real(n_gt ? 100.0 * cov[4] / n_gt : 0));
+            json_object_set_new(o, "proposal_recall", pr);
             char *txt = json_dumps(o, JSON_INDENT(1) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
             if (txt) printf("%s\n", txt);
             free(txt);
             json_decref(o);
         } else {
+            printf("proposal recall (ground-truth boxes covered at IoU >= %.2f, of %zu):", iou, n_gt);
+            for (int q = 0; q < 4; q++) printf(" %zu: %.1f%%", at[q], n_gt ? 100.0 * cov[q] / n_gt : 0);
+            printf(", all %zu: %.1f%%\n", max_boxes, n_gt ? 100.0 * cov[4] / n_gt : 0);
             printf("%s: %zu images, %zu phrases with a box, %zu proposals, IoU >= %.2f\n", entities, n_img, n_ph,
                    max_boxes, iou);
             printf("%-36s %8s\n", "method", "accuracy");

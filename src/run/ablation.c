@@ -31,9 +31,12 @@ static const grid_row grid[] = {
     {"seeds", -1, -1, -1, -1, 0},
     {"seeds", -1, -1, -1, -1, 1},
     {"seeds", -1, -1, -1, -1, 2},
+    {"seeds, fv-both", DUET_ENC_FV_BOTH, -1, -1, -1, 1},
+    {"seeds, fv-both", DUET_ENC_FV_BOTH, -1, -1, -1, 2},
 };
 #define N_GRID (sizeof grid / sizeof grid[0])
 #define N_SEEDS 3
+#define SEED_ROW0 10   /* rows 10, 11, 12: the base configuration's seeds */
 
 static duet_run_config row_config(const duet_run_config *base, const grid_row *g) {
     duet_run_config c = *base;
@@ -57,14 +60,19 @@ static void metrics(const duet_eval_result *r, double m[7]) {
 static const char *const metric_names[7] = {"i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10", "rsum"};
 
 /* Ensembles evaluated after the grid from its rows' models (no training):
- * the base's three seeds, and the three Fisher-vector encoders. */
+ * the base's three seeds, the three Fisher-vector encoders, fv-both's three
+ * seeds, and all seven MLP two-way + structure models of those. */
+#define ENS_MAX 8
 typedef struct ens_row {
     const char *name;
-    size_t rows[N_SEEDS];
+    size_t n;
+    size_t rows[ENS_MAX];
 } ens_row;
 static const ens_row ensembles[] = {
-    {"ensemble of the 3 seeds", {N_GRID - 3, N_GRID - 2, N_GRID - 1}},
-    {"ensemble fv-gmm + fv-hglmm + fv-both", {1, 2, 3}},
+    {"ensemble of the 3 seeds", 3, {10, 11, 12}},
+    {"ensemble fv-gmm + fv-hglmm + fv-both", 3, {1, 2, 3}},
+    {"ensemble of 3 fv-both seeds", 3, {3, 13, 14}},
+    {"ensemble of all 7 (3 fv-gmm, fv-hglmm, 3 fv-both)", 7, {10, 11, 12, 2, 3, 13, 14}},
 };
 #define N_ENS (sizeof ensembles / sizeof ensembles[0])
 
@@ -74,11 +82,11 @@ static duet_status eval_ensemble(const duet_run_config *base, const ens_row *e, 
                                  char *const *image_feats, char *const *text_feats, duet_eval_result *res,
                                  duet_error *err) {
     duet_dataset *d = NULL;
-    duet_model *m[N_SEEDS] = {0};
-    duet_mat img[N_SEEDS] = {{0}}, txt[N_SEEDS] = {{0}};
-    const duet_mat *ia[N_SEEDS], *ta[N_SEEDS];
+    duet_model *m[ENS_MAX] = {0};
+    duet_mat img[ENS_MAX] = {{0}}, txt[ENS_MAX] = {{0}};
+    const duet_mat *ia[ENS_MAX], *ta[ENS_MAX];
     duet_status st = duet_run_load_dataset(base, &d, err);
-    for (size_t k = 0; k < N_SEEDS && !st; k++) {
+    for (size_t k = 0; k < e->n && !st; k++) {
         size_t i = e->rows[k];
         st = duet_model_load(model_path[i], &m[k], err);
         if (!st) st = duet_npy_read(image_feats[i], &img[k], err);
@@ -86,9 +94,9 @@ static duet_status eval_ensemble(const duet_run_config *base, const ens_row *e, 
         ia[k] = &img[k];
         ta[k] = &txt[k];
     }
-    if (!st) st = duet_evaluate_ensemble((const duet_model *const *)m, ia, ta, N_SEEDS, d, DUET_SPLIT_TEST,
+    if (!st) st = duet_evaluate_ensemble((const duet_model *const *)m, ia, ta, e->n, d, DUET_SPLIT_TEST,
                                          base->fold_size, res, err);
-    for (size_t k = 0; k < N_SEEDS; k++) { duet_model_free(m[k]); duet_mat_free(&img[k]); duet_mat_free(&txt[k]); }
+    for (size_t k = 0; k < e->n; k++) { duet_model_free(m[k]); duet_mat_free(&img[k]); duet_mat_free(&txt[k]); }
     duet_dataset_free(d);
     return st ? duet_fail_wrap(err, st, e->name) : DUET_OK;
 }
@@ -142,12 +150,12 @@ duet_status duet_run_ablation(const duet_run_config *base, const duet_run_hooks 
 
     /* mean and sample standard deviation over the seeds of the base */
     double mean[7] = {0}, sd[7] = {0}, m[7];
-    size_t s0 = N_GRID - N_SEEDS;
-    for (size_t i = s0; i < N_GRID; i++) {
+    size_t s0 = SEED_ROW0;
+    for (size_t i = s0; i < s0 + N_SEEDS; i++) {
         metrics(&res[i], m);
         for (int k = 0; k < 7; k++) mean[k] += m[k] / N_SEEDS;
     }
-    for (size_t i = s0; i < N_GRID; i++) {
+    for (size_t i = s0; i < s0 + N_SEEDS; i++) {
         metrics(&res[i], m);
         for (int k = 0; k < 7; k++) sd[k] += (m[k] - mean[k]) * (m[k] - mean[k]) / (N_SEEDS - 1);
     }
@@ -179,15 +187,20 @@ duet_status duet_run_ablation(const duet_run_config *base, const duet_run_hooks 
     }
     json_t *jens = json_array();
     for (size_t i = 0; i < N_ENS; i++) {
-        duet_run_config c = row_config(base, &grid[ensembles[i].rows[0]]);
-        int same_enc = ensembles[i].rows[0] == N_GRID - 3;
+        const ens_row *e = &ensembles[i];
+        duet_run_config c = row_config(base, &grid[e->rows[0]]);
+        int same_enc = 1, structure = c.train.w_txt_struct > 0 || c.train.w_img_struct > 0;
+        for (size_t q = 1; q < e->n; q++)
+            same_enc &= row_config(base, &grid[e->rows[q]]).text.encoder == c.text.encoder;
+        char n_enc[32];
+        snprintf(n_enc, sizeof n_enc, "%zu models", e->n);
         metrics(&ens[i], m);
-        duet_sb_printf(&md, "| %s | %s | %s | %s | %s | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | | |\n",
-                       ensembles[i].name, same_enc ? duet_encoder_name(c.text.encoder) : "3 encoders",
+        duet_sb_printf(&md, "| %s | %s | %s | %s%s | %s | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | | |\n",
+                       e->name, same_enc ? duet_encoder_name(c.text.encoder) : "several",
                        c.train.linear ? "linear" : "MLP", c.train.one_way ? "one-way" : "two-way",
-                       same_enc ? "3 seeds" : "", m[0], m[1], m[2], m[3], m[4], m[5], m[6]);
+                       structure ? " + structure" : "", n_enc, m[0], m[1], m[2], m[3], m[4], m[5], m[6]);
         json_t *rows_used = json_array();
-        for (int q = 0; q < N_SEEDS; q++) json_array_append_new(rows_used, json_integer((json_int_t)ensembles[i].rows[q]));
+        for (size_t q = 0; q < e->n; q++) json_array_append_new(rows_used, json_integer((json_int_t)e->rows[q]));
         json_array_append_new(jens, json_pack("{s:s, s:o, s:o}", "name", ensembles[i].name, "grid_rows", rows_used,
                                               "test", duet_eval_to_json(&ens[i])));
     }
@@ -206,7 +219,7 @@ duet_status duet_run_ablation(const duet_run_config *base, const duet_run_hooks 
         json_object_set_new(jm, metric_names[q], json_real(mean[q]));
         json_object_set_new(js, metric_names[q], json_real(sd[q]));
     }
-    for (size_t i = s0; i < N_GRID; i++) json_array_append_new(seeds, json_integer((json_int_t)(base->train.seed + (uint64_t)grid[i].seed_offset)));
+    for (size_t i = s0; i < s0 + N_SEEDS; i++) json_array_append_new(seeds, json_integer((json_int_t)(base->train.seed + (uint64_t)grid[i].seed_offset)));
     json_t *o = json_pack("{s:s, s:s, s:i, s:I, s:o, s:o, s:{s:o, s:o, s:o}, s:f}", "dataset", base->dataset, "cnn",
                           base->cnn, "crops", base->crops, "limit", (json_int_t)base->limit, "rows", rows, "ensembles", jens, "seeds",
                           "seeds", seeds, "mean", jm, "std", js, "seconds", duet_now() - t0);

@@ -70,10 +70,11 @@ sys.exit(0 if len(b)==3 and o['width']==96 and b[0]['rank']==1 and b[0]['score']
   E=("$DUET" eval-phrases --model "$G/m.duet" --textmodel "$G/tm.model" --weights "$MOB" --entities ent --images "$G/img")
   expect 0 "" "${E[@]}"
   grep -q "2 images, 2 phrases with a box" "$T/out" && grep -q "largest proposal .* 50.0%\|largest proposal .*100.0%" "$T/out" \
-    && grep -q "^duet (the model's best box)" "$T/out" && ok || bad "eval-phrases table: $(cat "$T/out")"
+    && grep -q "^duet (the model's best box)" "$T/out" && grep -q "^proposal recall (.* of 2): 10: " "$T/out" \
+    && ok || bad "eval-phrases table: $(cat "$T/out")"
   expect 0 "" "${E[@]}" --json --score cosine
   npcheck "eval-phrases --json" "import json; o=json.load(open('$T/out')); a=o['accuracy']; \
-sys.exit(0 if o['phrases']==2 and a['largest_box']>=50 and all(0<=v<=100 for v in a.values()) and a['upper_bound']>=a['model'] else 1)"
+sys.exit(0 if o['phrases']==2 and o['proposal_recall']['boxes']==2 and a['largest_box']>=50 and all(0<=v<=100 for v in a.values()) and a['upper_bound']>=a['model'] else 1)"
   # region/phrase data from the same sample, a model trained on it, used by localize
   expect 0 "2 regions" "$DUET" phrase-data --model "$G/m.duet" --textmodel "$G/tm.model" --weights "$MOB" \
     --entities ent --images "$G/img" -o pd

@@ -77,14 +77,14 @@ expect 0 "" "${RUN[@]}" --work a --json --components 3 --no-index
 [ "$(states "$T/out")" = "cached cached built built built skipped " ] && ok || bad "--components states: $(states "$T/out")"
 
 # the ablation grid on the cached features: 13 rows, the seeds' mean and spread
-expect 0 "ablation 13/13" "${RUN[@]}" --work a --ablation --no-index
-[ "$(grep -c '^| \(text encoder\|network and loss\|seeds\) |' a/ablation.md)" -eq 13 ] && ok || bad "ablation.md rows: $(cat a/ablation.md)"
+expect 0 "ablation 15/15" "${RUN[@]}" --work a --ablation --no-index
+[ "$(grep -c '^| \(text encoder\|network and loss\|seeds\|seeds, fv-both\) |' a/ablation.md)" -eq 15 ] && ok || bad "ablation.md rows: $(cat a/ablation.md)"
 grep -q '^| duet | [0-9.]* ± [0-9.]* |' a/ablation.md && ok || bad "ablation.md: no mean ± std row"
 grep -q '"std"' a/ablation.json && grep -q '"rows"' a/ablation.json && ok || bad "ablation.json incomplete"
 # and two ensembles of the rows' models, in both files
-[ "$(grep -c '^| ensemble ' a/ablation.md)" -eq 2 ] && ok || bad "ablation.md: ensemble rows: $(grep ensemble a/ablation.md)"
+[ "$(grep -c '^| ensemble ' a/ablation.md)" -eq 4 ] && ok || bad "ablation.md: ensemble rows: $(grep ensemble a/ablation.md)"
 npcheck "ablation.json: ensembles" "import json; e=json.load(open('a/ablation.json'))['ensembles']; \
-sys.exit(0 if len(e)==2 and e[0]['grid_rows']==[10,11,12] and 0<e[0]['test']['rsum']<=600 else 1)"
+sys.exit(0 if len(e)==4 and e[0]['grid_rows']==[10,11,12] and len(e[3]['grid_rows'])==7 and 0<e[3]['test']['rsum']<=600 else 1)"
 
 # Karpathy's JSON layout (Flickr30K, COCO): 60 Flickr8K images, 2 captions each
 {
