@@ -92,12 +92,32 @@ static int blur(float *img, int w, int h, float sigma) {
 
 typedef struct edge { float w; uint32_t a, b; } edge;
 
-/* Weight, then endpoints: a total order, so the sort is deterministic. */
-static int edge_cmp(const void *x, const void *y) {
-    const edge *e = x, *f = y;
-    if (e->w != f->w) return e->w < f->w ? -1 : 1;
-    if (e->a != f->a) return e->a < f->a ? -1 : 1;
-    return (e->b > f->b) - (e->b < f->b);
+/* Sorts e[0..n) by weight, ties by position in e: a total order, so the
+ * result is deterministic. LSD radix sort of 64-bit keys (the weight's
+ * bits -- non-negative floats order as their bit patterns -- then the
+ * index), 16 bits a pass. 0, or -1 when out of memory. */
+static int sort_edges(edge *e, size_t n) {
+    uint64_t *k = duet_alloc_array(n ? n : 1, sizeof(uint64_t)), *t = duet_alloc_array(n ? n : 1, sizeof(uint64_t));
+    edge *tmp = duet_alloc_array(n ? n : 1, sizeof(edge));
+    size_t *cnt = malloc(sizeof(size_t) * 65536);
+    if (!k || !t || !tmp || !cnt) { free(k); free(t); free(tmp); free(cnt); return -1; }
+    for (size_t i = 0; i < n; i++) {
+        uint32_t bits;
+        memcpy(&bits, &e[i].w, sizeof bits);
+        k[i] = (uint64_t)bits << 32 | (uint64_t)i;
+    }
+    for (int shift = 0; shift < 64; shift += 16) {
+        memset(cnt, 0, sizeof(size_t) * 65536);
+        for (size_t i = 0; i < n; i++) cnt[(k[i] >> shift) & 0xffff]++;
+        size_t sum = 0;
+        for (size_t b = 0; b < 65536; b++) { size_t c = cnt[b]; cnt[b] = sum; sum += c; }
+        for (size_t i = 0; i < n; i++) t[cnt[(k[i] >> shift) & 0xffff]++] = k[i];
+        uint64_t *x = k; k = t; t = x;
+    }
+    for (size_t i = 0; i < n; i++) tmp[i] = e[k[i] & 0xffffffffu];
+    memcpy(e, tmp, n * sizeof *e);
+    free(k); free(t); free(tmp); free(cnt);
+    return 0;
 }
 
 static uint32_t uf_find(uint32_t *parent, uint32_t x) {
@@ -131,7 +151,7 @@ static edge *build_edges(const float *img, int w, int h, size_t *n) {
                 e[m].b = (uint32_t)(yy * w + xx);
                 m++;
             }
-    qsort(e, m, sizeof *e, edge_cmp);
+    if (sort_edges(e, m)) { free(e); return NULL; }
     *n = m;
     return e;
 }
