@@ -213,7 +213,7 @@ duet_status duet_synth_write(const duet_synth_params *p, const char *dir,
                              duet_error *err);
 
 /* ------------------------------------------------------------------ image
- * (issue 3: CNN features from pixels; declarations go here) */
+ * CNN features from pixels (docs/IMAGE.md) */
 
 /* A decoded image: 8-bit RGB, row-major, width*height*3 bytes. */
 typedef struct duet_image {
@@ -318,7 +318,7 @@ duet_status duet_labels_read(const char *path, char ***labels, size_t *n,
 void duet_labels_free(char **labels, size_t n);
 
 /* ------------------------------------------------------------------ text
- * (issue 4: word vectors and sentence encoders; declarations go here) */
+ * word vectors and sentence encoders (docs/TEXT.md) */
 
 /* Word vectors: a vocabulary (UTF-8 words) and a float32 matrix
  * [n_words x dim]. Importers read GloVe text ("word v1 .. vD" a line),
@@ -631,7 +631,7 @@ duet_status duet_check_features(const duet_dataset *d, const duet_mat *img,
                                 const char *txt_name, duet_error *err);
 
 /* ------------------------------------------------------------------ search
- * (issue 5: a gallery index, exact top-k, query encoding; docs/SEARCH.md) */
+ * a gallery index, exact top-k, query encoding (docs/SEARCH.md) */
 
 /* One search result: row index in the gallery and its inner product. */
 typedef struct duet_hit {
@@ -746,7 +746,7 @@ duet_status duet_query_encode_images(const duet_query_encoder *q,
                                      float *out, duet_error *err);
 
 /* ------------------------------------------------------------------ serve
- * (issue 5: the HTTP server, libmicrohttpd; docs/SEARCH.md) */
+ * the HTTP server on libmicrohttpd (docs/SEARCH.md) */
 
 typedef struct duet_serve_params {
     const char *host;        /* IPv4 address to bind, "127.0.0.1"           */
@@ -777,7 +777,7 @@ void duet_server_set_cnn(duet_server *s, duet_cnn *cnn, int crops);
 void duet_server_stop(duet_server *s);        /* NULL-safe; joins threads */
 
 /* ------------------------------------------------------------------ run
- * (issue 6: the main job as cached stages; docs/RUN.md)
+ * the main job as cached stages (docs/RUN.md)
  *
  * duet_run() takes a dataset from pixels and words to a tested model and a
  * search index: image features -> word vectors -> text model + caption
@@ -892,15 +892,17 @@ duet_status duet_run_report(const duet_run_config *c, const duet_run_result *r,
  * cached stages: text encoders (mean, fv-gmm, fv-hglmm, fv-both) with the
  * MLP two-way + structure; linear/MLP x one-way/two-way/two-way+structure
  * with base's encoder; base with seeds seed, seed+1, seed+2 (mean, std);
- * then, training nothing, two ensembles of the rows' models (the three
- * seeds; fv-gmm + fv-hglmm + fv-both). Writes WORK/ablation.md and WORK/ablation.json; *markdown (optional):
- * the table, caller frees with free(). */
+ * fv-both with seeds seed+1, seed+2; then, training nothing, four
+ * ensembles of the rows' models (base's three seeds; fv-gmm + fv-hglmm +
+ * fv-both; fv-both's three seeds; all seven of those). Writes
+ * WORK/ablation.md and WORK/ablation.json; *markdown (optional): the
+ * table, caller frees with free(). */
 duet_status duet_run_ablation(const duet_run_config *base,
                               const duet_run_hooks *h, char **markdown,
                               duet_error *err);
 
 /* ----------------------------------------------------------------- region
- * (issue 7: phrase localization) Boxes are in pixels of the original image,
+ * (phrase localization, docs/REGION.md) Boxes are in pixels of the original image,
  * half-open: x0 <= x < x1, y0 <= y < y1 (area (x1 - x0) * (y1 - y0)). */
 
 typedef struct duet_box {

@@ -115,8 +115,10 @@ cp "$T/out" b.json
 [ "$(test_json a.json)" = "$(test_json b.json)" ] && ok || bad "killed + rerun: $(test_json b.json) vs $(test_json a.json)"
 cmp -s a/image-*/features.npy b/image-*/features.npy && ok || bad "killed + rerun: image features differ"
 find b -name '*.tmp.*' | grep -q . && bad "temp files left: $(find b -name '*.tmp.*')" || ok
-# SIGINT stops cleanly with a message; the rerun resumes
-timeout --preserve-status -s INT 3 "${RUN[@]}" --work c >/dev/null 2>"$T/err"
+# SIGINT stops cleanly with a message; the rerun resumes. --foreground:
+# without it timeout signals the child and then its whole process group,
+# so the run would get SIGINT twice (the second, by design, ends it at once)
+timeout --foreground --preserve-status -s INT 3 "${RUN[@]}" --work c >/dev/null 2>"$T/err"
 rc=$?
 if [ "$rc" -eq 1 ] && grep -q "interrupted" "$T/err"; then ok
 elif [ "$rc" -eq 0 ]; then ok; echo "note: the run finished before SIGINT" >&2
