@@ -4,6 +4,7 @@
  * features across network/loss variants). */
 #define _XOPEN_SOURCE 700
 #include "run/run.h"
+#include "data/data.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,26 +79,85 @@ static const ens_row ensembles[] = {
 
 /* Test recall of the ensemble of grid rows e->rows, from the files the runs
  * left: model_path[i], image_feats[i], text_feats[i]. */
+/* The test split of d as a dataset of its own -- images in d's order, each
+ * image's captions in d's order, so evaluation ranks exactly as on d -- and
+ * where its rows come from: img_rows[n_images], cap_rows[n_captions] index
+ * d's feature rows. Caller frees *out, *img_rows, *cap_rows. */
+static duet_status test_view(const duet_dataset *d, duet_dataset **out, size_t **img_rows, size_t **cap_rows,
+                             duet_error *err) {
+    *out = NULL;
+    *img_rows = *cap_rows = NULL;
+    duet_sbuf tsv = {0};
+    size_t ni = 0, nc = 0;
+    for (size_t i = 0; i < d->n_images; i++)
+        if (d->image_split[i] == DUET_SPLIT_TEST) { ni++; nc += d->image_cap_start[i + 1] - d->image_cap_start[i]; }
+    *img_rows = malloc(sizeof(size_t) * (ni ? ni : 1));
+    *cap_rows = malloc(sizeof(size_t) * (nc ? nc : 1));
+    if (!*img_rows || !*cap_rows) return duet_fail(err, DUET_ERR_NOMEM, "ensemble: out of memory");
+    ni = nc = 0;
+    for (size_t i = 0; i < d->n_images; i++) {
+        if (d->image_split[i] != DUET_SPLIT_TEST) continue;
+        (*img_rows)[ni++] = i;
+        for (size_t q = d->image_cap_start[i]; q < d->image_cap_start[i + 1]; q++) {
+            size_t c = d->image_caps[q];
+            (*cap_rows)[nc++] = c;
+            duet_sb_printf(&tsv, "%s\t", d->image_names[i]);
+            for (const char *t = d->captions[c]; *t; t++)       /* the text is not used: keep it one field */
+                duet_sb_printf(&tsv, "%c", (*t == '\t' || *t == '\n' || *t == '\r') ? ' ' : *t);
+            duet_sb_printf(&tsv, "\ttest\n");
+        }
+    }
+    duet_status st = tsv.oom ? duet_fail(err, DUET_ERR_NOMEM, "ensemble: out of memory")
+                             : duet_dataset_parse_tsv(tsv.s ? tsv.s : "", tsv.n, "test split", out, err);
+    duet_sb_free(&tsv);
+    return st;
+}
+
+/* Reads the .npy at path and keeps only rows[0..n) of it, in that order:
+ * one full matrix in memory at a time. */
+static duet_status read_rows(const char *path, const size_t *rows, size_t n, duet_mat *out, duet_error *err) {
+    duet_mat full = {0};
+    duet_status st = duet_npy_read(path, &full, err);
+    if (st) return st;
+    for (size_t r = 0; r < n; r++)
+        if (rows[r] >= full.rows) { duet_mat_free(&full); return duet_fail(err, DUET_ERR_SHAPE, "%s: %zu rows, row %zu wanted", path, full.rows, rows[r]); }
+    out->data = duet_alloc_array(n ? n : 1, full.cols * sizeof(float));
+    if (!out->data) { duet_mat_free(&full); return duet_fail(err, DUET_ERR_NOMEM, "%s: out of memory", path); }
+    out->rows = n;
+    out->cols = full.cols;
+    for (size_t r = 0; r < n; r++) memcpy(out->data + r * full.cols, full.data + rows[r] * full.cols, full.cols * sizeof(float));
+    duet_mat_free(&full);
+    return DUET_OK;
+}
+
+/* Test recall of the ensemble of grid rows e->rows, from the files the runs
+ * left: model_path[i], image_feats[i], text_feats[i]. Only the test rows of
+ * each member's features are kept. */
 static duet_status eval_ensemble(const duet_run_config *base, const ens_row *e, char *const *model_path,
                                  char *const *image_feats, char *const *text_feats, duet_eval_result *res,
                                  duet_error *err) {
-    duet_dataset *d = NULL;
+    duet_dataset *d = NULL, *dt = NULL;
+    size_t *ir = NULL, *cr = NULL;
     duet_model *m[ENS_MAX] = {0};
     duet_mat img[ENS_MAX] = {{0}}, txt[ENS_MAX] = {{0}};
     const duet_mat *ia[ENS_MAX], *ta[ENS_MAX];
     duet_status st = duet_run_load_dataset(base, &d, err);
+    if (!st) st = test_view(d, &dt, &ir, &cr, err);
     for (size_t k = 0; k < e->n && !st; k++) {
         size_t i = e->rows[k];
         st = duet_model_load(model_path[i], &m[k], err);
-        if (!st) st = duet_npy_read(image_feats[i], &img[k], err);
-        if (!st) st = duet_npy_read(text_feats[i], &txt[k], err);
+        if (!st) st = read_rows(image_feats[i], ir, dt->n_images, &img[k], err);
+        if (!st) st = read_rows(text_feats[i], cr, dt->n_captions, &txt[k], err);
         ia[k] = &img[k];
         ta[k] = &txt[k];
     }
-    if (!st) st = duet_evaluate_ensemble((const duet_model *const *)m, ia, ta, e->n, d, DUET_SPLIT_TEST,
+    if (!st) st = duet_evaluate_ensemble((const duet_model *const *)m, ia, ta, e->n, dt, DUET_SPLIT_TEST,
                                          base->fold_size, res, err);
     for (size_t k = 0; k < e->n; k++) { duet_model_free(m[k]); duet_mat_free(&img[k]); duet_mat_free(&txt[k]); }
     duet_dataset_free(d);
+    duet_dataset_free(dt);
+    free(ir);
+    free(cr);
     return st ? duet_fail_wrap(err, st, e->name) : DUET_OK;
 }
 
