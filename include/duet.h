@@ -1013,8 +1013,9 @@ size_t duet_boxes_covered(const duet_box *gt, size_t n_gt,
 typedef struct duet_regions {
     duet_box *boxes;       /* [n], best proposal first                     */
     size_t n;
-    float *emb;            /* [n x dim], unit rows                         */
-    float *emb_rest;       /* [n x dim], the image around each box         */
+    float *emb;            /* [n x dim], unit rows (owned; [2n x dim])     */
+    float *emb_rest;       /* [n x dim], the image around each box: a view
+                              into emb (rows n .. 2n-1), not owned         */
     size_t dim;
     size_t width, height;  /* of the image                                 */
 } duet_regions;

@@ -77,8 +77,11 @@ typedef struct search_ctx {
 void ctx_free(search_ctx *c);
 /* Loads the model and text model (given, else as c->ix (or the model)
  * records them) and checks they belong together; with want_cnn also the
- * CNN the model records (required; weights NULL: the default place).
+ * CNN the model records (required; weights NULL: the default place), whose
+ * feature width must be the image branch's input -- or, with
+ * LOAD_CNN_REGIONS, that plus the box geometry (a region-phrase model).
  * 0, or an exit status after a message. */
+enum { LOAD_CNN_NONE = 0, LOAD_CNN_IMAGES = 1, LOAD_CNN_REGIONS = 2 };
 int load_encoders(const char *cmd, search_ctx *c, const char *model, const char *textmodel,
                   int want_cnn, const char *weights);
 

@@ -159,7 +159,7 @@ int cmd_localize(int argc, char **argv) {
     duet_proposal_params pp = duet_proposal_default_params();
     pp.max_boxes = max_boxes;
     double t0 = now_seconds();
-    int rc = load_encoders("localize", &c, mpath, ma.textmodel, 1, ma.weights);
+    int rc = load_encoders("localize", &c, mpath, ma.textmodel, LOAD_CNN_REGIONS, ma.weights);
     if (!rc) rc = load_regions("localize", &c, pos[0], &pp, &im, &reg);
     double t_regions = now_seconds() - t0;
     duet_hit *hits = rc ? NULL : malloc(sizeof(duet_hit) * top);
@@ -266,7 +266,7 @@ int cmd_eval_phrases(int argc, char **argv) {
     duet_entities *ent = NULL;
     if (duet_entities_load(entities, &ent, &e)) return fail("eval-phrases", &e);
     search_ctx c = {0};
-    int rc = load_encoders("eval-phrases", &c, mpath, ma.textmodel, 1, ma.weights);
+    int rc = load_encoders("eval-phrases", &c, mpath, ma.textmodel, LOAD_CNN_REGIONS, ma.weights);
     duet_proposal_params pp = duet_proposal_default_params();
     pp.max_boxes = max_boxes;
     size_t n_ph = 0, hit_model = 0, hit_large = 0, hit_centre = 0, hit_upper = 0, unknown = 0, n_img = 0;
@@ -333,8 +333,9 @@ int cmd_eval_phrases(int argc, char **argv) {
             json_decref(o);
         } else {
             printf("proposal recall (ground-truth boxes covered at IoU >= %.2f, of %zu):", iou, n_gt);
-            for (int q = 0; q < 4; q++) printf(" %zu: %.1f%%", at[q], n_gt ? 100.0 * cov[q] / n_gt : 0);
-            printf(", all %zu: %.1f%%\n", max_boxes, n_gt ? 100.0 * cov[4] / n_gt : 0);
+            for (int q = 0; q < 4; q++)
+                if (at[q] < max_boxes) printf(" %zu: %.1f%%,", at[q], n_gt ? 100.0 * cov[q] / n_gt : 0);
+            printf(" all %zu: %.1f%%\n", max_boxes, n_gt ? 100.0 * cov[4] / n_gt : 0);
             printf("%s: %zu images, %zu phrases with a box, %zu proposals, IoU >= %.2f\n", entities, n_img, n_ph,
                    max_boxes, iou);
             printf("%-36s %8s\n", "method", "accuracy");
@@ -406,7 +407,7 @@ int cmd_phrase_data(int argc, char **argv) {
     duet_dataset *d = NULL;
     duet_mat img = {0}, txt = {0};
     double t0 = now_seconds();
-    int rc = load_encoders("phrase-data", &c, mpath, ma.textmodel, 1, ma.weights);
+    int rc = load_encoders("phrase-data", &c, mpath, ma.textmodel, LOAD_CNN_REGIONS, ma.weights);
     if (!rc && duet_phrase_data(c.cnn, ent, entities, images, !no_geometry, &d, &img, &e)) rc = fail("phrase-data", &e);
     if (!rc) {
         size_t dt = duet_textmodel_dim(c.tm);

@@ -76,7 +76,7 @@ void ctx_free(search_ctx *c) {
 
 /* Loads the CNN the index (or model) records into c->cnn and c->enc;
  * required: a missing or mismatched CNN is an error, else a warning. */
-static int load_cnn(const char *cmd, search_ctx *c, const char *weights, int required) {
+static int load_cnn(const char *cmd, search_ctx *c, const char *weights, int required, int regions) {
     duet_error e = {0};
     char name[64];
     const char *rec = c->ix && duet_index_meta_of(c->ix).image_model ? duet_index_meta_of(c->ix).image_model
@@ -91,7 +91,7 @@ static int load_cnn(const char *cmd, search_ctx *c, const char *weights, int req
         return 0;
     }
     size_t fd = duet_cnn_feature_dim(c->cnn), md = duet_model_dim(c->model, DUET_SIDE_IMAGE);
-    if (fd != md && fd + DUET_BOX_GEOMETRY != md) {   /* + geometry: a region-phrase model (duet localize) */
+    if (fd != md && !(regions && fd + DUET_BOX_GEOMETRY == md)) {
         fprintf(stderr, "duet %s: the CNN '%s' gives %zu-D features, the model's image branch takes %zu\n",
                 cmd, name, duet_cnn_feature_dim(c->cnn), duet_model_dim(c->model, DUET_SIDE_IMAGE));
         duet_cnn_free(c->cnn);
@@ -134,7 +134,7 @@ int load_encoders(const char *cmd, search_ctx *c, const char *model, const char 
         }
     }
     c->enc = (duet_query_encoder){c->model, c->tm, NULL, 1};
-    return want_cnn ? load_cnn(cmd, c, weights, 1) : 0;
+    return want_cnn ? load_cnn(cmd, c, weights, 1, want_cnn == LOAD_CNN_REGIONS) : 0;
 }
 
 /* ---------------------------------------------------------------- index */
@@ -203,7 +203,7 @@ static int index_build(int argc, char **argv) {
     if (feats && !names_path) return usage_error(C, "--image-features needs --names");
     if (threads < 0) return usage_error(C, "--threads must be >= 0");
     if (threads) duet_set_threads(threads);
-    use_cnn = images != NULL;
+    use_cnn = images ? LOAD_CNN_IMAGES : LOAD_CNN_NONE;
     search_ctx c = {0};
     if ((rc = load_encoders(C, &c, model, textmodel, use_cnn, weights))) { ctx_free(&c); return rc; }
     duet_error e = {0};
@@ -322,7 +322,7 @@ int cmd_search(int argc, char **argv) {
                   : (image ? DUET_SIDE_TEXT : DUET_SIDE_IMAGE);
     search_ctx c = {0};
     double t0 = now_seconds();
-    if ((rc = open_index(C, index, &c)) || (rc = load_encoders(C, &c, model, textmodel, image ? 1 : 0, weights))) {
+    if ((rc = open_index(C, index, &c)) || (rc = load_encoders(C, &c, model, textmodel, image ? LOAD_CNN_IMAGES : LOAD_CNN_NONE, weights))) {
         ctx_free(&c);
         return rc;
     }
@@ -441,7 +441,7 @@ int cmd_serve(int argc, char **argv) {
     duet_set_threads(1);
     search_ctx c = {0};
     double t0 = now_seconds();
-    if ((rc = open_index(C, index, &c)) || (rc = load_encoders(C, &c, model, textmodel, 0, NULL))) {
+    if ((rc = open_index(C, index, &c)) || (rc = load_encoders(C, &c, model, textmodel, LOAD_CNN_NONE, NULL))) {
         ctx_free(&c);
         return rc;
     }
@@ -460,7 +460,7 @@ int cmd_serve(int argc, char **argv) {
     /* the CNN loads while text queries are already answered */
     if (!no_image) {
         double t1 = now_seconds();
-        if (!load_cnn(C, &c, weights, 0) && c.cnn) {
+        if (!load_cnn(C, &c, weights, 0, 0) && c.cnn) {
             duet_server_set_cnn(srv, c.cnn, c.enc.crops);
             fprintf(stderr, "duet serve: image queries on (CNN loaded in %.0f ms)\n", (now_seconds() - t1) * 1e3);
         }

@@ -22,8 +22,7 @@
 void duet_regions_free(duet_regions *r) {
     if (!r) return;
     free(r->boxes);
-    free(r->emb);
-    free(r->emb_rest);
+    free(r->emb);   /* emb_rest points into it */
     memset(r, 0, sizeof *r);
 }
 
@@ -55,64 +54,45 @@ duet_status duet_regions_embed(const duet_query_encoder *q, const duet_image *im
         return duet_fail(err, DUET_ERR_SHAPE, "regions: the CNN's feature map has %d channels, the model's image "
                          "branch takes %zu (%d, or %d with box geometry)", c, d_img, c, c + DUET_BOX_GEOMETRY);
     const size_t plane = (size_t)DUET_IMAGE_SIDE * DUET_IMAGE_SIDE * 3;
+    const duet_box whole = {0, 0, (float)im->width, (float)im->height};
     float *in = duet_alloc_array(plane, sizeof(float));
     float *map = duet_alloc_array((size_t)mh * mw, (size_t)c * sizeof(float));
-    float *feat = NULL;
-    duet_status st = (!in || !map) ? duet_fail(err, DUET_ERR_NOMEM, "regions: out of memory") : DUET_OK;
+    float *g = duet_alloc_array((size_t)c, sizeof(float)), *feat = NULL;
+    duet_status st = (!in || !map || !g) ? duet_fail(err, DUET_ERR_NOMEM, "regions: out of memory") : DUET_OK;
     if (!st) st = duet_proposals(im, pp, &out->boxes, &out->n, err);
     if (!st) st = duet_image_crops(im, 1, in, err);
     if (!st) st = duet_cnn_run_map(q->cnn, in, 1, map, NULL, err);
-    if (!st && !(feat = duet_alloc_array(out->n, d_img * sizeof(float))))
+    /* feat [2n x d_img]: the boxes' region features, then the rests' */
+    size_t n = out->n;
+    if (!st && !(feat = duet_alloc_array(2 * n, d_img * sizeof(float))))
         st = duet_fail(err, DUET_ERR_NOMEM, "regions: out of memory");
-    if (!st) st = roi_rows(map, mh, mw, c, im, out->boxes, out->n, geo, feat, err);
-    if (!st && !(out->emb = duet_alloc_array(out->n, dim * sizeof(float))))
-        st = duet_fail(err, DUET_ERR_NOMEM, "regions: out of memory");
-    if (!st) {
-        duet_mat x = {feat, out->n, d_img}, y = {out->emb, out->n, dim};
-        st = duet_model_embed(q->model, DUET_SIDE_IMAGE, &x, &y, err);
-    }
+    if (!st) st = roi_rows(map, mh, mw, c, im, out->boxes, n, geo, feat, err);
+    if (!st) st = duet_roi_features(map, mh, mw, c, im->width, im->height, &whole, 1, g, err);
     /* the rest of the image around each box: (g - a f) / (1 - a), g the
      * whole image's feature, f the box's, a its area fraction (capped) */
-    float *rest = NULL;
-    if (!st && !(rest = duet_alloc_array(out->n, d_img * sizeof(float))))
-        st = duet_fail(err, DUET_ERR_NOMEM, "regions: out of memory");
-    if (!st && !(out->emb_rest = duet_alloc_array(out->n, dim * sizeof(float))))
+    for (size_t i = 0; i < n && !st; i++) {
+        const duet_box *b = &out->boxes[i];
+        double a = (double)(b->x1 - b->x0) * (b->y1 - b->y0) / ((double)im->width * im->height);
+        if (a > 0.9) a = 0.9;
+        const float *f = feat + i * d_img;
+        float *r = feat + (n + i) * d_img;
+        for (size_t k = 0; k < (size_t)c; k++) r[k] = (float)((g[k] - a * f[k]) / (1 - a));
+        if (geo) duet_box_geometry(&whole, im->width, im->height, r + c);
+    }
+    /* one pass of the image branch over both: emb [2n x dim] */
+    if (!st && !(out->emb = duet_alloc_array(2 * n, dim * sizeof(float))))
         st = duet_fail(err, DUET_ERR_NOMEM, "regions: out of memory");
     if (!st) {
-        size_t cells = (size_t)mh * mw;
-        float *g = rest;   /* row 0 holds g until every row is written, from the last */
-        for (size_t k = 0; k < (size_t)c; k++) {
-            double m = 0;
-            for (size_t q2 = 0; q2 < cells; q2++) m += map[q2 * (size_t)c + k];
-            g[k] = (float)(m / (double)cells);
-        }
-        for (size_t i = out->n; i-- > 0;) {
-            const duet_box *b = &out->boxes[i];
-            double a = (double)(b->x1 - b->x0) * (b->y1 - b->y0) / ((double)im->width * im->height);
-            if (a > 0.9) a = 0.9;
-            for (size_t k = 0; k < (size_t)c; k++)
-                rest[i * d_img + k] = (float)((g[k] - a * feat[i * d_img + k]) / (1 - a));
-            if (geo) {
-                static const float whole[DUET_BOX_GEOMETRY] = {0, 0, 1, 1, 1};
-                memcpy(rest + i * d_img + c, whole, sizeof whole);
-            }
-        }
-        duet_mat x = {rest, out->n, d_img}, y = {out->emb_rest, out->n, dim};
+        duet_mat x = {feat, 2 * n, d_img}, y = {out->emb, 2 * n, dim};
         st = duet_model_embed(q->model, DUET_SIDE_IMAGE, &x, &y, err);
     }
-    free(rest);
-    free(in); free(map); free(feat);
+    free(in); free(map); free(g); free(feat);
+    out->emb_rest = out->emb ? out->emb + n * dim : NULL;
     out->dim = dim;
     out->width = im->width;
     out->height = im->height;
     if (st) duet_regions_free(out);
     return st;
-}
-
-static int hit_cmp(const void *a, const void *b) {
-    const duet_hit *x = a, *y = b;
-    if (x->score != y->score) return x->score > y->score ? -1 : 1;
-    return (x->index > y->index) - (x->index < y->index);
 }
 
 duet_status duet_regions_localize(const duet_query_encoder *q, const duet_regions *r, const char *phrase,
@@ -121,26 +101,25 @@ duet_status duet_regions_localize(const duet_query_encoder *q, const duet_region
     if (score != DUET_SCORE_CONTRAST && score != DUET_SCORE_COSINE)
         return duet_fail(err, DUET_ERR_INVALID_ARG, "localize: unknown score %d", (int)score);
     if (!r || r->n == 0) return duet_fail(err, DUET_ERR_INVALID_ARG, "localize: no regions");
-    float *t = malloc(sizeof(float) * r->dim);
-    duet_hit *all = malloc(sizeof(duet_hit) * r->n);
+    float *t = malloc(sizeof(float) * r->dim), *diff = NULL;
     uint8_t flag = 0;
-    duet_status st = (!t || !all) ? duet_fail(err, DUET_ERR_NOMEM, "localize: out of memory") : DUET_OK;
+    duet_status st = !t ? duet_fail(err, DUET_ERR_NOMEM, "localize: out of memory") : DUET_OK;
     if (!st) st = duet_query_encode_text(q, &phrase, 1, t, &flag, err);
     if (!st && (flag & DUET_TEXT_FLAG_EMPTY))
         st = duet_fail(err, DUET_ERR_INVALID_ARG, "localize: no word of \"%s\" is in the text model's vocabulary", phrase);
-    if (!st) {
-        for (size_t i = 0; i < r->n; i++) {
-            const float *e = r->emb + i * r->dim, *o = r->emb_rest ? r->emb_rest + i * r->dim : NULL;
-            double s = 0, so = 0;
-            for (size_t j = 0; j < r->dim; j++) s += (double)e[j] * t[j];
-            for (size_t j = 0; o && j < r->dim; j++) so += (double)o[j] * t[j];
-            all[i] = (duet_hit){i, (float)(score == DUET_SCORE_COSINE ? s : s - so)};
-        }
-        qsort(all, r->n, sizeof *all, hit_cmp);
-        size_t m = k < r->n ? k : r->n;
-        memcpy(hits, all, m * sizeof *hits);
-        *n_hits = m;
+    /* contrast: t . e - t . o = t . (e - o), so both scores are a top-k
+     * over one matrix of rows */
+    const float *rows = r->emb;
+    if (!st && score == DUET_SCORE_CONTRAST) {
+        size_t len = r->n * r->dim;
+        if (!(diff = duet_alloc_array(len, sizeof(float)))) st = duet_fail(err, DUET_ERR_NOMEM, "localize: out of memory");
+        for (size_t j = 0; !st && j < len; j++) diff[j] = r->emb[j] - r->emb_rest[j];
+        rows = diff;
     }
-    free(t); free(all);
+    if (!st) {
+        duet_mat qm = {t, 1, r->dim}, gm = {(float *)rows, r->n, r->dim};
+        st = duet_topk(&qm, &gm, k, hits, n_hits, err);
+    }
+    free(t); free(diff);
     return st;
 }

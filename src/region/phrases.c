@@ -10,14 +10,21 @@
 #include <stdlib.h>
 #include <string.h>
 
+static int str_cmp(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
 /* The split of an entities image: from DIR/{train,val,test}.txt when the
- * lists exist (Flickr30K Entities ships them), else by a hash of its name:
- * 80% train, 10% val, 10% test. */
+ * lists exist (Flickr30K Entities ships them; read_list sorts them), else
+ * by a hash of its name: 80% train, 10% val, 10% test. */
 static int split_of(const char *name, char **const lists[3], const size_t n_list[3]) {
     size_t l = strcspn(name, ".");
-    for (int s = 0; s < 3; s++)
-        for (size_t i = 0; i < n_list[s]; i++)
-            if (strlen(lists[s][i]) == l && strncmp(lists[s][i], name, l) == 0) return s;
+    char id[512];
+    if (l < sizeof id) {
+        memcpy(id, name, l);
+        id[l] = '\0';
+        const char *key = id;
+        for (int s = 0; s < 3; s++)
+            if (n_list[s] && bsearch(&key, lists[s], n_list[s], sizeof(char *), str_cmp)) return s;
+    }
     if (n_list[0] + n_list[1] + n_list[2]) return -1;          /* in no list: not used */
     uint64_t h = duet_fnv(DUET_FNV_INIT, name, l);
     unsigned r = (unsigned)(h % 10);
@@ -29,7 +36,7 @@ static void free_list(char **l, size_t n) {
     free(l);
 }
 
-/* One id a line of DIR/NAME.txt; an absent file gives an empty list. */
+/* One id a line of DIR/NAME.txt, sorted; an absent file gives an empty list. */
 static duet_status read_list(const char *dir, const char *name, char ***out, size_t *n, duet_error *err) {
     *out = NULL;
     *n = 0;
@@ -64,6 +71,7 @@ static duet_status read_list(const char *dir, const char *name, char ***out, siz
     }
     free(buf);
     if (st) { free_list(*out, *n); *out = NULL; *n = 0; }
+    else if (*n) qsort(*out, *n, sizeof **out, str_cmp);
     return st;
 }
 
@@ -87,9 +95,9 @@ duet_status duet_phrase_data(duet_cnn *cnn, const duet_entities *ent, const char
     size_t dim = (size_t)c + (geometry ? DUET_BOX_GEOMETRY : 0), n_reg = 0, cap_reg = 0;
     const size_t plane = (size_t)DUET_IMAGE_SIDE * DUET_IMAGE_SIDE * 3;
     float *in = duet_alloc_array(plane, sizeof(float)), *map = duet_alloc_array((size_t)mh * mw, (size_t)c * sizeof(float));
-    float *feat = NULL, *one = malloc(sizeof(float) * (size_t)c);
+    float *feat = NULL;
     duet_sbuf tsv = {0};
-    if (!st && (!in || !map || !one)) st = duet_fail(err, DUET_ERR_NOMEM, "phrase data: out of memory");
+    if (!st && (!in || !map)) st = duet_fail(err, DUET_ERR_NOMEM, "phrase data: out of memory");
     for (size_t i = 0; i < ent->n_images && !st; i++) {
         const duet_entities_image *ei = &ent->images[i];
         int split = split_of(ei->name, lists, n_list);
@@ -142,7 +150,7 @@ duet_status duet_phrase_data(duet_cnn *cnn, const duet_entities *ent, const char
     if (!st) *img_out = (duet_mat){feat, n_reg, dim};
     else { free(feat); duet_dataset_free(*d_out); *d_out = NULL; }
     for (int s = 0; s < 3; s++) free_list(lists[s], n_list[s]);
-    free(in); free(map); free(one);
+    free(in); free(map);
     duet_sb_free(&tsv);
     return st;
 }

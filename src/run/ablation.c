@@ -4,7 +4,6 @@
  * features across network/loss variants). */
 #define _XOPEN_SOURCE 700
 #include "run/run.h"
-#include "data/data.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,39 +76,27 @@ static const ens_row ensembles[] = {
 };
 #define N_ENS (sizeof ensembles / sizeof ensembles[0])
 
-/* Test recall of the ensemble of grid rows e->rows, from the files the runs
- * left: model_path[i], image_feats[i], text_feats[i]. */
-/* The test split of d as a dataset of its own -- images in d's order, each
- * image's captions in d's order, so evaluation ranks exactly as on d -- and
+/* The test split of d as a dataset of its own (duet_run_subset: the
+ * captions grouped by image, the order evaluation uses on d too), and
  * where its rows come from: img_rows[n_images], cap_rows[n_captions] index
  * d's feature rows. Caller frees *out, *img_rows, *cap_rows. */
 static duet_status test_view(const duet_dataset *d, duet_dataset **out, size_t **img_rows, size_t **cap_rows,
                              duet_error *err) {
     *out = NULL;
     *img_rows = *cap_rows = NULL;
-    duet_sbuf tsv = {0};
+    uint8_t *keep = duet_calloc_array(d->n_images ? d->n_images : 1, 1);
+    *img_rows = malloc(sizeof(size_t) * (d->n_images ? d->n_images : 1));
+    *cap_rows = malloc(sizeof(size_t) * (d->n_captions ? d->n_captions : 1));
+    if (!keep || !*img_rows || !*cap_rows) { free(keep); return duet_fail(err, DUET_ERR_NOMEM, "ensemble: out of memory"); }
     size_t ni = 0, nc = 0;
-    for (size_t i = 0; i < d->n_images; i++)
-        if (d->image_split[i] == DUET_SPLIT_TEST) { ni++; nc += d->image_cap_start[i + 1] - d->image_cap_start[i]; }
-    *img_rows = malloc(sizeof(size_t) * (ni ? ni : 1));
-    *cap_rows = malloc(sizeof(size_t) * (nc ? nc : 1));
-    if (!*img_rows || !*cap_rows) return duet_fail(err, DUET_ERR_NOMEM, "ensemble: out of memory");
-    ni = nc = 0;
     for (size_t i = 0; i < d->n_images; i++) {
         if (d->image_split[i] != DUET_SPLIT_TEST) continue;
+        keep[i] = 1;
         (*img_rows)[ni++] = i;
-        for (size_t q = d->image_cap_start[i]; q < d->image_cap_start[i + 1]; q++) {
-            size_t c = d->image_caps[q];
-            (*cap_rows)[nc++] = c;
-            duet_sb_printf(&tsv, "%s\t", d->image_names[i]);
-            for (const char *t = d->captions[c]; *t; t++)       /* the text is not used: keep it one field */
-                duet_sb_printf(&tsv, "%c", (*t == '\t' || *t == '\n' || *t == '\r') ? ' ' : *t);
-            duet_sb_printf(&tsv, "\ttest\n");
-        }
+        for (size_t q = d->image_cap_start[i]; q < d->image_cap_start[i + 1]; q++) (*cap_rows)[nc++] = d->image_caps[q];
     }
-    duet_status st = tsv.oom ? duet_fail(err, DUET_ERR_NOMEM, "ensemble: out of memory")
-                             : duet_dataset_parse_tsv(tsv.s ? tsv.s : "", tsv.n, "test split", out, err);
-    duet_sb_free(&tsv);
+    duet_status st = duet_run_subset(d, keep, out, err);
+    free(keep);
     return st;
 }
 
@@ -146,10 +133,19 @@ static duet_status eval_ensemble(const duet_run_config *base, const ens_row *e, 
     for (size_t k = 0; k < e->n && !st; k++) {
         size_t i = e->rows[k];
         st = duet_model_load(model_path[i], &m[k], err);
-        if (!st) st = read_rows(image_feats[i], ir, dt->n_images, &img[k], err);
-        if (!st) st = read_rows(text_feats[i], cr, dt->n_captions, &txt[k], err);
-        ia[k] = &img[k];
-        ta[k] = &txt[k];
+        ia[k] = ta[k] = NULL;   /* members that share a feature file share its rows: read once */
+        for (size_t j = 0; j < k; j++) {
+            if (!ia[k] && strcmp(image_feats[e->rows[j]], image_feats[i]) == 0) ia[k] = ia[j];
+            if (!ta[k] && strcmp(text_feats[e->rows[j]], text_feats[i]) == 0) ta[k] = ta[j];
+        }
+        if (!st && !ia[k]) {
+            st = read_rows(image_feats[i], ir, dt->n_images, &img[k], err);
+            ia[k] = &img[k];
+        }
+        if (!st && !ta[k]) {
+            st = read_rows(text_feats[i], cr, dt->n_captions, &txt[k], err);
+            ta[k] = &txt[k];
+        }
     }
     if (!st) st = duet_evaluate_ensemble((const duet_model *const *)m, ia, ta, e->n, dt, DUET_SPLIT_TEST,
                                          base->fold_size, res, err);

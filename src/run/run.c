@@ -355,22 +355,14 @@ static char *dup_or_null(const char *s, int *oom) {
     return r;
 }
 
-/* The first `limit` images of each split of d (and their captions), in
- * dataset order. *out: caller frees with duet_dataset_free. */
-static duet_status subset(const duet_dataset *d, size_t limit, duet_dataset **out, duet_error *err) {
+/* Declared in run.h. */
+duet_status duet_run_subset(const duet_dataset *d, const uint8_t *keep, duet_dataset **out, duet_error *err) {
     *out = NULL;
-    size_t cnt[5] = {0}, ni = 0, nc = 0;
-    uint8_t *keep = duet_calloc_array(d->n_images, 1);
+    size_t ni = 0, nc = 0;
     duet_dataset *s = calloc(1, sizeof *s);
-    if (!keep || !s) { free(keep); free(s); return duet_fail(err, DUET_ERR_NOMEM, "run: out of memory"); }
-    for (size_t i = 0; i < d->n_images; i++) {
-        int sp = d->image_split[i];
-        if (sp > DUET_SPLIT_TEST || cnt[sp] >= limit) continue;
-        cnt[sp]++;
-        keep[i] = 1;
-        ni++;
-        nc += d->image_cap_start[i + 1] - d->image_cap_start[i];
-    }
+    if (!s) return duet_fail(err, DUET_ERR_NOMEM, "run: out of memory");
+    for (size_t i = 0; i < d->n_images; i++)
+        if (keep[i]) { ni++; nc += d->image_cap_start[i + 1] - d->image_cap_start[i]; }
     int oom = 0;
     s->image_names = duet_calloc_array(ni, sizeof(char *));
     s->image_split = duet_calloc_array(ni, 1);
@@ -396,10 +388,25 @@ static duet_status subset(const duet_dataset *d, size_t limit, duet_dataset **ou
         }
         s->image_cap_start[k + 1] = s->n_captions;
     }
-    free(keep);
     if (oom) { duet_dataset_free(s); return duet_fail(err, DUET_ERR_NOMEM, "run: out of memory"); }
     *out = s;
     return DUET_OK;
+}
+
+/* The first `limit` images of each split (--limit). */
+static duet_status subset(const duet_dataset *d, size_t limit, duet_dataset **out, duet_error *err) {
+    size_t cnt[DUET_SPLIT_TEST + 1] = {0};
+    uint8_t *keep = duet_calloc_array(d->n_images ? d->n_images : 1, 1);
+    if (!keep) return duet_fail(err, DUET_ERR_NOMEM, "run: out of memory");
+    for (size_t i = 0; i < d->n_images; i++) {
+        int sp = d->image_split[i];
+        if (sp > DUET_SPLIT_TEST || cnt[sp] >= limit) continue;
+        cnt[sp]++;
+        keep[i] = 1;
+    }
+    duet_status st = duet_run_subset(d, keep, out, err);
+    free(keep);
+    return st;
 }
 
 duet_status duet_run_load_dataset(const duet_run_config *c, duet_dataset **out, duet_error *err) {

@@ -17,6 +17,12 @@ void duet_sb_printf(duet_sbuf *b, const char *fmt, ...) DUET_PRINTF(2, 3);
 void duet_sb_html(duet_sbuf *b, const char *text); /* HTML-escaped */
 void duet_sb_free(duet_sbuf *b);                   /* NULL-safe */
 
+/* The images of d with keep[i] set, in d's order, each with its captions
+ * in d's order (captions grouped by image). *out: caller frees with
+ * duet_dataset_free. */
+duet_status duet_run_subset(const duet_dataset *d, const uint8_t *keep,
+                            duet_dataset **out, duet_error *err);
+
 /* 64-bit FNV-1a of n bytes, continuing from h (start: DUET_FNV_INIT). */
 #define DUET_FNV_INIT 1469598103934665603ULL
 uint64_t duet_fnv(uint64_t h, const void *p, size_t n);

@@ -198,16 +198,23 @@ static const char *content_type(const char *name) {
     return "application/octet-stream";
 }
 
-/* /images/NAME: only names in the index, below image_root. */
-static enum MHD_Result get_image(duet_server *s, struct MHD_Connection *c, const char *name) {
+/* The file of gallery image name: only names in the index, below
+ * image_root. 0 with path set, or the HTTP status to answer with *why. */
+static unsigned gallery_path(const duet_server *s, const char *name, char *path, size_t cap, const char **why) {
     const char *root = duet_index_meta_of(s->ix).image_root;
-    if (!*name || strstr(name, "..") || name[0] == '/' || strchr(name, '\\'))
-        return send_error(c, 400, "bad image name");
-    if (duet_index_find_image(s->ix, name) == (size_t)-1) return send_error(c, 404, "no such gallery image");
-    if (!root) return send_error(c, 404, "the index records no image directory");
+    if (!*name || strstr(name, "..") || name[0] == '/' || strchr(name, '\\')) { *why = "bad image name"; return 400; }
+    if (duet_index_find_image(s->ix, name) == (size_t)-1) { *why = "no such gallery image"; return 404; }
+    if (!root) { *why = "the index records no image directory"; return 404; }
+    if ((size_t)snprintf(path, cap, "%s/%s", root, name) >= cap) { *why = "no such gallery image"; return 404; }
+    return 0;
+}
+
+/* /images/NAME */
+static enum MHD_Result get_image(duet_server *s, struct MHD_Connection *c, const char *name) {
     char path[8192];
-    if ((size_t)snprintf(path, sizeof path, "%s/%s", root, name) >= sizeof path)
-        return send_error(c, 404, "no such gallery image");
+    const char *why = NULL;
+    unsigned code = gallery_path(s, name, path, sizeof path, &why);
+    if (code) return send_error(c, code, why);
     int fd = open(path, O_RDONLY);
     struct stat sb;
     if (fd < 0 || fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
@@ -237,12 +244,9 @@ static enum MHD_Result api_localize(duet_server *s, struct MHD_Connection *c) {
     if (memchr(q, '\0', qlen) || !duet_utf8_valid(q, qlen)) return send_error(c, 400, "q is not valid UTF-8 text");
     if (!MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "k")) k = 3;
     else if (parse_k(s, c, &k, &why)) return send_error(c, 400, why);
-    const char *root = duet_index_meta_of(s->ix).image_root;
-    if (!*name || strstr(name, "..") || name[0] == '/' || strchr(name, '\\')) return send_error(c, 400, "bad image name");
-    if (duet_index_find_image(s->ix, name) == (size_t)-1) return send_error(c, 404, "no such gallery image");
-    if (!root) return send_error(c, 404, "the index records no image directory");
     char path[8192];
-    if ((size_t)snprintf(path, sizeof path, "%s/%s", root, name) >= sizeof path) return send_error(c, 404, "no such gallery image");
+    unsigned code = gallery_path(s, name, path, sizeof path, &why);
+    if (code) return send_error(c, code, why);
     duet_error e = {0};
     duet_image im = {0};
     if (duet_image_read(path, &im, &e)) return send_error(c, 404, "gallery image file is missing or unreadable");

@@ -83,6 +83,16 @@ sys.exit(0 if o['phrases']==2 and o['proposal_recall']['boxes']==2 and a['larges
   npcheck "phrase-data img.npy: 2 x (1280 + 5 geometry)" "a=n.load('pd/img.npy'); t=n.load('pd/txt.npy'); \
 sys.exit(0 if a.shape==(2,1285) and t.shape[0]==2 and abs(a[1,-1]-1.0)<1e-6 else 1)"
   grep -q "^duet train --dataset tsv:pd/regions.tsv" "$T/out" && ok || bad "phrase-data: no train line: $(cat "$T/out")"
+  # the splits from the dataset's own lists when they exist (an id in no list is left out)
+  printf 'img_009\nimg_001\n' > ent/val.txt; printf 'img_000\n' > ent/train.txt
+  expect 0 "" "$DUET" phrase-data --model "$G/m.duet" --textmodel "$G/tm.model" --weights "$MOB" \
+    --entities ent --images "$G/img" -o pd2
+  [ "$(cut -f1,3 pd2/regions.tsv | tr '\t\n' ' ;')" = "img_000.bmp#1 train;img_001.bmp#5 val;" ] && ok \
+    || bad "phrase-data splits from lists: $(cat pd2/regions.tsv)"
+  printf 'img_000\n' > ent/val.txt; rm ent/train.txt
+  expect 0 "1 regions (train 0, val 1, test 0)" "$DUET" phrase-data --model "$G/m.duet" --textmodel "$G/tm.model" \
+    --weights "$MOB" --entities ent --images "$G/img" -o pd3
+  rm ent/val.txt
   expect 0 "" "$DUET" train --dataset tsv:pd/regions.tsv --image-features pd/img.npy --text-features pd/txt.npy \
     --text-model "$G/tm.model" --image-model "mobilenetv2 crops=1" --hidden 16 --embed-dim 8 --batch-images 2 --epochs 2 -o pd/phrase.duet
   expect 0 "" "${L[@]/$G\/m.duet/pd/phrase.duet}" --score cosine -k 2 "$G/img/img_000.bmp" "a red square"
