@@ -4,6 +4,9 @@
 #   make asan     the tests under AddressSanitizer + UBSan
 #   make bench    benchmarks beside the PyTorch reference (see bench/)
 #   make fuzz     libFuzzer harnesses (clang), a short run of each
+#   make install  duet, libduet.{a,so}, duet.h and duet.pc under PREFIX
+#                 (default /usr/local; DESTDIR stages); make uninstall
+#   make examples examples/*.c against the in-tree library
 #   make clean
 
 CC      ?= cc
@@ -13,7 +16,7 @@ BLAS_CFLAGS := $(shell pkg-config --cflags openblas 2>/dev/null)
 BLAS_LIBS   := $(shell pkg-config --libs openblas 2>/dev/null || echo -lopenblas)
 CFLAGS  ?= $(OPT) -g
 CFLAGS  += -std=c11 -Wall -Wextra -Wshadow -Wno-unused-parameter -Iinclude -Isrc \
-           -fno-math-errno $(BLAS_CFLAGS) $(EXTRA_CFLAGS)
+           -fno-math-errno -fPIC $(BLAS_CFLAGS) $(EXTRA_CFLAGS)
 LDLIBS  += $(BLAS_LIBS) -llapacke -llapack -lyajl -ljansson -ljpeg -lpng -lstb -lmicrohttpd -lexpat -lm -lpthread
 
 SRCS    := $(sort $(wildcard src/*/*.c))
@@ -23,9 +26,24 @@ TBINS   := $(TESTS:tests/%.c=$(BUILD)/tests/%)
 LIB     := $(BUILD)/libduet.a
 HDRS    := include/duet.h $(wildcard src/*/*.h) tests/check.h
 
-.PHONY: all deps test-deps test asan bench fuzz clean demo demo-synth ablation models
+# The shared library's version is the header's DUET_VERSION_STRING; its
+# soname carries the major number.
+VERSION := $(shell sed -n 's/.*DUET_VERSION_STRING *"\([^"]*\)".*/\1/p' include/duet.h)
+MAJOR   := $(firstword $(subst ., ,$(VERSION)))
+$(if $(VERSION),,$(error include/duet.h defines no DUET_VERSION_STRING))
+SONAME  := libduet.so.$(MAJOR)
+SHLIB   := $(BUILD)/libduet.so.$(VERSION)
 
-all: deps duet
+PREFIX       ?= /usr/local
+BINDIR       ?= $(PREFIX)/bin
+LIBDIR       ?= $(PREFIX)/lib
+INCLUDEDIR   ?= $(PREFIX)/include
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+
+.PHONY: all deps test-deps test asan bench fuzz clean demo demo-synth ablation models \
+        lib install uninstall examples
+
+all: deps duet lib
 
 deps:
 	@scripts/deps.sh build
@@ -42,7 +60,14 @@ test-deps: deps
 duet: $(BUILD)/duet
 	cp $< $@.tmp && mv -f $@.tmp $@
 
-$(BUILD)/%.o: %.c $(HDRS)
+# Objects built before -fPIC joined CFLAGS cannot go into libduet.so: a
+# build directory without this marker is rebuilt once.
+PIC_MARK := $(BUILD)/.pic
+$(PIC_MARK):
+	@mkdir -p $(dir $@)
+	@touch $@
+
+$(BUILD)/%.o: %.c $(HDRS) $(PIC_MARK)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
@@ -53,8 +78,16 @@ $(LIB): $(OBJS)
 	@rm -f $@
 	ar rcs $@ $^
 
+# linked against its dependencies: a program needs only -lduet
+$(SHLIB): $(OBJS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -shared -Wl,-soname,$(SONAME) -Wl,--no-undefined $^ $(LDLIBS) -o $@
+	ln -sf $(notdir $@) $(BUILD)/$(SONAME)
+	ln -sf $(SONAME) $(BUILD)/libduet.so
+
+lib: $(LIB) $(SHLIB)
+
 TOOL_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(sort $(wildcard tools/*.c)))
-$(BUILD)/tools/%.o: tools/%.c tools/cli.h $(HDRS)
+$(BUILD)/tools/%.o: tools/%.c tools/cli.h $(HDRS) $(PIC_MARK)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itools -c $< -o $@
 
@@ -67,8 +100,10 @@ $(BUILD)/tests/%: tests/%.c $(LIB) $(HDRS)
 
 # The tests run the binary of this build ($(BUILD)/duet), so `make asan` tests
 # the sanitized one; `make test` also refreshes ./duet.
+# TEST_LDFLAGS: what a program linked against this build's library needs
+# besides pkg-config's flags (the sanitizers under `make asan`).
 test: test-deps $(BUILD)/duet $(TBINS) $(if $(filter build,$(BUILD)),duet)
-	@DUET=$(BUILD)/duet TEST_BUILD=$(BUILD) tests/run.sh $(TBINS) tests/cli/*.sh
+	@DUET=$(BUILD)/duet TEST_BUILD=$(BUILD) TEST_LDFLAGS="$(LDFLAGS)" tests/run.sh $(TBINS) tests/cli/*.sh
 
 asan:
 	@$(MAKE) --no-print-directory BUILD=build-asan OPT=-O1 \
@@ -98,6 +133,40 @@ fuzz: deps
 
 clean:
 	rm -rf build build-asan build-fuzz duet
+
+# `make install PREFIX=DIR` (DESTDIR=STAGE to stage): duet.pc records
+# PREFIX, never DESTDIR, so with PKG_CONFIG_PATH=DIR/lib/pkgconfig
+# `pkg-config --cflags --libs duet` gives what a program needs (--static
+# adds the dependencies, for libduet.a). examples/search.c shows the API.
+$(BUILD)/duet.pc: duet.pc.in FORCE
+	@mkdir -p $(dir $@)
+	@sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(patsubst $(PREFIX)/%,$${prefix}/%,$(LIBDIR))|' \
+	  -e 's|@INCLUDEDIR@|$(patsubst $(PREFIX)/%,$${prefix}/%,$(INCLUDEDIR))|' -e 's|@VERSION@|$(VERSION)|' \
+	  -e 's|@LIBS_PRIVATE@|$(strip $(LDLIBS))|' $< > $@
+
+install: $(BUILD)/duet $(LIB) $(SHLIB) $(BUILD)/duet.pc
+	install -d "$(DESTDIR)$(BINDIR)" "$(DESTDIR)$(LIBDIR)" "$(DESTDIR)$(INCLUDEDIR)" "$(DESTDIR)$(PKGCONFIGDIR)"
+	install -m 755 $(BUILD)/duet "$(DESTDIR)$(BINDIR)/duet"
+	install -m 644 $(LIB) "$(DESTDIR)$(LIBDIR)/libduet.a"
+	install -m 755 $(SHLIB) "$(DESTDIR)$(LIBDIR)/$(notdir $(SHLIB))"
+	ln -sf $(notdir $(SHLIB)) "$(DESTDIR)$(LIBDIR)/$(SONAME)"
+	ln -sf $(SONAME) "$(DESTDIR)$(LIBDIR)/libduet.so"
+	install -m 644 include/duet.h "$(DESTDIR)$(INCLUDEDIR)/duet.h"
+	install -m 644 $(BUILD)/duet.pc "$(DESTDIR)$(PKGCONFIGDIR)/duet.pc"
+
+uninstall:
+	rm -f "$(DESTDIR)$(BINDIR)/duet" "$(DESTDIR)$(LIBDIR)/libduet.a" "$(DESTDIR)$(LIBDIR)/$(notdir $(SHLIB))" \
+	  "$(DESTDIR)$(LIBDIR)/$(SONAME)" "$(DESTDIR)$(LIBDIR)/libduet.so" "$(DESTDIR)$(INCLUDEDIR)/duet.h" \
+	  "$(DESTDIR)$(PKGCONFIGDIR)/duet.pc"
+
+# The examples see the public header only (no -Isrc).
+EXAMPLES := $(patsubst %.c,$(BUILD)/%,$(sort $(wildcard examples/*.c)))
+$(BUILD)/examples/%: examples/%.c include/duet.h $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(filter-out -Isrc,$(CFLAGS)) $< $(LIB) $(LDLIBS) -o $@
+examples: $(EXAMPLES)
+
+FORCE:
 
 # The main job (docs/RUN.md): Flickr8K from pixels and words to a tested
 # model, report.html and a search index, every stage cached in $(WORK)

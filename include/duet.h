@@ -5,27 +5,38 @@
  * images and an image finds its sentences ("Learning Deep Structure-Preserving
  * Image-Text Embeddings", Wang, Li, Lazebnik, CVPR 2016).
  *
- * The API in one screen
- * ---------------------
+ * The API in one screen (sections below follow the pipeline, top to bottom)
+ * ----------------------
  *   errors   every fallible call returns a duet_status and, when the caller
  *            passes a duet_error, a message saying what was wrong and where
  *            (file, line, field). duet never calls exit() and never prints to
- *            stdout.
+ *            stdout. duet_status_str() names a status.
  *   core     duet_mat (a row-major float view over caller memory), duet_rng
  *            (explicit, seeded), .npy read/write (duet_npy_*).
- *   data     duet_dataset_load("flickr8k:DIR" | "karpathy:FILE" | "tsv:FILE").
- *   embed    duet_model: two branches (image, text), each
+ *   data     duet_dataset_load("flickr8k:DIR" | "karpathy:FILE" | "tsv:FILE"):
+ *            images, captions, splits.
+ *   image    duet_image_read (JPEG/PNG/BMP), crops; duet_cnn: ResNet-50
+ *            (TF.js) or MobileNetV2 (TFLite) features and ImageNet labels.
+ *   text     duet_vectors (word vectors: GloVe, word2vec, fastText, wink),
+ *            duet_textmodel (mean, tf-idf, Fisher vectors over GMM/HGLMM,
+ *            ICA, PCA): captions -> sentence features.
+ *   model    duet_model: two branches (image, text), each
  *               fc -> batch-norm -> ReLU -> dropout -> fc -> L2-normalize
- *            (or one fc -> L2-normalize with params.linear), the
- *            bidirectional ranking loss with structure-preserving terms,
- *            training (duet_train), Recall@K evaluation (duet_evaluate) and
- *            the model file (duet_model_save / duet_model_load).
+ *            (or one fc -> L2-normalize with params.linear), the model file
+ *            (duet_model_save / duet_model_load).
+ *   training the bidirectional ranking loss with structure-preserving terms
+ *            (duet_train), Recall@K evaluation (duet_evaluate).
  *   search   a gallery index file (duet_index_write / duet_index_open,
  *            memory-mapped), exact top-k (duet_topk), queries encoded as
  *            the training captions were (duet_query_*).
- *   serve    the HTTP API and web page on libmicrohttpd (duet_server_*).
- *   region   boxes (duet_box), region proposals (duet_proposals), Flickr30K
+ *   region   boxes (duet_box), region proposals (duet_proposals), region
+ *            features and phrase localization (duet_regions_*), Flickr30K
  *            Entities phrases and boxes (duet_entities_load), PNG output.
+ *   serve    the HTTP API and web page on libmicrohttpd (duet_server_*).
+ *   run      the main job as cached stages (duet_run), its report and the
+ *            ablation grid.
+ *
+ * A program that embeds a query and searches an index: examples/search.c.
  *
  * Conventions
  *   - Ownership is stated at each function. "caller frees with X" means the
@@ -745,6 +756,162 @@ duet_status duet_query_encode_images(const duet_query_encoder *q,
                                      const duet_image *const *ims, size_t n,
                                      float *out, duet_error *err);
 
+/* ----------------------------------------------------------------- region
+ * (phrase localization, docs/REGION.md) Boxes are in pixels of the original image,
+ * half-open: x0 <= x < x1, y0 <= y < y1 (area (x1 - x0) * (y1 - y0)). */
+
+typedef struct duet_box {
+    float x0, y0, x1, y1;
+} duet_box;
+
+/* Writes im as a PNG file, atomically (temp file + rename). */
+duet_status duet_image_write_png(const duet_image *im, const char *path,
+                                 duet_error *err);
+/* Draws the outline of b (thickness pixels, inside the box) in colour rgb;
+ * the parts outside the image are clipped. */
+void duet_image_draw_box(duet_image *im, const duet_box *b,
+                         const uint8_t rgb[3], int thickness);
+
+/* Intersection over union; 0 when either box is empty. */
+float duet_box_iou(const duet_box *a, const duet_box *b);
+
+/* Region proposals: selective search (Uijlings et al. 2013, the "fast"
+ * flavour without texture) over Felzenszwalb-Huttenlocher graph
+ * segmentations (2004), several thresholds k, two similarity sets; every
+ * region of every hierarchy gives a box, ranked by its level times a seeded
+ * random factor, near duplicates removed. Deterministic for a given image,
+ * parameters and seed. */
+typedef struct duet_proposal_params {
+    int max_side;       /* the image is downscaled so that its longer side is
+                           at most this before segmenting (default 256)      */
+    float sigma;        /* Gaussian smoothing before segmenting (0.8)         */
+    int n_k;            /* how many of k[] to use (default 4)                 */
+    float k[8];         /* FH thresholds (default 50, 100, 200, 400)          */
+    int min_size;       /* smallest segment, in downscaled pixels (default 20)*/
+    float dedup_iou;    /* a box this close to a better one is dropped (0.9)  */
+    float min_side;     /* boxes with a side shorter than this fraction of the
+                           image's shorter side are dropped (default 0.04)    */
+    size_t max_boxes;   /* at most this many boxes, best first (default 300)  */
+    uint64_t seed;      /* of the ranking's random factors (default 1)        */
+} duet_proposal_params;
+
+duet_proposal_params duet_proposal_default_params(void);
+
+/* Flickr30K Entities (Plummer et al. 2015), which users bring:
+ * DIR/Sentences/ID.txt (phrases marked [/EN#id/type words]) and
+ * DIR/Annotations/ID.xml (boxes per entity id). A phrase's box is the union
+ * of its entity's boxes; has_box is 0 for scene / no-box entities. */
+typedef struct duet_phrase {
+    char *text;          /* the phrase's words, as written                 */
+    char *type;          /* "people", "clothing", ... ("a/b" when several) */
+    uint32_t entity;     /* EN id                                          */
+    size_t sentence;     /* index into the image's sentences               */
+    duet_box box;        /* valid when has_box                             */
+    int has_box;
+} duet_phrase;
+
+typedef struct duet_entity_box {
+    duet_box box;
+    uint32_t *entities;  /* the entity ids the box belongs to              */
+    size_t n_entities;
+} duet_entity_box;
+
+typedef struct duet_entities_image {
+    char *name;                     /* image file name (<filename>, or ID.jpg) */
+    size_t width, height;           /* from <size>                         */
+    char **sentences;               /* markup removed                      */
+    size_t n_sentences;
+    duet_phrase *phrases;
+    size_t n_phrases;
+    duet_entity_box *boxes;
+    size_t n_boxes;
+} duet_entities_image;
+
+typedef struct duet_entities {
+    duet_entities_image *images;    /* sorted by ID                        */
+    size_t n_images;
+} duet_entities;
+
+/* Reads every DIR/Sentences/ID.txt with its DIR/Annotations/ID.xml.
+ * Errors name the file and line. *out: caller frees with duet_entities_free. */
+duet_status duet_entities_load(const char *dir, duet_entities **out,
+                               duet_error *err);
+void duet_entities_free(duet_entities *e); /* NULL-safe */
+
+/* Proposals of im. *boxes: an array of *n boxes, best first; caller frees
+ * with free(). Images with a side below 8 pixels are refused
+ * (DUET_ERR_INVALID_ARG). */
+duet_status duet_proposals(const duet_image *im, const duet_proposal_params *p,
+                           duet_box **boxes, size_t *n, duet_error *err);
+
+/* Region features: each box's average of a feature map [mh x mw x c] (the
+ * CNN's last map of an image of img_w x img_h pixels, duet_cnn_run_map) by
+ * RoI-align with bilinear samples; the whole-image box gives the global
+ * average pool, i.e. the image feature. out [n x c] caller-owned. Boxes
+ * must be non-empty and inside the image. */
+duet_status duet_roi_features(const float *map, int mh, int mw, int c,
+                              size_t img_w, size_t img_h,
+                              const duet_box *boxes, size_t n, float *out,
+                              duet_error *err);
+/* Box geometry: x0/W, y0/H, x1/W, y1/H and the area fraction. */
+#define DUET_BOX_GEOMETRY 5
+void duet_box_geometry(const duet_box *b, size_t img_w, size_t img_h,
+                       float out[DUET_BOX_GEOMETRY]);
+
+/* How many of the n_gt ground-truth boxes some box among the first n of
+ * boxes covers with IoU >= iou. */
+size_t duet_boxes_covered(const duet_box *gt, size_t n_gt,
+                          const duet_box *boxes, size_t n, float iou);
+
+/* An image's regions, embedded: its proposals and each region's unit
+ * embedding by the model's image branch. */
+typedef struct duet_regions {
+    duet_box *boxes;       /* [n], best proposal first                     */
+    size_t n;
+    float *emb;            /* [n x dim], unit rows (owned; [2n x dim])     */
+    float *emb_rest;       /* [n x dim], the image around each box: a view
+                              into emb (rows n .. 2n-1), not owned         */
+    size_t dim;
+    size_t width, height;  /* of the image                                 */
+} duet_regions;
+
+/* Proposals of im (pp NULL: defaults), one CNN pass (q->cnn, 1 crop), the
+ * region features (duet_roi_features) and q->model's image branch. On
+ * success out holds the regions: caller frees with duet_regions_free. */
+duet_status duet_regions_embed(const duet_query_encoder *q,
+                               const duet_image *im,
+                               const duet_proposal_params *pp,
+                               duet_regions *out, duet_error *err);
+void duet_regions_free(duet_regions *r); /* NULL-safe; zeroes it */
+
+/* How a box is scored for a phrase p (embeddings e):
+ *   CONTRAST  cos(e(box), e(p)) - cos(e(rest), e(p)), rest = the image
+ *             around the box (the default; favours whole objects)
+ *   COSINE    cos(e(box), e(p)) alone (favours discriminative parts) */
+typedef enum duet_region_score { DUET_SCORE_CONTRAST = 0, DUET_SCORE_COSINE = 1 } duet_region_score;
+
+/* Ranks r's boxes for a phrase (encoded as the training captions were):
+ * hits[0 .. *n_hits) best first, at most k (caller's array of k). A phrase
+ * with no known word is DUET_ERR_INVALID_ARG. */
+duet_status duet_regions_localize(const duet_query_encoder *q,
+                                  const duet_regions *r, const char *phrase,
+                                  duet_region_score score, size_t k,
+                                  duet_hit *hits, size_t *n_hits,
+                                  duet_error *err);
+
+/* Region/phrase training data from Flickr30K Entities: one dataset "image"
+ * per (image, entity with a box), named "ID.jpg#ENTITY", whose captions are
+ * the phrases naming the entity (so the structure term makes the phrases
+ * of one box neighbours); its feature is duet_roi_features of the box from
+ * one cnn pass per image, then (geometry) duet_box_geometry. Splits come
+ * from entities_dir/{train,val,test}.txt when present (images in no list
+ * are left out), else 80/10/10 by a hash of the image name. *d: caller
+ * frees with duet_dataset_free; img->data: caller frees with free(). */
+duet_status duet_phrase_data(duet_cnn *cnn, const duet_entities *ent,
+                             const char *entities_dir, const char *image_dir,
+                             int geometry, duet_dataset **d, duet_mat *img,
+                             duet_error *err);
+
 /* ------------------------------------------------------------------ serve
  * the HTTP server on libmicrohttpd (docs/SEARCH.md) */
 
@@ -901,161 +1068,9 @@ duet_status duet_run_ablation(const duet_run_config *base,
                               const duet_run_hooks *h, char **markdown,
                               duet_error *err);
 
-/* ----------------------------------------------------------------- region
- * (phrase localization, docs/REGION.md) Boxes are in pixels of the original image,
- * half-open: x0 <= x < x1, y0 <= y < y1 (area (x1 - x0) * (y1 - y0)). */
-
-typedef struct duet_box {
-    float x0, y0, x1, y1;
-} duet_box;
-
-/* Writes im as a PNG file, atomically (temp file + rename). */
-duet_status duet_image_write_png(const duet_image *im, const char *path,
-                                 duet_error *err);
-/* Draws the outline of b (thickness pixels, inside the box) in colour rgb;
- * the parts outside the image are clipped. */
-void duet_image_draw_box(duet_image *im, const duet_box *b,
-                         const uint8_t rgb[3], int thickness);
-
-/* Intersection over union; 0 when either box is empty. */
-float duet_box_iou(const duet_box *a, const duet_box *b);
-
-/* Region proposals: selective search (Uijlings et al. 2013, the "fast"
- * flavour without texture) over Felzenszwalb-Huttenlocher graph
- * segmentations (2004), several thresholds k, two similarity sets; every
- * region of every hierarchy gives a box, ranked by its level times a seeded
- * random factor, near duplicates removed. Deterministic for a given image,
- * parameters and seed. */
-typedef struct duet_proposal_params {
-    int max_side;       /* the image is downscaled so that its longer side is
-                           at most this before segmenting (default 256)      */
-    float sigma;        /* Gaussian smoothing before segmenting (0.8)         */
-    int n_k;            /* how many of k[] to use (default 4)                 */
-    float k[8];         /* FH thresholds (default 50, 100, 200, 400)          */
-    int min_size;       /* smallest segment, in downscaled pixels (default 20)*/
-    float dedup_iou;    /* a box this close to a better one is dropped (0.9)  */
-    float min_side;     /* boxes with a side shorter than this fraction of the
-                           image's shorter side are dropped (default 0.04)    */
-    size_t max_boxes;   /* at most this many boxes, best first (default 300)  */
-    uint64_t seed;      /* of the ranking's random factors (default 1)        */
-} duet_proposal_params;
-
-duet_proposal_params duet_proposal_default_params(void);
-
-/* Flickr30K Entities (Plummer et al. 2015), which users bring:
- * DIR/Sentences/ID.txt (phrases marked [/EN#id/type words]) and
- * DIR/Annotations/ID.xml (boxes per entity id). A phrase's box is the union
- * of its entity's boxes; has_box is 0 for scene / no-box entities. */
-typedef struct duet_phrase {
-    char *text;          /* the phrase's words, as written                 */
-    char *type;          /* "people", "clothing", ... ("a/b" when several) */
-    uint32_t entity;     /* EN id                                          */
-    size_t sentence;     /* index into the image's sentences               */
-    duet_box box;        /* valid when has_box                             */
-    int has_box;
-} duet_phrase;
-
-typedef struct duet_entity_box {
-    duet_box box;
-    uint32_t *entities;  /* the entity ids the box belongs to              */
-    size_t n_entities;
-} duet_entity_box;
-
-typedef struct duet_entities_image {
-    char *name;                     /* image file name (<filename>, or ID.jpg) */
-    size_t width, height;           /* from <size>                         */
-    char **sentences;               /* markup removed                      */
-    size_t n_sentences;
-    duet_phrase *phrases;
-    size_t n_phrases;
-    duet_entity_box *boxes;
-    size_t n_boxes;
-} duet_entities_image;
-
-typedef struct duet_entities {
-    duet_entities_image *images;    /* sorted by ID                        */
-    size_t n_images;
-} duet_entities;
-
-/* Reads every DIR/Sentences/ID.txt with its DIR/Annotations/ID.xml.
- * Errors name the file and line. *out: caller frees with duet_entities_free. */
-duet_status duet_entities_load(const char *dir, duet_entities **out,
-                               duet_error *err);
-void duet_entities_free(duet_entities *e); /* NULL-safe */
-
-/* Proposals of im. *boxes: an array of *n boxes, best first; caller frees
- * with free(). Images with a side below 8 pixels are refused
- * (DUET_ERR_INVALID_ARG). */
-duet_status duet_proposals(const duet_image *im, const duet_proposal_params *p,
-                           duet_box **boxes, size_t *n, duet_error *err);
-
-/* Region features: each box's average of a feature map [mh x mw x c] (the
- * CNN's last map of an image of img_w x img_h pixels, duet_cnn_run_map) by
- * RoI-align with bilinear samples; the whole-image box gives the global
- * average pool, i.e. the image feature. out [n x c] caller-owned. Boxes
- * must be non-empty and inside the image. */
-duet_status duet_roi_features(const float *map, int mh, int mw, int c,
-                              size_t img_w, size_t img_h,
-                              const duet_box *boxes, size_t n, float *out,
-                              duet_error *err);
-/* Box geometry: x0/W, y0/H, x1/W, y1/H and the area fraction. */
-#define DUET_BOX_GEOMETRY 5
-void duet_box_geometry(const duet_box *b, size_t img_w, size_t img_h,
-                       float out[DUET_BOX_GEOMETRY]);
-
-/* How many of the n_gt ground-truth boxes some box among the first n of
- * boxes covers with IoU >= iou. */
-size_t duet_boxes_covered(const duet_box *gt, size_t n_gt,
-                          const duet_box *boxes, size_t n, float iou);
-
-/* An image's regions, embedded: its proposals and each region's unit
- * embedding by the model's image branch. */
-typedef struct duet_regions {
-    duet_box *boxes;       /* [n], best proposal first                     */
-    size_t n;
-    float *emb;            /* [n x dim], unit rows (owned; [2n x dim])     */
-    float *emb_rest;       /* [n x dim], the image around each box: a view
-                              into emb (rows n .. 2n-1), not owned         */
-    size_t dim;
-    size_t width, height;  /* of the image                                 */
-} duet_regions;
-
-/* Proposals of im (pp NULL: defaults), one CNN pass (q->cnn, 1 crop), the
- * region features (duet_roi_features) and q->model's image branch. On
- * success out holds the regions: caller frees with duet_regions_free. */
-duet_status duet_regions_embed(const duet_query_encoder *q,
-                               const duet_image *im,
-                               const duet_proposal_params *pp,
-                               duet_regions *out, duet_error *err);
-void duet_regions_free(duet_regions *r); /* NULL-safe; zeroes it */
-
-/* How a box is scored for a phrase p (embeddings e):
- *   CONTRAST  cos(e(box), e(p)) - cos(e(rest), e(p)), rest = the image
- *             around the box (the default; favours whole objects)
- *   COSINE    cos(e(box), e(p)) alone (favours discriminative parts) */
-typedef enum duet_region_score { DUET_SCORE_CONTRAST = 0, DUET_SCORE_COSINE = 1 } duet_region_score;
-
-/* Ranks r's boxes for a phrase (encoded as the training captions were):
- * hits[0 .. *n_hits) best first, at most k (caller's array of k). A phrase
- * with no known word is DUET_ERR_INVALID_ARG. */
-duet_status duet_regions_localize(const duet_query_encoder *q,
-                                  const duet_regions *r, const char *phrase,
-                                  duet_region_score score, size_t k,
-                                  duet_hit *hits, size_t *n_hits,
-                                  duet_error *err);
-
-/* Region/phrase training data from Flickr30K Entities: one dataset "image"
- * per (image, entity with a box), named "ID.jpg#ENTITY", whose captions are
- * the phrases naming the entity (so the structure term makes the phrases
- * of one box neighbours); its feature is duet_roi_features of the box from
- * one cnn pass per image, then (geometry) duet_box_geometry. Splits come
- * from entities_dir/{train,val,test}.txt when present (images in no list
- * are left out), else 80/10/10 by a hash of the image name. *d: caller
- * frees with duet_dataset_free; img->data: caller frees with free(). */
-duet_status duet_phrase_data(duet_cnn *cnn, const duet_entities *ent,
-                             const char *entities_dir, const char *image_dir,
-                             int geometry, duet_dataset **d, duet_mat *img,
-                             duet_error *err);
+/* The published Flickr8K test row the main job prints its results beside
+ * (Klein et al. 2015, mean word vector + CCA; no ranks). */
+extern const duet_eval_result duet_klein2015_flickr8k;
 
 #ifdef __cplusplus
 }

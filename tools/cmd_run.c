@@ -6,7 +6,6 @@
  * changed and resumes an interrupted run. */
 #define _POSIX_C_SOURCE 200809L
 #include "cli.h"
-#include "run/run.h"
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>

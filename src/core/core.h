@@ -45,6 +45,13 @@ void *duet_alloc_array(size_t n, size_t size);
 void *duet_calloc_array(size_t n, size_t size);
 /* strdup that returns NULL on NULL. Caller frees with free(). */
 char *duet_strdup(const char *s);
+/* duet_strdup that sets *oom when s is not NULL and the copy fails, so a
+ * run of copies is checked once. Caller frees with free(). */
+static inline char *duet_strdup_or_flag(const char *s, int *oom) {
+    char *r = duet_strdup(s);
+    if (s && !r) *oom = 1;
+    return r;
+}
 
 /* Reads the whole of path into *buf (NUL-terminated, caller frees with
  * free()), *len bytes excluding the NUL. Refuses files over max_bytes. */
@@ -129,5 +136,31 @@ void duet_parallel_for(size_t n, size_t min_per_thread, duet_range_fn fn, void *
 
 /* Monotonic seconds. */
 double duet_now(void);
+
+/* mkdir -p: creates path and its missing parents (mode 0777 & ~umask). */
+duet_status duet_make_dirs(const char *path, duet_error *err);
+
+/* This process's peak resident memory so far, in KiB (0 if unknown). */
+long duet_peak_rss_kb(void);
+
+/* A growable NUL-terminated string (keys, JSON, HTML). Zero-initialize it;
+ * the caller owns b->s and frees it with duet_sb_free. oom is set (and later
+ * appends ignored) when an allocation fails: check it once at the end. */
+typedef struct duet_sbuf {
+    char *s;
+    size_t n, cap;
+    int oom;
+} duet_sbuf;
+void duet_sb_printf(duet_sbuf *b, const char *fmt, ...) DUET_PRINTF(2, 3);
+void duet_sb_html(duet_sbuf *b, const char *text); /* HTML-escaped */
+void duet_sb_free(duet_sbuf *b);                   /* NULL-safe */
+
+/* 64-bit FNV-1a of n bytes, continuing from h (start: DUET_FNV_INIT). */
+#define DUET_FNV_INIT 1469598103934665603ULL
+uint64_t duet_fnv(uint64_t h, const void *p, size_t n);
+
+/* Writes len bytes of text to path atomically (temp file + rename). */
+duet_status duet_write_text(const char *path, const char *text, size_t len,
+                            duet_error *err);
 
 #endif

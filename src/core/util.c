@@ -1,10 +1,14 @@
-/* util.c -- allocation, whole-file reads, atomic writes, clocks, threads. */
+/* util.c -- allocation, whole-file reads, atomic writes, directories,
+ * clocks, threads, peak memory. */
 #define _POSIX_C_SOURCE 200809L
 #include "core.h"
 #include <cblas.h>
 #include <errno.h>
 #include <stdlib.h>
+#include <limits.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -161,4 +165,27 @@ double duet_now(void) {
 
 void duet_set_threads(int n) {
     if (n >= 1) openblas_set_num_threads(n);
+}
+
+duet_status duet_make_dirs(const char *path, duet_error *err) {
+    char buf[PATH_MAX];
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
+        return duet_fail(err, DUET_ERR_INVALID_ARG, "%s: path too long", path);
+    for (char *p = buf + 1;; p++) {
+        if (*p == '/' || *p == '\0') {
+            char c = *p;
+            *p = '\0';
+            if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+                return duet_fail(err, DUET_ERR_IO, "%s: cannot create directory: %s", buf, strerror(errno));
+            *p = c;
+            if (!c) break;
+        }
+    }
+    return DUET_OK;
+}
+
+
+long duet_peak_rss_kb(void) {
+    struct rusage ru;
+    return getrusage(RUSAGE_SELF, &ru) == 0 ? ru.ru_maxrss : 0;
 }

@@ -7,7 +7,8 @@
  * store it as d->source (duet_dataset_load replaces it with the spec).
  *
  * On success *out is allocated; caller frees with duet_dataset_free.
- * On failure *out is NULL and err (if not NULL) says what and where. */
+ * On failure *out is NULL and err (if not NULL) says what and where.
+ * (What the parsers share among themselves is in builder.h.) */
 #ifndef DUET_DATA_H
 #define DUET_DATA_H
 
@@ -41,6 +42,12 @@ duet_status duet_dataset_parse_flickr8k(const duet_text_buf *tokens,
                                         const duet_text_buf splits[3],
                                         const char *name, duet_dataset **out,
                                         duet_error *err);
+
+/* The images of d with keep[i] set, in d's order, each with its captions
+ * in d's order (captions grouped by image). *out: caller frees with
+ * duet_dataset_free. */
+duet_status duet_dataset_subset(const duet_dataset *d, const uint8_t *keep,
+                                duet_dataset **out, duet_error *err);
 
 /* Checks the internal consistency of d (counts, caption->image map, CSR
  * arrays, split values, non-NULL strings). DUET_OK or DUET_ERR_FORMAT with

@@ -7,6 +7,7 @@
 #define DUET_EMBED_H
 
 #include "core/core.h"
+#include <jansson.h>
 
 /* Named views of one branch's parameters inside a slab (the model's
  * parameters, or a same-shaped slab of gradients / optimizer moments).
@@ -135,5 +136,12 @@ char *duet_model_header_json(const duet_model *m); /* caller frees with free() *
  * with duet_model_free. */
 duet_status duet_model_from_tf(const duet_tf_file *tf, const char *path,
                                duet_model **out, duet_error *err);
+
+/* Recall@K results <-> JSON: {"i2t":{"r1","r5","r10","medr","meanr"},
+ * "t2i":{...},"rsum","n_images","n_captions","n_folds"}. to_json returns a
+ * new reference (NULL when out of memory); from_json zeroes *r first and
+ * reads what is there (missing fields stay 0). eval_json.c. */
+json_t *duet_eval_to_json(const duet_eval_result *r);
+void duet_eval_from_json(const json_t *o, duet_eval_result *r);
 
 #endif

@@ -6,7 +6,6 @@
  * feature is duet_roi_features of the box, then its geometry when asked. */
 #include "region/region.h"
 #include "data/data.h"
-#include "run/run.h"
 #include <stdlib.h>
 #include <string.h>
 

@@ -76,7 +76,7 @@ static const ens_row ensembles[] = {
 };
 #define N_ENS (sizeof ensembles / sizeof ensembles[0])
 
-/* The test split of d as a dataset of its own (duet_run_subset: the
+/* The test split of d as a dataset of its own (duet_dataset_subset: the
  * captions grouped by image, the order evaluation uses on d too), and
  * where its rows come from: img_rows[n_images], cap_rows[n_captions] index
  * d's feature rows. Caller frees *out, *img_rows, *cap_rows. */
@@ -95,7 +95,7 @@ static duet_status test_view(const duet_dataset *d, duet_dataset **out, size_t *
         (*img_rows)[ni++] = i;
         for (size_t q = d->image_cap_start[i]; q < d->image_cap_start[i + 1]; q++) (*cap_rows)[nc++] = d->image_caps[q];
     }
-    duet_status st = duet_run_subset(d, keep, out, err);
+    duet_status st = duet_dataset_subset(d, keep, out, err);
     free(keep);
     return st;
 }

@@ -178,4 +178,55 @@ duet_status duet_pca_fit(const float *x, size_t n, size_t din, size_t dout,
 void duet_pca_apply(const float *x, size_t n, size_t din, size_t dout,
                     const float *mean, const float *basis, float *y);
 
+/* ------------------------------------------------------------ internal */
+
+/* What the files of one component share with each other and nothing else
+ * uses: the word-vector files (vectors.c, vectors_text.c, vectors_wink.c,
+ * vectors_file.c) and the text-model files (textmodel.c, textmodel_fit.c,
+ * textmodel_file.c). */
+
+#define DUET_VEC_MAX_DIM 100000 /* largest dimension an importer accepts */
+#define DUET_VEC_MAX_WORD 4096  /* longest word, in bytes                 */
+/* The magic of duet's vectors file (vectors_file.c), "DUETVECS". */
+extern const char duet_vec_magic[8];
+/* Streams the wink JSON file at path (vectors_wink.c); progress on stderr
+ * when it is a terminal. */
+duet_status duet_vectors_read_wink(const char *path, duet_vectors **out,
+                                   duet_error *err);
+
+/* The text model (opaque in duet.h): every buffer is owned and released
+ * by duet_textmodel_free. */
+struct duet_textmodel {
+    duet_encoder enc;
+    duet_textmodel_params p;
+    size_t dim_raw, dim;
+    /* word vectors (mean, fv-*): L2-normalized rows */
+    duet_vocab wv; size_t wd; float *wvec;
+    /* tf-idf */
+    duet_vocab tv; float *idf;
+    /* mixtures */
+    int has_gmm, has_hglmm;
+    duet_fv_model fg, fh;
+    /* ICA applied to the word table (fv-*): mean [wd], unmix [wd x wd] */
+    int has_ica; float *ica_mean, *ica_unmix;
+    /* PCA (pca_out == 0: none) */
+    size_t pca_out; float *pca_mean, *pca_basis;
+};
+
+#define DUET_TEXT_CHUNK 1024 /* texts encoded per batch */
+/* Sets dim_raw (from the encoder, components, wd, the tf-idf vocabulary)
+ * and dim (pca_out, or dim_raw without PCA). */
+void duet_textmodel_set_dims(duet_textmodel *m);
+/* Raw encodings (before PCA) of n texts into raw [n x dim_raw]; flags
+ * (optional) get DUET_TEXT_FLAG_EMPTY for a text without a known word; st
+ * accumulates the counts; tk is a reusable token buffer. */
+duet_status duet_textmodel_encode_raw(const duet_textmodel *m,
+                                      const char *const *texts, size_t n,
+                                      float *raw, uint8_t *flags,
+                                      duet_text_stats *st, duet_tokens *tk,
+                                      duet_error *err);
+/* Packs n words into one blob of NUL-terminated strings (*len bytes, for
+ * duet_vocab_build); caller frees. NULL when out of memory. */
+char *duet_textmodel_pack_words(const char *const *w, size_t n, size_t *len);
+
 #endif

@@ -1,0 +1,118 @@
+/* stage_image.c -- the image stage: CNN features of every image of the
+ * dataset, computed in resumable parts of DUET_RUN_PART images. */
+#define _XOPEN_SOURCE 700
+#include "run/run.h"
+#include <errno.h>
+#include <sys/stat.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+static duet_status image_key(duet_run_state *rs, duet_sbuf *in, duet_error *err) {
+    const duet_run_config *c = rs->c;
+    char abs[PATH_MAX];
+    if (!c->images || !realpath(c->images, abs))
+        return duet_fail(err, DUET_ERR_IO, "%s: image directory not found", c->images ? c->images : "(none)");
+    duet_sb_printf(in, "stage=image\ncnn=%s\ncrops=%d\nimages=%s\n", c->cnn, c->crops, abs);
+    duet_status st = duet_stage_file_ident(in, "weights", c->cnn_weights, err);
+    if (st) return st;
+    /* every image file's size and mtime, in dataset order */
+    uint64_t h = rs->names_hash;
+    duet_sbuf p = {0};
+    for (size_t i = 0; i < rs->d->n_images; i++) {
+        struct stat sb;
+        p.n = 0;
+        duet_sb_printf(&p, "%s/%s", abs, rs->d->image_names[i]);
+        if (p.oom) { duet_sb_free(&p); return duet_fail(err, DUET_ERR_NOMEM, "run: out of memory"); }
+        if (stat(p.s, &sb) != 0) {
+            st = duet_fail(err, DUET_ERR_IO, "%s: image of %s not found: %s", p.s, c->dataset, strerror(errno));
+            duet_sb_free(&p);
+            return st;
+        }
+        int64_t v[3] = {(int64_t)sb.st_size, (int64_t)sb.st_mtim.tv_sec, (int64_t)sb.st_mtim.tv_nsec};
+        h = duet_fnv(h, v, sizeof v);
+    }
+    duet_sb_free(&p);
+    duet_sb_printf(in, "n_images=%zu files=%016llx\n", rs->d->n_images, (unsigned long long)h);
+    return DUET_OK;
+}
+
+static duet_status image_part(duet_run_state *rs, duet_cnn *net, size_t b0, size_t b1, float *feats,
+                              duet_error *err) {
+    enum { BATCH = 8 };
+    size_t dim = duet_cnn_feature_dim(net);
+    duet_image ims[BATCH];
+    const duet_image *ip[BATCH];
+    char path[PATH_MAX];
+    duet_status st = DUET_OK;
+    for (size_t i = b0; i < b1 && !st; i += BATCH) {
+        if (duet_run_cancelled(rs)) return duet_run_interrupted(DUET_STAGE_IMAGE, err);
+        size_t m = b1 - i < BATCH ? b1 - i : BATCH, got = 0;
+        for (; got < m; got++) {
+            snprintf(path, sizeof path, "%s/%s", rs->c->images, rs->d->image_names[i + got]);
+            if ((st = duet_image_read(path, &ims[got], err))) break;
+            ip[got] = &ims[got];
+        }
+        if (!st) st = duet_cnn_images(net, ip, m, rs->c->crops, rs->c->crops == 10 ? 20 : BATCH,
+                                      feats + (i - b0) * dim, NULL, err);
+        for (size_t k = 0; k < got; k++) duet_image_free(&ims[k]);
+        if (rs->h && rs->h->progress) rs->h->progress(rs->h->user, "image", i + m, rs->d->n_images);
+    }
+    return st;
+}
+
+duet_status duet_stage_image(duet_run_state *rs, duet_error *err) {
+    const int S = DUET_STAGE_IMAGE;
+    duet_sbuf in = {0};
+    int done;
+    duet_status st = image_key(rs, &in, err);
+    if (!st) st = duet_stage_open(rs, S, &in, &done, err);
+    if (st || done) { duet_sb_free(&in); return st; }
+    duet_cnn *net = NULL;
+    const char *w = rs->c->cnn_weights;
+    size_t l = strlen(w);
+    if (l > 7 && strcmp(w + l - 7, ".tflite") == 0) st = duet_cnn_load_tflite(w, &net, err);
+    else st = duet_cnn_load_tfjs(w, &net, err);
+    size_t n = rs->d->n_images, dim = st ? 0 : duet_cnn_feature_dim(net);
+    duet_mat f = {st ? NULL : duet_alloc_array(n, dim * sizeof(float)), n, dim};
+    if (!st && !f.data) st = duet_fail(err, DUET_ERR_NOMEM, "run: out of memory (%zu x %zu image features)", n, dim);
+    size_t nparts = (n + DUET_RUN_PART - 1) / DUET_RUN_PART, reused = 0;
+    char pp[PATH_MAX];
+    for (size_t p = 0; !st && p < nparts; p++) {
+        size_t b0 = p * DUET_RUN_PART, b1 = b0 + DUET_RUN_PART < n ? b0 + DUET_RUN_PART : n;
+        snprintf(pp, sizeof pp, "%s/part-%05zu.npy", rs->res->stage[S].dir, p);
+        duet_mat part = {0};
+        duet_error ignore = {0};
+        if (duet_npy_read(pp, &part, &ignore) == DUET_OK && part.rows == b1 - b0 && part.cols == dim) {
+            memcpy(f.data + b0 * dim, part.data, (b1 - b0) * dim * sizeof(float));
+            duet_mat_free(&part);
+            reused++;
+            continue;
+        }
+        duet_mat_free(&part);
+        st = image_part(rs, net, b0, b1, f.data + b0 * dim, err);
+        duet_mat pm = {f.data + b0 * dim, b1 - b0, dim};
+        if (!st) st = duet_npy_write(pp, &pm, err);
+    }
+    if (reused) duet_run_say(rs, "image   resumed: %zu of %zu parts were done", reused, nparts);
+    char out[PATH_MAX];
+    duet_stage_path(rs, S, "features.npy", out, sizeof out);
+    if (!st) st = duet_mat_check_finite(&f, out, err);
+    if (!st) st = duet_npy_write(out, &f, err);
+    if (!st) {
+        char desc[128];
+        snprintf(desc, sizeof desc, "%s crops=%d", rs->c->cnn, rs->c->crops);
+        st = duet_stage_close(rs, S, json_pack("{s:s, s:I, s:I, s:s}", "features", "features.npy", "rows",
+                                          (json_int_t)n, "dim", (json_int_t)dim, "image_model", desc),
+                         &in, err);
+    }
+    if (!st)
+        for (size_t p = 0; p < nparts; p++) {
+            snprintf(pp, sizeof pp, "%s/part-%05zu.npy", rs->res->stage[S].dir, p);
+            remove(pp);
+        }
+    duet_mat_free(&f);
+    duet_cnn_free(net);
+    duet_sb_free(&in);
+    return st;
+}

@@ -1,0 +1,182 @@
+/* stage_train.c -- the train stage (duet_train with validation model
+ * selection, checkpointed every epoch) and the eval stage (validation and
+ * test Recall@K, example queries). */
+#define _XOPEN_SOURCE 700
+#include "run/run.h"
+#include <math.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct train_ctx { duet_run_state *rs; int epochs; } train_ctx;
+
+static int train_step(void *user, int epoch, size_t step, size_t steps, double loss) {
+    train_ctx *t = user;
+    const duet_run_state *rs = t->rs;
+    if (rs->h && rs->h->progress)
+        rs->h->progress(rs->h->user, "train", (size_t)(epoch - 1) * steps + step, (size_t)t->epochs * steps);
+    (void)loss;
+    return duet_run_cancelled(rs);
+}
+
+static void train_epoch(void *user, const duet_epoch_log *l) {
+    train_ctx *t = user;
+    char val[32] = "-";
+    if (l->val_rsum >= 0) snprintf(val, sizeof val, "%.1f", l->val_rsum);
+    duet_run_say(t->rs, "train   epoch %d/%d  loss %.4f  val R-sum %s  lr %.3g  %.1f s", l->epoch, t->epochs,
+        l->loss, val, (double)l->lr, l->seconds);
+}
+
+static duet_status train_key(const duet_run_state *rs, duet_sbuf *in) {
+    const duet_params *p = &rs->c->train;
+    duet_sb_printf(in, "stage=train\nimage=%s\ntext=%s\ndataset=%016llx\n", rs->res->stage[DUET_STAGE_IMAGE].key,
+                   rs->res->stage[DUET_STAGE_TEXT].key, (unsigned long long)rs->data_hash);
+    duet_sb_printf(in, "linear=%d hidden=%zu embed_dim=%zu dropout=%.9g bn_eps=%.9g bn_momentum=%.9g\n",
+                   p->linear, p->hidden, p->embed_dim, (double)p->dropout, (double)p->bn_eps, (double)p->bn_momentum);
+    duet_sb_printf(in, "margin=%.9g top_k=%zu w_i2t=%.9g w_t2i=%.9g w_img_struct=%.9g w_txt_struct=%.9g one_way=%d\n",
+                   (double)p->margin, p->top_k, (double)p->w_i2t, (double)p->w_t2i, (double)p->w_img_struct,
+                   (double)p->w_txt_struct, p->one_way);
+    duet_sb_printf(in, "batch_images=%zu sents_per_image=%zu optimizer=%d lr=%.9g lr_decay=%.9g momentum=%.9g "
+                   "weight_decay=%.9g adam=%.9g,%.9g,%.9g epochs=%d patience=%d seed=%llu\n",
+                   p->batch_images, p->sents_per_image, (int)p->optimizer, (double)p->lr, (double)p->lr_decay,
+                   (double)p->momentum, (double)p->weight_decay, (double)p->adam_beta1, (double)p->adam_beta2,
+                   (double)p->adam_eps, p->epochs, p->patience, (unsigned long long)p->seed);
+    return DUET_OK;
+}
+
+duet_status duet_stage_train(duet_run_state *rs, duet_error *err) {
+    const int S = DUET_STAGE_TRAIN;
+    duet_sbuf in = {0};
+    int done;
+    train_key(rs, &in);
+    duet_status st = duet_stage_open(rs, S, &in, &done, err);
+    if (st || done) { duet_sb_free(&in); return st; }
+    duet_upstream u;
+    char ck[PATH_MAX];
+    duet_upstream_paths(rs, &u);
+    duet_stage_path(rs, S, "model.ckpt", ck, sizeof ck);
+    duet_mat img = {0}, txt = {0};
+    duet_model *m = NULL;
+    duet_epoch_log *logs = NULL;
+    size_t nlogs = 0;
+    st = duet_run_load_features(rs, &u, &img, &txt, err);
+    FILE *probe = st ? NULL : fopen(ck, "rb");
+    if (probe) { fclose(probe); duet_run_say(rs, "train   resuming from %s", ck); }
+    train_ctx tc = {rs, rs->c->train.epochs};
+    duet_train_opts o = {ck, 1, train_step, &tc, train_epoch, &tc, rs->h ? rs->h->cancel : NULL};
+    if (!st) st = duet_train(rs->d, &img, &txt, &rs->c->train, &o, &m, &logs, &nlogs, err);
+    if (st == DUET_ERR_INTERRUPTED) duet_run_interrupted(S, err);
+    duet_mat_free(&img);
+    duet_mat_free(&txt);
+    if (!st) {
+        duet_model_info *info = duet_model_info_of(m);
+        const char *hash = json_string_value(json_object_get(rs->man[DUET_STAGE_TEXT], "text_model_hash"));
+        const char *im = json_string_value(json_object_get(rs->man[DUET_STAGE_IMAGE], "image_model"));
+        free(info->dataset);
+        int oom = 0;
+        info->dataset = duet_strdup_or_flag(rs->c->dataset, &oom);
+        info->image_features = duet_strdup_or_flag(u.img, &oom);
+        info->text_features = duet_strdup_or_flag(u.txt, &oom);
+        info->text_model = duet_strdup_or_flag(u.textmodel, &oom);
+        info->text_model_hash = duet_strdup_or_flag(hash, &oom);
+        info->image_model = duet_strdup_or_flag(im, &oom);
+        st = oom ? duet_fail(err, DUET_ERR_NOMEM, "run: out of memory") : duet_model_save(m, u.model, err);
+    }
+    if (!st) {
+        duet_model_info *info = duet_model_info_of(m);
+        json_t *eps = json_array();
+        for (size_t i = 0; i < nlogs; i++)
+            json_array_append_new(eps, json_pack("{s:i, s:f, s:f, s:f, s:f}", "epoch", logs[i].epoch, "loss",
+                                                 logs[i].loss, "val_rsum", logs[i].val_rsum, "seconds",
+                                                 logs[i].seconds, "lr", (double)logs[i].lr));
+        st = duet_stage_close(rs, S, json_pack("{s:s, s:i, s:i, s:f, s:o}", "model", "model.duet", "epochs_run",
+                                          info->epochs_run, "best_epoch", info->best_epoch, "best_val_rsum",
+                                          (double)info->best_val_rsum, "epochs", eps), &in, err);
+        if (!st) remove(ck);
+    }
+    free(logs);
+    duet_model_free(m);
+    duet_sb_free(&in);
+    return st;
+}
+
+static json_t *examples(duet_run_state *rs, const duet_model *m, const duet_mat *img, const duet_mat *txt,
+                        duet_error *err, duet_status *st) {
+    json_t *arr = json_array();
+    size_t *ti = NULL, nti = 0;
+    duet_mat ie = {0}, qe = {0};
+    size_t nq = rs->c->examples;
+    if (!nq) return arr;
+    if ((*st = duet_dataset_split_images(rs->d, DUET_SPLIT_TEST, &ti, &nti, err))) goto out;
+    if (nq > nti) nq = nti;
+    size_t *qrows = duet_alloc_array(nq, sizeof(size_t)), *qimg = duet_alloc_array(nq, sizeof(size_t));
+    float *sc = duet_alloc_array(nti, sizeof(float));
+    if (!qrows || !qimg || !sc) { *st = duet_fail(err, DUET_ERR_NOMEM, "run: out of memory"); goto out2; }
+    for (size_t q = 0; q < nq; q++) {
+        size_t k = q * nti / nq, im = ti[k];
+        qimg[q] = k;
+        qrows[q] = rs->d->image_caps[rs->d->image_cap_start[im]];
+    }
+    if ((*st = duet_run_embed_rows(m, DUET_SIDE_IMAGE, img, ti, nti, &ie, err)) ||
+        (*st = duet_run_embed_rows(m, DUET_SIDE_TEXT, txt, qrows, nq, &qe, err)))
+        goto out2;
+    for (size_t q = 0; q < nq; q++) {
+        for (size_t i = 0; i < nti; i++) {
+            double s = 0;
+            for (size_t c = 0; c < ie.cols; c++) s += (double)qe.data[q * qe.cols + c] * ie.data[i * ie.cols + c];
+            sc[i] = (float)s;
+        }
+        int rank = 1;
+        for (size_t i = 0; i < nti; i++) rank += sc[i] > sc[qimg[q]];
+        json_t *top = json_array();
+        for (int k = 0; k < 5 && (size_t)k < nti; k++) {
+            size_t b = 0;
+            for (size_t i = 1; i < nti; i++) if (sc[i] > sc[b]) b = i;
+            json_array_append_new(top, json_pack("{s:s, s:f}", "image", rs->d->image_names[ti[b]], "score", (double)sc[b]));
+            sc[b] = -INFINITY;
+        }
+        json_array_append_new(arr, json_pack("{s:s, s:s, s:i, s:o}", "query", rs->d->captions[qrows[q]], "truth",
+                                             rs->d->image_names[ti[qimg[q]]], "truth_rank", rank, "top", top));
+    }
+out2:
+    free(qrows); free(qimg); free(sc);
+out:
+    free(ti);
+    duet_mat_free(&ie);
+    duet_mat_free(&qe);
+    return arr;
+}
+
+duet_status duet_stage_eval(duet_run_state *rs, duet_error *err) {
+    const int S = DUET_STAGE_EVAL;
+    duet_sbuf in = {0};
+    int done;
+    duet_sb_printf(&in, "stage=eval\ntrain=%s\nfold_size=%zu\nexamples=%zu\n", rs->res->stage[DUET_STAGE_TRAIN].key,
+                   rs->c->fold_size, rs->c->examples);
+    duet_status st = duet_stage_open(rs, S, &in, &done, err);
+    if (st || done) { duet_sb_free(&in); return st; }
+    duet_upstream u;
+    duet_upstream_paths(rs, &u);
+    duet_mat img = {0}, txt = {0};
+    duet_model *m = NULL;
+    duet_eval_result val = {0}, test = {0};
+    st = duet_model_load(u.model, &m, err);
+    if (!st) st = duet_run_load_features(rs, &u, &img, &txt, err);
+    if (!st && rs->res->n_split[DUET_SPLIT_VAL])
+        st = duet_evaluate(m, rs->d, &img, &txt, DUET_SPLIT_VAL, 0, &val, err);
+    if (!st) st = duet_evaluate(m, rs->d, &img, &txt, DUET_SPLIT_TEST, rs->c->fold_size, &test, err);
+    json_t *ex = st ? NULL : examples(rs, m, &img, &txt, err, &st);
+    if (!st) {
+        duet_run_say(rs, "eval    test R-sum %.1f (image->text R@1 %.1f, text->image R@1 %.1f)", test.rsum, test.i2t.r1,
+            test.t2i.r1);
+        st = duet_stage_close(rs, S, json_pack("{s:o, s:o, s:o}", "val", duet_eval_to_json(&val), "test",
+                                          duet_eval_to_json(&test), "examples", ex), &in, err);
+        ex = NULL;
+    }
+    json_decref(ex);
+    duet_mat_free(&img);
+    duet_mat_free(&txt);
+    duet_model_free(m);
+    duet_sb_free(&in);
+    return st;
+}
