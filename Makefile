@@ -17,7 +17,7 @@ BLAS_LIBS   := $(shell pkg-config --libs openblas 2>/dev/null || echo -lopenblas
 CFLAGS  ?= $(OPT) -g
 CFLAGS  += -std=c11 -Wall -Wextra -Wshadow -Wno-unused-parameter -Iinclude -Isrc \
            -fno-math-errno -fPIC $(BLAS_CFLAGS) $(EXTRA_CFLAGS)
-LDLIBS  += $(BLAS_LIBS) -llapacke -llapack -lyajl -ljansson -ljpeg -lpng -lstb -lmicrohttpd -lexpat -lm -lpthread
+LDLIBS  += -ldnnl -lgomp $(BLAS_LIBS) -llapacke -llapack -lyajl -ljansson -ljpeg -lpng -lstb -lmicrohttpd -lexpat -lm -lpthread
 
 SRCS    := $(sort $(wildcard src/*/*.c))
 OBJS    := $(SRCS:%.c=$(BUILD)/%.o)
@@ -125,7 +125,7 @@ fuzz: deps
 	@for f in $(FUZZERS); do \
 	  n=$$(basename $$f .c); \
 	  clang -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Isrc $(BLAS_CFLAGS) \
-	    $$f $(SRCS) $(BLAS_LIBS) -llapacke -llapack -lyajl -ljansson -ljpeg -lpng -lstb -lmicrohttpd -lexpat -lm -lpthread -o build-fuzz/$$n || exit 1; \
+	    $$f $(SRCS) $(LDLIBS) -o build-fuzz/$$n || exit 1; \
 	  rm -rf build-fuzz/corpus-$$n; cp -r tests/fixtures/fuzz/$${n#fuzz_} build-fuzz/corpus-$$n; \
 	  echo "fuzz: $$n ($${FUZZ_SECONDS:-60} s)"; \
 	  build-fuzz/$$n -max_total_time=$${FUZZ_SECONDS:-60} build-fuzz/corpus-$$n || exit 1; \

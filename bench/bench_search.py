@@ -24,4 +24,5 @@ for _ in range(a.reps):
 print(json.dumps({"part": "search", "peer": "faiss", "faiss_version": faiss.__version__, "n": int(xb.shape[0]),
                   "nq": int(xq.shape[0]), "d": int(xb.shape[1]), "k": a.k, "threads": a.threads,
                   "seconds": round(best, 6), "qps": round(xq.shape[0] / best, 1),
-                  "top1_sum": int(I[:, 0].sum())}))
+                  "top1_sum": int(I[:, 0].sum()),
+                  "topk_sum": int((I.astype(np.int64) * np.arange(1, a.k + 1)).sum())}))

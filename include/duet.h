@@ -13,6 +13,8 @@
  *            stdout. duet_status_str() names a status.
  *   core     duet_mat (a row-major float view over caller memory), duet_rng
  *            (explicit, seeded), .npy read/write (duet_npy_*).
+ *   compute  oneDNN does the dense work; duet_precision (auto, f32, bf16)
+ *            and the instruction set it runs on (duet_cpu_isa).
  *   data     duet_dataset_load("flickr8k:DIR" | "karpathy:FILE" | "tsv:FILE"):
  *            images, captions, splits.
  *   image    duet_image_read (JPEG/PNG/BMP), crops; duet_cnn: ResNet-50
@@ -114,8 +116,43 @@ uint64_t duet_rng_below(duet_rng *r, uint64_t n);
 /* Fisher-Yates shuffle of idx[0..n). */
 void     duet_rng_shuffle(duet_rng *r, size_t *idx, size_t n);
 
-/* Sets the number of threads OpenBLAS uses (>= 1). */
+/* Sets the number of threads OpenBLAS and oneDNN use (>= 1). */
 void duet_set_threads(int n);
+
+/* --------------------------------------------------------------- compute
+ * Dense compute (CNN layers, fully connected layers, scoring products) runs
+ * on oneDNN, which picks the instruction set at run time: AMX, AVX512-BF16,
+ * AVX-512, AVX2 (the environment variable ONEDNN_MAX_CPU_ISA caps it, e.g.
+ * ONEDNN_MAX_CPU_ISA=AVX2 to stand in for an older CPU). Each computing
+ * object is made with a precision:
+ *   f32   float32 throughout: as exact as the reference tests require.
+ *   bf16  bfloat16 inputs to the matrix products, float32 accumulation and
+ *         float32 everywhere else; only where the CPU computes bf16
+ *         natively (AVX512-BF16 or AMX).
+ *   auto  bf16 where the CPU computes it natively, f32 elsewhere.
+ * The duet command reads its default from the environment variable
+ * DUET_PRECISION; the library reads no environment of its own. */
+typedef enum duet_precision {
+    DUET_PRECISION_AUTO = 0,
+    DUET_PRECISION_F32,
+    DUET_PRECISION_BF16
+} duet_precision;
+/* "auto", "f32", "bf16" -> the value; -1 for anything else. */
+int duet_precision_parse(const char *s);
+const char *duet_precision_name(duet_precision p); /* never NULL */
+/* auto -> bf16 or f32 for this CPU; f32 -> f32; bf16 -> bf16, or
+ * DUET_ERR_UNSUPPORTED naming the CPU's instruction set when it has no
+ * native bf16. *out is always f32 or bf16 on success. */
+duet_status duet_precision_resolve(duet_precision p, duet_precision *out,
+                                   duet_error *err);
+/* The best instruction set oneDNN uses on this CPU (after
+ * ONEDNN_MAX_CPU_ISA): "AMX-BF16", "AVX512-BF16", "AVX512-VNNI", "AVX-512",
+ * "AVX2-VNNI", "AVX2", "AVX", "SSE4.1". Never NULL. */
+const char *duet_cpu_isa(void);
+/* 1 when the CPU computes bf16 natively (AVX512-BF16 or AMX), else 0. */
+int duet_cpu_has_bf16(void);
+/* oneDNN's version ("2.6.3") into buf[n]. */
+void duet_onednn_version(char *buf, size_t n);
 
 /* --------------------------------------------------------------- .npy files
  *
@@ -294,6 +331,13 @@ duet_status duet_cnn_parse_tflite(const void *buf, size_t len,
                                   const char *name, duet_cnn **out,
                                   duet_error *err);
 void duet_cnn_free(duet_cnn *net); /* NULL-safe */
+/* Sets the precision the CNN computes in (a newly loaded CNN computes in
+ * f32). bf16 on a CPU without native bf16 is DUET_ERR_UNSUPPORTED. The
+ * layers are prepared for oneDNN (weights reordered) on the next run. */
+duet_status duet_cnn_set_precision(duet_cnn *net, duet_precision p,
+                                   duet_error *err);
+/* The resolved precision (f32 or bf16). */
+duet_precision duet_cnn_precision(const duet_cnn *net);
 
 size_t duet_cnn_feature_dim(const duet_cnn *net);
 size_t duet_cnn_classes(const duet_cnn *net);  /* 1000, or 1001 (TFLite)  */
@@ -501,6 +545,9 @@ typedef struct duet_params {
     int    patience;       /* stop after N epochs without val gain; 0 = off   */
     uint64_t seed;         /* default 1                                       */
     int    threads;        /* default 0: leave OpenBLAS's setting             */
+    duet_precision precision; /* matrix products: f32 (default), bf16 (mixed
+                               precision: f32 master weights, loss, batch-norm
+                               and optimizer state), or auto              */
 } duet_params;
 
 duet_params duet_default_params(void);
@@ -545,6 +592,11 @@ enum { DUET_SIDE_IMAGE = 0, DUET_SIDE_TEXT = 1 };
  * Works in chunks; needs no workspace from the caller. */
 duet_status duet_model_embed(const duet_model *m, int side, const duet_mat *x,
                              duet_mat *out, duet_error *err);
+/* Sets the precision duet_model_embed computes in (a loaded model embeds
+ * in f32). bf16 on a CPU without native bf16 is DUET_ERR_UNSUPPORTED. */
+duet_status duet_model_set_precision(duet_model *m, duet_precision p,
+                                     duet_error *err);
+duet_precision duet_model_precision(const duet_model *m); /* resolved */
 
 /* Model file: "DUETMODL", format version, a JSON header (shapes, every
  * hyper-parameter, provenance), then the float32 parameters. Written to a
@@ -652,13 +704,32 @@ typedef struct duet_hit {
 
 /* Exact top-k by inner product: for each of the q rows of queries
  * ([q x d]) the k best rows of gallery ([n x d]), best first, ties broken by
- * the lower index. One sgemm per block of queries and gallery rows, then a
- * k-sized heap per query (no full sort); OpenBLAS's threads for the sgemm,
- * duet_parallel_for for the selection. out: [q x min(k, n)] caller-owned;
- * *k_out (optional) = min(k, n). NaN scores never enter a result. */
+ * the lower index. A score is the inner product accumulated in double and
+ * rounded to float, whatever the precision: candidates come from oneDNN
+ * matmuls over blocks (f32, or bf16 inputs with f32 accumulation) and a
+ * k-sized heap per query, widened by a proven bound on their error, and are
+ * re-ranked by their exact scores -- so f32 and bf16 give the same answer.
+ * out: [q x min(k, n)] caller-owned; *k_out (optional) = min(k, n). NaN
+ * scores never enter a result; rows short of k finite scores are padded
+ * with the lowest unused indices at -inf. duet_topk is the one-shot f32
+ * form; a duet_searcher keeps a gallery prepared for many calls. */
 duet_status duet_topk(const duet_mat *queries, const duet_mat *gallery,
                       size_t k, duet_hit *out, size_t *k_out,
                       duet_error *err);
+
+/* A gallery prepared for search in a precision (bf16: a bf16 copy of the
+ * gallery, n x d x 2 bytes, made here). gallery is borrowed and must
+ * outlive the searcher. Several threads may search one searcher at once
+ * (each call has its own oneDNN stream). *out:
+ * caller frees with duet_searcher_free (NULL-safe). */
+typedef struct duet_searcher duet_searcher;
+duet_status duet_searcher_new(const duet_mat *gallery, duet_precision p,
+                              duet_searcher **out, duet_error *err);
+duet_status duet_searcher_topk(duet_searcher *s, const duet_mat *queries,
+                               size_t k, duet_hit *out, size_t *k_out,
+                               duet_error *err);
+duet_precision duet_searcher_precision(const duet_searcher *s); /* resolved */
+void duet_searcher_free(duet_searcher *s);
 
 /* A gallery index: image embeddings with their file names and, optionally,
  * caption embeddings with their texts, plus the model they belong to.
@@ -925,6 +996,8 @@ typedef struct duet_serve_params {
     unsigned idle_timeout;   /* seconds a silent connection is kept, 10     */
     unsigned request_timeout;/* seconds a request body may take, 30         */
     size_t max_connections;  /* 256                                         */
+    duet_precision precision;/* of the scoring product, f32 (answers are the
+                                same in every precision: duet_topk)          */
 } duet_serve_params;
 duet_serve_params duet_serve_default_params(void);
 

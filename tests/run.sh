@@ -5,6 +5,10 @@
 set -u
 export LC_ALL=C
 passed=0 failed=0 skipped=0 broken=()
+# Which precision and instruction set the tests run with (duet info).
+if [ -n "${DUET:-}" ] && [ -x "$DUET" ]; then
+  echo "tests: precision ${DUET_PRECISION:-f32 (CLI tests; unit tests name theirs)}; $("$DUET" info | sed -n 's/^instruction set: /oneDNN ISA /p')"
+fi
 for t in "$@"; do
   [ -e "$t" ] || continue
   out=$(mktemp)

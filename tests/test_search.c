@@ -6,7 +6,8 @@
 #include "core/core.h"
 #include <unistd.h>
 
-/* Brute force: best first, ties to the lower index; O(n k). */
+/* Brute force: best first, ties to the lower index; O(n k). The score is
+ * duet's definition: the inner product accumulated in double, as float. */
 static void brute(const float *q, const float *g, size_t n, size_t d, size_t k, duet_hit *out) {
     char *used = calloc(n, 1);
     for (size_t r = 0; r < k && r < n; r++) {
@@ -14,8 +15,9 @@ static void brute(const float *q, const float *g, size_t n, size_t d, size_t k, 
         float bs = 0;
         for (size_t i = 0; i < n; i++) {
             if (used[i]) continue;
-            float s = 0;
-            for (size_t j = 0; j < d; j++) s += q[j] * g[i * d + j];
+            double t = 0;
+            for (size_t j = 0; j < d; j++) t += (double)q[j] * g[i * d + j];
+            float s = (float)t;
             if (b == (size_t)-1 || s > bs) { b = i; bs = s; }
         }
         used[b] = 1;
@@ -47,7 +49,7 @@ static void check_against_brute(size_t nq, size_t n, size_t d, size_t k, int qua
     for (size_t i = 0; i < nq && !bad; i++) {
         brute(q + i * d, g, n, d, k, ref);
         for (size_t j = 0; j < kk; j++) {
-            if (h[i * kk + j].index != ref[j].index || fabsf(h[i * kk + j].score - ref[j].score) > 1e-3f) {
+            if (h[i * kk + j].index != ref[j].index || h[i * kk + j].score != ref[j].score) {
                 CHECK_MSG(0, "nq %zu n %zu d %zu k %zu: query %zu rank %zu: got %zu (%g), want %zu (%g)",
                           nq, n, d, k, i, j, h[i * kk + j].index, (double)h[i * kk + j].score,
                           ref[j].index, (double)ref[j].score);
@@ -91,6 +93,62 @@ TEST(topk_k_larger_than_n_and_errors) {
     duet_mat gm2 = {g2, 2, 4};
     CHECK(duet_topk(&qm, &gm2, 2, h, NULL, &e) == DUET_OK);
     CHECK(h[0].index == 1 && h[0].score == 1.0f && h[1].index == 0 && isinf(h[1].score));
+}
+
+/* Unit rows; with near > 0, every row after the first 50 is a copy of an
+ * earlier one moved by about `near` (near-ties bf16 cannot tell apart). */
+static void unit_rows(float *x, size_t n, size_t d, duet_rng *r, float near) {
+    for (size_t i = 0; i < n; i++) {
+        double t = 0;
+        for (size_t j = 0; j < d; j++) {
+            float v = near > 0 && i >= 50 ? x[(i % 50) * d + j] + near * duet_rng_normal(r) : duet_rng_normal(r);
+            x[i * d + j] = v;
+            t += (double)v * v;
+        }
+        for (size_t j = 0; j < d; j++) x[i * d + j] /= (float)sqrt(t);
+    }
+}
+
+/* The same answer (indices and scores, bit for bit) in f32 and bf16, and
+ * equal to the brute-force reference. */
+static void f32_equals_bf16(size_t nq, size_t n, size_t d, size_t k, float near, uint64_t seed) {
+    duet_rng r;
+    duet_rng_seed(&r, seed);
+    float *q = malloc(nq * d * sizeof(float)), *g = malloc(n * d * sizeof(float));
+    unit_rows(g, n, d, &r, near);
+    unit_rows(q, nq, d, &r, 0);
+    for (size_t i = 0; i < nq && near > 0; i++) /* queries close to gallery rows */
+        for (size_t j = 0; j < d; j++) q[i * d + j] = g[(i * 7 % n) * d + j] + 1e-3f * q[i * d + j];
+    duet_mat qm = {q, nq, d}, gm = {g, n, d};
+    duet_searcher *a = NULL, *b = NULL;
+    duet_error e = {0};
+    duet_hit *ha = malloc(nq * k * sizeof *ha), *hb = malloc(nq * k * sizeof *hb), *ref = malloc(k * sizeof *ref);
+    CHECK_MSG(duet_searcher_new(&gm, DUET_PRECISION_F32, &a, &e) == DUET_OK, "%s", e.msg);
+    CHECK_MSG(duet_searcher_new(&gm, DUET_PRECISION_BF16, &b, &e) == DUET_OK, "%s", e.msg);
+    CHECK(a && b && duet_searcher_precision(b) == DUET_PRECISION_BF16);
+    if (a && b) {
+        CHECK(duet_searcher_topk(a, &qm, k, ha, NULL, &e) == DUET_OK);
+        CHECK(duet_searcher_topk(b, &qm, k, hb, NULL, &e) == DUET_OK);
+        size_t diff = 0, off = 0;
+        for (size_t i = 0; i < nq * k; i++) diff += ha[i].index != hb[i].index || ha[i].score != hb[i].score;
+        for (size_t i = 0; i < nq; i += 13) {
+            brute(q + i * d, g, n, d, k, ref);
+            for (size_t j = 0; j < k; j++) off += ha[i * k + j].index != ref[j].index || ha[i * k + j].score != ref[j].score;
+        }
+        CHECK_MSG(diff == 0, "n %zu d %zu near %g: %zu of %zu hits differ between f32 and bf16", n, d, near, diff, nq * k);
+        CHECK_MSG(off == 0, "n %zu d %zu: %zu hits differ from brute force", n, d, off);
+    }
+    duet_searcher_free(a);
+    duet_searcher_free(b);
+    free(q); free(g); free(ha); free(hb); free(ref);
+}
+
+TEST(searcher_bf16_equals_f32) {
+    if (!duet_cpu_has_bf16()) { SKIP("no native bf16 on this CPU (oneDNN sees %s)", duet_cpu_isa()); return; }
+    fprintf(stderr, "  searcher: bf16 on %s\n", duet_cpu_isa());
+    f32_equals_bf16(40, 5000, 64, 10, 0, 11);
+    f32_equals_bf16(30, 9000, 512, 10, 1e-3f, 12);  /* near ties below bf16's resolution */
+    f32_equals_bf16(1, 300, 32, 50, 1e-4f, 13);
 }
 
 /* A small index in dir; returns 0 on success. */
@@ -236,6 +294,7 @@ int main(void) {
     RUN(topk_matches_brute_force);
     RUN(topk_ties_broken_by_index);
     RUN(topk_k_larger_than_n_and_errors);
+    RUN(searcher_bf16_equals_f32);
     RUN(index_round_trip_read_and_mmap);
     RUN(index_write_refuses_bad_rows);
     RUN(index_corrupt_and_truncated_refused);

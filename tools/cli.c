@@ -134,7 +134,8 @@ int file_exists(const char *p) {
     return stat(p, &sb) == 0;
 }
 
-size_t train_param_flags(flag *out, size_t cap, duet_params *p, const char **optimizer) {
+size_t train_param_flags(flag *out, size_t cap, duet_params *p, const char **optimizer,
+                         const char **precision) {
     const flag f[] = {
         {"linear", F_BOOL, &p->linear, "one fc layer per branch instead of the MLP"},
         {"hidden", F_SIZE, &p->hidden, "hidden width of the MLP"},
@@ -157,7 +158,8 @@ size_t train_param_flags(flag *out, size_t cap, duet_params *p, const char **opt
         {"epochs", F_INT, &p->epochs, "epochs"},
         {"patience", F_INT, &p->patience, "stop after N epochs without validation gain (0: never)"},
         {"seed", F_U64, &p->seed, "random seed (same seed + threads = same model)"},
-        {"threads", F_INT, &p->threads, "OpenBLAS threads (0: OpenBLAS's default)"},
+        {"threads", F_INT, &p->threads, "OpenBLAS and oneDNN threads (0: their default)"},
+        {"precision", F_STR, precision, PRECISION_HELP},
     };
     size_t n = sizeof f / sizeof f[0];
     if (n > cap) n = cap;
@@ -165,11 +167,25 @@ size_t train_param_flags(flag *out, size_t cap, duet_params *p, const char **opt
     return n;
 }
 
-int finish_train_params(const char *cmd, const char *optimizer, duet_params *p) {
+int finish_train_params(const char *cmd, const char *optimizer, const char *precision, duet_params *p) {
     if (strcmp(optimizer, "adam") == 0) p->optimizer = DUET_OPT_ADAM;
     else if (strcmp(optimizer, "sgd") == 0) p->optimizer = DUET_OPT_SGD;
     else return usage_error(cmd, "--optimizer: '%s' is not adam or sgd", optimizer);
+    int rc = get_precision(cmd, precision, &p->precision);
+    if (rc) return rc;
     duet_error e = {0};
     if (duet_params_validate(p, &e)) return usage_error(cmd, "%s", e.msg);
+    return 0;
+}
+
+int get_precision(const char *cmd, const char *value, duet_precision *out) {
+    const char *env = getenv("DUET_PRECISION");
+    const char *v = value ? value : env && *env ? env : "auto";
+    int p = duet_precision_parse(v);
+    if (p < 0)
+        return usage_error(cmd, "%s '%s' is not auto, f32 or bf16", value ? "--precision" : "DUET_PRECISION", v);
+    duet_error e = {0};
+    if (duet_precision_resolve((duet_precision)p, out, &e)) return fail(cmd, &e);
+    fprintf(stderr, "duet %s: %s on %s\n", cmd, duet_precision_name(*out), duet_cpu_isa());
     return 0;
 }

@@ -38,10 +38,18 @@ int file_exists(const char *path);
 /* The training hyper-parameter flags shared by `duet train` and `duet run`
  * (--linear ... --threads), bound to p and *optimizer. Writes at most cap
  * entries to out; returns how many. */
-size_t train_param_flags(flag *out, size_t cap, duet_params *p, const char **optimizer);
-/* Applies --optimizer (adam or sgd) and validates p; EXIT_USAGE after a
- * message, else 0. */
-int finish_train_params(const char *cmd, const char *optimizer, duet_params *p);
+size_t train_param_flags(flag *out, size_t cap, duet_params *p, const char **optimizer,
+                         const char **precision);
+/* Applies --optimizer (adam or sgd) and --precision, and validates p;
+ * EXIT_USAGE (or 1 for bf16 on a CPU without it) after a message, else 0. */
+int finish_train_params(const char *cmd, const char *optimizer, const char *precision, duet_params *p);
+
+/* --precision on every command that computes: value NULL means
+ * $DUET_PRECISION, else "auto". Resolved for this CPU into *out (f32 or
+ * bf16) and said on stderr ("duet CMD: bf16 on AMX-BF16"). 0, EXIT_USAGE
+ * for an unknown name, or 1 after a message (bf16 on a CPU without it). */
+int get_precision(const char *cmd, const char *value, duet_precision *out);
+#define PRECISION_HELP "auto, f32 or bf16 (default: $DUET_PRECISION, else auto: bf16 where the CPU computes it natively)"
 
 /* Subcommands, one file per part of the pipeline. */
 int cmd_train(int argc, char **argv);    /* tools/cmd_embed.c */
@@ -59,7 +67,11 @@ int cmd_run(int argc, char **argv);            /* tools/cmd_run.c */
 /* CNN weights (tools/cmd_image.c): model "resnet50" or "mobilenetv2",
  * weights/labels NULL for the defaults. resolve_model: 0, or an exit status
  * after a message. */
-typedef struct model_paths { char weights[4096], labels[4096]; int tflite; } model_paths;
+typedef struct model_paths {
+    char weights[4096], labels[4096];
+    int tflite;
+    duet_precision prec;   /* load_net sets it on the CNN; resolve_model: f32 */
+} model_paths;
 int resolve_model(const char *cmd, const char *model, const char *weights,
                   const char *labels, model_paths *mp);
 duet_status load_net(const model_paths *mp, duet_cnn **net, duet_error *e);
@@ -73,6 +85,7 @@ typedef struct search_ctx {
     duet_textmodel *tm;
     duet_cnn *cnn;
     duet_query_encoder enc;
+    duet_precision prec;   /* load_encoders sets it on the model and CNN */
 } search_ctx;
 void ctx_free(search_ctx *c);
 /* Loads the model and text model (given, else as c->ix (or the model)

@@ -94,7 +94,7 @@ int cmd_train(int argc, char **argv) {
     const char *cmd = "train";
     duet_params p = duet_default_params();
     inputs in = {0};
-    const char *out = NULL, *ckpt = NULL, *opt = "adam", *text_model = NULL, *image_model = NULL;
+    const char *out = NULL, *ckpt = NULL, *opt = "adam", *prec = NULL, *text_model = NULL, *image_model = NULL;
     int resume = 0, json = 0;
     flag flags[48] = {
         {"dataset", F_STR, &in.dataset, "flickr8k:DIR, karpathy:FILE.json or tsv:FILE"},
@@ -102,7 +102,7 @@ int cmd_train(int argc, char **argv) {
         {"text-features", F_STR, &in.txt_path, ".npy, one row per dataset caption"},
         {"out", F_STR, &out, "model file to write (-o)"}};
     size_t nf = 4;
-    nf += train_param_flags(flags + nf, 40, &p, &opt);
+    nf += train_param_flags(flags + nf, 40, &p, &opt, &prec);
     const flag tail[] = {
         {"checkpoint", F_STR, &ckpt, "checkpoint file written after every epoch (default: OUT.ckpt)"},
         {"resume", F_BOOL, &resume, "continue from the checkpoint if it exists"},
@@ -117,7 +117,7 @@ int cmd_train(int argc, char **argv) {
     if ((rc = need(cmd, in.dataset, "dataset")) || (rc = need(cmd, in.img_path, "image-features")) ||
         (rc = need(cmd, in.txt_path, "text-features")) || (rc = need(cmd, out, "out")))
         return rc;
-    if ((rc = finish_train_params(cmd, opt, &p))) return rc;
+    if ((rc = finish_train_params(cmd, opt, prec, &p))) return rc;
     duet_error e = {0};
 
     char ckbuf[4096];

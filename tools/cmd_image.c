@@ -22,6 +22,7 @@
 int resolve_model(const char *cmd, const char *model, const char *weights,
                          const char *labels, model_paths *mp) {
     memset(mp, 0, sizeof *mp);
+    mp->prec = DUET_PRECISION_F32;
     if (strcmp(model, "resnet50") == 0) {
         const char *cache = getenv("DUET_CACHE"), *home = getenv("HOME");
         char base[3072];
@@ -60,21 +61,26 @@ int resolve_model(const char *cmd, const char *model, const char *weights,
 }
 
 duet_status load_net(const model_paths *mp, duet_cnn **net, duet_error *e) {
-    return mp->tflite ? duet_cnn_load_tflite(mp->weights, net, e) : duet_cnn_load_tfjs(mp->weights, net, e);
+    duet_status st = mp->tflite ? duet_cnn_load_tflite(mp->weights, net, e) : duet_cnn_load_tfjs(mp->weights, net, e);
+    if (!st) st = duet_cnn_set_precision(*net, mp->prec, e);
+    if (st) { duet_cnn_free(*net); *net = NULL; }
+    return st;
 }
 
 /* ---------------------------------------------------------------- classify */
 
 int cmd_classify(int argc, char **argv) {
     const char *model = "resnet50", *weights = NULL, *labels = NULL;
+    const char *prec = NULL;
     int top = 5, crops = 1, threads = 0, json = 0;
     flag flags[] = {
+        {"precision", F_STR, &prec, PRECISION_HELP},
         {"model", F_STR, &model, "resnet50 or mobilenetv2"},
         {"weights", F_STR, &weights, "model.json (ResNet-50) or .tflite file; unset: the cache, $DUET_MOBILENET or ../shared/data"},
         {"labels", F_STR, &labels, "labels file; unset: beside the weights"},
         {"top", F_INT, &top, "labels shown per image"},
         {"crops", F_INT, &crops, "1 (whole image) or 10 (corners, centre, mirrors; averaged)"},
-        {"threads", F_INT, &threads, "OpenBLAS threads (0: its default)"},
+        {"threads", F_INT, &threads, "OpenBLAS and oneDNN threads (0: their default)"},
         {"json", F_BOOL, &json, "one JSON object per image"},
         {0, 0, 0, 0}};
     const char *pos[1024];
@@ -87,6 +93,7 @@ int cmd_classify(int argc, char **argv) {
     if (threads < 0) return usage_error("classify", "--threads must be >= 0");
     model_paths mp;
     if ((rc = resolve_model("classify", model, weights, labels, &mp))) return rc;
+    if ((rc = get_precision("classify", prec, &mp.prec))) return rc;
     if (threads) duet_set_threads(threads);
     duet_error e = {0};
     duet_cnn *net = NULL;
@@ -254,8 +261,10 @@ static int ckpt_read(const char *path, const char *key, size_t dim, size_t n_inp
 static int features_image(int argc, char **argv) {
     const char *C = "features image";
     const char *model = "resnet50", *weights = NULL, *list = NULL, *root = NULL, *out = NULL, *names = NULL;
+    const char *prec = NULL;
     int crops = 1, threads = 0, strict = 0, batch = 8, every = 256;
     flag flags[] = {
+        {"precision", F_STR, &prec, PRECISION_HELP},
         {"model", F_STR, &model, "resnet50 (2048-D) or mobilenetv2 (1280-D)"},
         {"weights", F_STR, &weights, "model.json or .tflite file; unset: the cache, $DUET_MOBILENET or ../shared/data"},
         {"crops", F_INT, &crops, "1 (whole image at 224x224) or 10 (shorter side 256, 10 crops averaged)"},
@@ -266,7 +275,7 @@ static int features_image(int argc, char **argv) {
         {"strict", F_BOOL, &strict, "stop at the first image that cannot be decoded"},
         {"batch", F_INT, &batch, "images per network run"},
         {"checkpoint-every", F_INT, &every, "images between checkpoints (OUT.ckpt; resumed when rerun)"},
-        {"threads", F_INT, &threads, "OpenBLAS threads (0: its default)"},
+        {"threads", F_INT, &threads, "OpenBLAS and oneDNN threads (0: their default)"},
         {0, 0, 0, 0}};
     const char *pos[2];
     int npos = 0;
@@ -279,6 +288,7 @@ static int features_image(int argc, char **argv) {
     if (batch < 1 || every < 1 || threads < 0) return usage_error(C, "--batch and --checkpoint-every must be >= 1");
     model_paths mp;
     if ((rc = resolve_model(C, model, weights, NULL, &mp))) return rc;
+    if ((rc = get_precision(C, prec, &mp.prec))) return rc;
     if (threads) duet_set_threads(threads);
 
     /* inputs: (path to read, name to record) */
@@ -329,8 +339,10 @@ static int features_image(int argc, char **argv) {
     snprintf(ckpt_path, sizeof ckpt_path, "%s.ckpt", out);
     uint64_t h = 1469598103934665603ULL;
     for (size_t i = 0; i < n; i++) h = fnv(fnv(h, paths.v[i], strlen(paths.v[i])), "\n", 1);
-    snprintf(key, sizeof key, "%s crops=%d inputs=%zu hash=%016llx weights=%s", model, crops, n,
-             (unsigned long long)h, mp.weights);
+    /* f32 parts are keyed as before precisions existed; others name theirs */
+    snprintf(key, sizeof key, "%s crops=%d inputs=%zu hash=%016llx weights=%s%s%s", model, crops, n,
+             (unsigned long long)h, mp.weights, mp.prec == DUET_PRECISION_F32 ? "" : " precision=",
+             mp.prec == DUET_PRECISION_F32 ? "" : duet_precision_name(mp.prec));
 
     ckpt_state s = {0};
     s.rows = duet_alloc_array(n, sizeof(size_t));

@@ -112,17 +112,18 @@ static int load_regions(const char *cmd, search_ctx *c, const char *path, const 
     return 0;
 }
 
-/* --work / --model / --textmodel / --weights, shared by the commands that
+/* --work / --model / --textmodel / --weights / --precision, shared by the commands that
  * load a model with its text model and CNN. */
-typedef struct model_args { const char *work, *model, *textmodel, *weights; } model_args;
+typedef struct model_args { const char *work, *model, *textmodel, *weights, *precision; } model_args;
 
-/* Writes the four flags bound to a at out[0..4); returns 4. */
+/* Writes the five flags bound to a at out[0..5); returns 5. */
 static size_t model_arg_flags(flag *out, model_args *a) {
     out[0] = (flag){"work", F_STR, &a->work, "a `duet run` work directory: its model (WORK/run.json)"};
     out[1] = (flag){"model", F_STR, &a->model, "a model file instead of --work"};
     out[2] = (flag){"textmodel", F_STR, &a->textmodel, "the text model; unset: the one the model records"};
     out[3] = (flag){"weights", F_STR, &a->weights, "CNN weights; unset: the default place of the CNN the model records"};
-    return 4;
+    out[4] = (flag){"precision", F_STR, &a->precision, PRECISION_HELP};
+    return 5;
 }
 
 /* -------------------------------------------------------------- localize */
@@ -159,7 +160,8 @@ int cmd_localize(int argc, char **argv) {
     duet_proposal_params pp = duet_proposal_default_params();
     pp.max_boxes = max_boxes;
     double t0 = now_seconds();
-    int rc = load_encoders("localize", &c, mpath, ma.textmodel, LOAD_CNN_REGIONS, ma.weights);
+    int rc = get_precision("localize", ma.precision, &c.prec);
+    if (!rc) rc = load_encoders("localize", &c, mpath, ma.textmodel, LOAD_CNN_REGIONS, ma.weights);
     if (!rc) rc = load_regions("localize", &c, pos[0], &pp, &im, &reg);
     double t_regions = now_seconds() - t0;
     duet_hit *hits = rc ? NULL : malloc(sizeof(duet_hit) * top);
@@ -266,7 +268,8 @@ int cmd_eval_phrases(int argc, char **argv) {
     duet_entities *ent = NULL;
     if (duet_entities_load(entities, &ent, &e)) return fail("eval-phrases", &e);
     search_ctx c = {0};
-    int rc = load_encoders("eval-phrases", &c, mpath, ma.textmodel, LOAD_CNN_REGIONS, ma.weights);
+    int rc = get_precision("eval-phrases", ma.precision, &c.prec);
+    if (!rc) rc = load_encoders("eval-phrases", &c, mpath, ma.textmodel, LOAD_CNN_REGIONS, ma.weights);
     duet_proposal_params pp = duet_proposal_default_params();
     pp.max_boxes = max_boxes;
     size_t n_ph = 0, hit_model = 0, hit_large = 0, hit_centre = 0, hit_upper = 0, unknown = 0, n_img = 0;
@@ -407,7 +410,8 @@ int cmd_phrase_data(int argc, char **argv) {
     duet_dataset *d = NULL;
     duet_mat img = {0}, txt = {0};
     double t0 = now_seconds();
-    int rc = load_encoders("phrase-data", &c, mpath, ma.textmodel, LOAD_CNN_REGIONS, ma.weights);
+    int rc = get_precision("phrase-data", ma.precision, &c.prec);
+    if (!rc) rc = load_encoders("phrase-data", &c, mpath, ma.textmodel, LOAD_CNN_REGIONS, ma.weights);
     if (!rc && duet_phrase_data(c.cnn, ent, entities, images, !no_geometry, &d, &img, &e)) rc = fail("phrase-data", &e);
     if (!rc) {
         size_t dt = duet_textmodel_dim(c.tm);

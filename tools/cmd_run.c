@@ -79,7 +79,7 @@ int cmd_run(int argc, char **argv) {
     duet_run_config c;
     duet_run_default_config(&c);
     const char *data = NULL, *images = NULL, *work = NULL, *cnn = "resnet50", *weights = NULL, *vectors = NULL;
-    const char *enc = duet_encoder_name(c.text.encoder), *opt = "adam";
+    const char *enc = duet_encoder_name(c.text.encoder), *opt = "adam", *prec = NULL;
     int json = 0, ablation = 0, no_index = 0, no_report = 0;
     flag flags[72] = {
         {"data", F_STR, &data, "Flickr8K directory (unset: $DUET_DATA, else " FLICKR8K_DEFAULT ")"},
@@ -103,13 +103,13 @@ int cmd_run(int argc, char **argv) {
         {"json", F_BOOL, &json, "print the run summary as JSON on stdout (also in WORK/run.json)"}};
     size_t nf = 0;
     while (flags[nf].name) nf++;
-    train_param_flags(flags + nf, 40, &c.train, &opt);
+    train_param_flags(flags + nf, 40, &c.train, &opt, &prec);
     const char *pos[2];
     int npos, rc = parse_flags(cmd, "flickr8k | karpathy:FILE.json --images DIR | tsv:FILE --images DIR [--work DIR] [flags]",
                                argc, argv, flags, pos, 1, &npos);
     if (rc) return rc < 0 ? 0 : rc;
     if (npos != 1) return usage_error(cmd, "give a dataset: flickr8k, karpathy:FILE.json or tsv:FILE");
-    if ((rc = finish_train_params(cmd, opt, &c.train))) return rc;
+    if ((rc = finish_train_params(cmd, opt, prec, &c.train))) return rc;
     int e = duet_encoder_parse(enc);
     if (e < 0) return usage_error(cmd, "--encoder: unknown encoder '%s'", enc);
     c.text.encoder = (duet_encoder)e;

@@ -84,6 +84,7 @@ static int load_cnn(const char *cmd, search_ctx *c, const char *weights, int req
     parse_image_model(rec, name, &c->enc.crops);
     model_paths mp;
     int rc = resolve_model(cmd, name, weights, NULL, &mp);
+    mp.prec = c->prec;
     if (!rc && load_net(&mp, &c->cnn, &e)) rc = fail(cmd, &e);
     if (rc) {
         if (required) return rc;
@@ -110,7 +111,9 @@ int load_encoders(const char *cmd, search_ctx *c, const char *model, const char 
     if (!model) model = im.model;
     if (!model) { fprintf(stderr, "duet %s: the index records no model: pass --model\n", cmd); return 1; }
     char mh[32], th[32];
-    if (duet_model_load(model, &c->model, &e) || !hash_of(model, mh, &e)) return fail(cmd, &e);
+    if (duet_model_load(model, &c->model, &e) || !hash_of(model, mh, &e) ||
+        duet_model_set_precision(c->model, c->prec, &e))
+        return fail(cmd, &e);
     duet_model_info *info = duet_model_info_of(c->model);
     if (!textmodel) textmodel = im.text_model ? im.text_model : info->text_model;
     if (!textmodel) {
@@ -179,9 +182,10 @@ static int embed_image_dir(const char *cmd, search_ctx *c, const char *dir, char
 static int index_build(int argc, char **argv) {
     const char *C = "index build";
     const char *model = NULL, *textmodel = NULL, *images = NULL, *feats = NULL, *names_path = NULL,
-               *root = NULL, *captions = NULL, *out = NULL, *weights = NULL;
+               *root = NULL, *captions = NULL, *out = NULL, *weights = NULL, *prec = NULL;
     int threads = 0, use_cnn = 0;
     flag flags[] = {
+        {"precision", F_STR, &prec, PRECISION_HELP},
         {"model", F_STR, &model, "trained model file (duet train)"},
         {"textmodel", F_STR, &textmodel, "text model the model was trained with (hash checked)"},
         {"images", F_STR, &images, "directory of gallery images (the CNN the model records runs on them)"},
@@ -190,7 +194,7 @@ static int index_build(int argc, char **argv) {
         {"image-root", F_STR, &root, "directory the served images live in; unset: --images"},
         {"captions", F_STR, &captions, "captions to index too, one a line (for image -> caption search)"},
         {"weights", F_STR, &weights, "CNN weights file; unset: the default for the model's CNN"},
-        {"threads", F_INT, &threads, "OpenBLAS threads (0: its default)"},
+        {"threads", F_INT, &threads, "OpenBLAS and oneDNN threads (0: their default)"},
         {"out", F_STR, &out, "index file to write (-o)"},
         {0}};
     const char *pos[1];
@@ -205,6 +209,7 @@ static int index_build(int argc, char **argv) {
     if (threads) duet_set_threads(threads);
     use_cnn = images ? LOAD_CNN_IMAGES : LOAD_CNN_NONE;
     search_ctx c = {0};
+    if ((rc = get_precision(C, prec, &c.prec))) return rc;
     if ((rc = load_encoders(C, &c, model, textmodel, use_cnn, weights))) { ctx_free(&c); return rc; }
     duet_error e = {0};
     size_t de = duet_model_embed_dim(c.model), n = 0, kept = 0, nc = 0;
@@ -293,9 +298,10 @@ static int open_index(const char *cmd, const char *path, search_ctx *c) {
 int cmd_search(int argc, char **argv) {
     const char *C = "search", *index = NULL, *model = NULL, *textmodel = NULL, *to = NULL, *weights = NULL,
                *qfile = NULL;
-    const char *image = NULL;
+    const char *image = NULL, *prec = NULL;
     int k = 10, json = 0, threads = 0;
     flag flags[] = {
+        {"precision", F_STR, &prec, PRECISION_HELP},
         {"index", F_STR, &index, "index file (duet index build)"},
         {"k", F_INT, &k, "results per query"},
         {"to", F_STR, &to, "images or captions; unset: images for text queries, captions for --image"},
@@ -305,7 +311,7 @@ int cmd_search(int argc, char **argv) {
         {"model", F_STR, &model, "model file; unset: the one the index records"},
         {"textmodel", F_STR, &textmodel, "text model; unset: the one the index records"},
         {"weights", F_STR, &weights, "CNN weights for --image; unset: the default for the model's CNN"},
-        {"threads", F_INT, &threads, "OpenBLAS threads (0: its default)"},
+        {"threads", F_INT, &threads, "OpenBLAS and oneDNN threads (0: their default)"},
         {0}};
     const char *pos[1024];
     int npos, rc = parse_flags(C, "--index X [-k 10] [--json] (QUERY... | --queries FILE | --image FILE)", argc, argv,
@@ -321,6 +327,7 @@ int cmd_search(int argc, char **argv) {
     int side = to ? (strcmp(to, "images") == 0 ? DUET_SIDE_IMAGE : DUET_SIDE_TEXT)
                   : (image ? DUET_SIDE_TEXT : DUET_SIDE_IMAGE);
     search_ctx c = {0};
+    if ((rc = get_precision(C, prec, &c.prec))) return rc;
     double t0 = now_seconds();
     if ((rc = open_index(C, index, &c)) || (rc = load_encoders(C, &c, model, textmodel, image ? LOAD_CNN_IMAGES : LOAD_CNN_NONE, weights))) {
         ctx_free(&c);
@@ -369,7 +376,13 @@ int cmd_search(int argc, char **argv) {
     double t2 = now_seconds();
     duet_mat qm = {q, nq, de}, gm = duet_index_embeddings(c.ix, side);
     size_t got = 0;
-    if (duet_topk(&qm, &gm, (size_t)k, hits, &got, &e)) { fail(C, &e); goto done; }
+    duet_searcher *srch = NULL;
+    if (duet_searcher_new(&gm, c.prec, &srch, &e) || duet_searcher_topk(srch, &qm, (size_t)k, hits, &got, &e)) {
+        duet_searcher_free(srch);
+        fail(C, &e);
+        goto done;
+    }
+    duet_searcher_free(srch);
     double t3 = now_seconds();
     for (size_t i = 0; i < nq; i++) {
         if (flags8[i] & DUET_TEXT_FLAG_EMPTY)
@@ -414,8 +427,10 @@ done:
 int cmd_serve(int argc, char **argv) {
     const char *C = "serve", *index = NULL, *model = NULL, *textmodel = NULL, *weights = NULL;
     duet_serve_params p = duet_serve_default_params();
+    const char *prec = NULL;
     int no_image = 0, timeout = (int)p.idle_timeout, req_timeout = (int)p.request_timeout;
     flag flags[] = {
+        {"precision", F_STR, &prec, PRECISION_HELP},
         {"index", F_STR, &index, "index file (duet index build)"},
         {"host", F_STR, &p.host, "IPv4 address to listen on (0.0.0.0: every interface)"},
         {"port", F_INT, &p.port, "TCP port (0: any free port; the URL is printed)"},
@@ -440,6 +455,8 @@ int cmd_serve(int argc, char **argv) {
     /* each request runs its GEMM on its server thread */
     duet_set_threads(1);
     search_ctx c = {0};
+    if ((rc = get_precision(C, prec, &c.prec))) return rc;
+    p.precision = c.prec;
     double t0 = now_seconds();
     if ((rc = open_index(C, index, &c)) || (rc = load_encoders(C, &c, model, textmodel, LOAD_CNN_NONE, NULL))) {
         ctx_free(&c);

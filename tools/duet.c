@@ -11,7 +11,39 @@
  * Exit status: 0 success, 1 failure (a message on stderr), 2 usage error.
  * Results go to stdout; progress and messages to stderr. */
 #include "cli.h"
+#include <stdlib.h>
 #include <string.h>
+
+/* ---------------------------------------------------------------- info */
+
+/* What this duet computes with: versions, the instruction set oneDNN uses,
+ * and what --precision auto means here. */
+static int cmd_info(int argc, char **argv) {
+    int json = 0;
+    flag flags[] = {{"json", F_BOOL, &json, "one JSON object"}, {0}};
+    const char *pos[1];
+    int npos, rc = parse_flags("info", "[--json]", argc, argv, flags, pos, 0, &npos);
+    if (rc) return rc < 0 ? 0 : rc;
+    char dv[32];
+    duet_onednn_version(dv, sizeof dv);
+    const char *env = getenv("DUET_PRECISION");
+    duet_precision a = DUET_PRECISION_F32;
+    duet_precision_resolve(DUET_PRECISION_AUTO, &a, NULL);
+    const char *isa_cap = getenv("ONEDNN_MAX_CPU_ISA");
+    if (json) {
+        printf("{\"version\":\"%s\",\"onednn\":\"%s\",\"isa\":\"%s\",\"bf16\":%s,\"auto\":\"%s\","
+               "\"DUET_PRECISION\":\"%s\",\"ONEDNN_MAX_CPU_ISA\":\"%s\"}\n",
+               DUET_VERSION_STRING, dv, duet_cpu_isa(), duet_cpu_has_bf16() ? "true" : "false",
+               duet_precision_name(a), env ? env : "", isa_cap ? isa_cap : "");
+        return 0;
+    }
+    printf("duet %s\noneDNN %s\ninstruction set: %s%s%s%s\nnative bf16: %s\n"
+           "--precision auto: %s\nDUET_PRECISION: %s\n",
+           DUET_VERSION_STRING, dv, duet_cpu_isa(), isa_cap ? " (ONEDNN_MAX_CPU_ISA=" : "",
+           isa_cap ? isa_cap : "", isa_cap ? ")" : "", duet_cpu_has_bf16() ? "yes" : "no",
+           duet_precision_name(a), env && *env ? env : "(unset: auto)");
+    return 0;
+}
 
 /* ---------------------------------------------------------------- main */
 
@@ -27,6 +59,7 @@ static const command commands[] = {
     {"embed", cmd_embed, "embed a feature file with one branch of a model"},
     {"dataset", cmd_dataset, "counts, image order and caption order of a dataset"},
     {"synth", cmd_synth, "write a synthetic dataset (features + captions)"},
+    {"info", cmd_info, "versions, the instruction set oneDNN uses, what --precision auto means here"},
     {"classify", cmd_classify, "top-5 ImageNet labels of images (ResNet-50, MobileNetV2)"},
     {"features", cmd_features, "feature files: `features image` (CNN) or `features text`"},
     {"vectors", cmd_vectors, "import word vectors (GloVe, word2vec, fastText, wink JSON)"},
@@ -57,7 +90,9 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (strcmp(c, "--version") == 0 || strcmp(c, "version") == 0) {
-        printf("duet %s\n", DUET_VERSION_STRING);
+        char dv[32];
+        duet_onednn_version(dv, sizeof dv);
+        printf("duet %s (oneDNN %s, %s)\n", DUET_VERSION_STRING, dv, duet_cpu_isa());
         return 0;
     }
     for (const command *k = commands; k->name; k++)

@@ -43,6 +43,11 @@ static inline bool duet_add_size(size_t a, size_t b, size_t *out) {
  * for an empty array. Caller frees with free(). */
 void *duet_alloc_array(size_t n, size_t size);
 void *duet_calloc_array(size_t n, size_t size);
+/* Returns p grown (realloc) so that it holds at least n + 1 elements of
+ * elem bytes, doubling *cap (from 16) with overflow checks; *cap is updated
+ * only on success. NULL on overflow or allocation failure (p is then
+ * untouched and still the caller's). */
+void *duet_grow(void *p, size_t *cap, size_t n, size_t elem);
 /* strdup that returns NULL on NULL. Caller frees with free(). */
 char *duet_strdup(const char *s);
 /* duet_strdup that sets *oom when s is not NULL and the copy fails, so a

@@ -3,6 +3,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "core.h"
 #include <cblas.h>
+#include <omp.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <limits.h>
@@ -22,6 +23,16 @@ void *duet_calloc_array(size_t n, size_t size) {
     size_t bytes;
     if (!duet_mul_size(n, size, &bytes)) return NULL;
     return calloc(bytes ? bytes : 1, 1);
+}
+
+void *duet_grow(void *p, size_t *cap, size_t n, size_t elem) {
+    if (n < *cap) return p;
+    size_t ncap = 16, bytes;
+    if (*cap && !duet_mul_size(*cap, 2, &ncap)) return NULL;
+    if (!duet_mul_size(ncap, elem, &bytes)) return NULL;
+    void *q = realloc(p, bytes);
+    if (q) *cap = ncap;
+    return q;
 }
 
 char *duet_strdup(const char *s) {
@@ -164,7 +175,9 @@ double duet_now(void) {
 }
 
 void duet_set_threads(int n) {
-    if (n >= 1) openblas_set_num_threads(n);
+    if (n < 1) return;
+    openblas_set_num_threads(n);
+    omp_set_num_threads(n); /* oneDNN's threads */
 }
 
 duet_status duet_make_dirs(const char *path, duet_error *err) {

@@ -60,10 +60,6 @@ bool duet_data_is_blank(const char *s, size_t n);
 
 /* ------------------------------------------------------ arrays and maps */
 
-/* Returns p grown (realloc) so that it holds at least n + 1 elements of
- * elem bytes, doubling *cap with overflow checks; *cap is updated only on
- * success. NULL on overflow or allocation failure (p is then untouched). */
-void *duet_data_grow(void *p, size_t *cap, size_t n, size_t elem);
 
 /* One slot of a duet_data_map. */
 typedef struct duet_data_slot {

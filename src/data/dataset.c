@@ -130,17 +130,6 @@ bool duet_data_is_blank(const char *s, size_t n) {
 
 /* ------------------------------------------------------- growable arrays */
 
-/* Declared in builder.h. */
-void *duet_data_grow(void *p, size_t *cap, size_t n, size_t elem) {
-    if (n < *cap) return p;
-    size_t ncap = 16, bytes;
-    if (*cap && !duet_mul_size(*cap, 2, &ncap)) return NULL;
-    if (!duet_mul_size(ncap, elem, &bytes)) return NULL;
-    void *q = realloc(p, bytes);
-    if (q) *cap = ncap;
-    return q;
-}
-
 /* ------------------------------------------------------ name -> index map */
 
 /* FNV-1a, 64-bit. */
@@ -236,13 +225,13 @@ duet_status duet_data_builder_add_image(duet_data_builder *b,
                                         const char *file, duet_error *err) {
     void *p;
     size_t n = b->n_images;
-    if (!(p = duet_data_grow(b->names, &b->cap_names, n, sizeof(char *))))
+    if (!(p = duet_grow(b->names, &b->cap_names, n, sizeof(char *))))
         return duet_data_nomem(err, file);
     b->names = p;
-    if (!(p = duet_data_grow(b->splits, &b->cap_splits, n, 1)))
+    if (!(p = duet_grow(b->splits, &b->cap_splits, n, 1)))
         return duet_data_nomem(err, file);
     b->splits = p;
-    if (!(p = duet_data_grow(b->where, &b->cap_where, n, sizeof(size_t))))
+    if (!(p = duet_grow(b->where, &b->cap_where, n, sizeof(size_t))))
         return duet_data_nomem(err, file);
     b->where = p;
     char *copy = duet_data_dup_bytes(name, len);
@@ -265,10 +254,10 @@ duet_status duet_data_builder_add_caption(duet_data_builder *b,
                                           duet_error *err) {
     void *p;
     size_t n = b->n_caps;
-    if (!(p = duet_data_grow(b->caps, &b->cap_caps, n, sizeof(char *))))
+    if (!(p = duet_grow(b->caps, &b->cap_caps, n, sizeof(char *))))
         return duet_data_nomem(err, file);
     b->caps = p;
-    if (!(p = duet_data_grow(b->cap_img, &b->cap_cap_img, n, sizeof(size_t))))
+    if (!(p = duet_grow(b->cap_img, &b->cap_cap_img, n, sizeof(size_t))))
         return duet_data_nomem(err, file);
     b->cap_img = p;
     char *copy = duet_data_dup_bytes(text, len);

@@ -48,7 +48,7 @@ static duet_status f8_add(f8_splits *s, const duet_text_buf *files, int split,
                          file, line, duet_data_quote_len(len), name,
                          files[o->split].name, o->line);
     }
-    void *p = duet_data_grow(s->e, &s->cap, s->n, sizeof *s->e);
+    void *p = duet_grow(s->e, &s->cap, s->n, sizeof *s->e);
     if (!p) return duet_data_nomem(err, file);
     s->e = p;
     f8_entry e = {name, len, line, (uint8_t)split, false};

@@ -107,6 +107,7 @@ struct duet_model {
     float *buffers;             /* slab: running mean/var per branch        */
     size_t n_buffers;
     duet_bnstats bn[2];         /* views into buffers                       */
+    duet_precision embed_prec;
 };
 
 /* Sets the views of a same-layout slab (gradients, moments). */

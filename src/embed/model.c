@@ -34,6 +34,7 @@ duet_params duet_default_params(void) {
     p.patience = 0;
     p.seed = 1;
     p.threads = 0;
+    p.precision = DUET_PRECISION_F32;
     return p;
 }
 
@@ -201,3 +202,7 @@ duet_status duet_model_embed(const duet_model *m, int side, const duet_mat *x,
     duet_branch_ws_free(&ws);
     return DUET_OK;
 }
+
+duet_status duet_model_set_precision(duet_model *m, duet_precision p, duet_error *err) {
+    duet_precision r; duet_status st = duet_precision_resolve(p, &r, err); if (!st) m->embed_prec = r; return st; }
+duet_precision duet_model_precision(const duet_model *m) { return m->embed_prec ? m->embed_prec : DUET_PRECISION_F32; }

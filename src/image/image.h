@@ -46,6 +46,7 @@ struct duet_cnn {
     /* workspace, grown on demand */
     float **buf; size_t *buf_cap; size_t n_buf;
     float *col; size_t col_cap;
+    duet_precision prec;
 };
 
 /* Appends a zeroed node (act_lo -inf, act_hi inf); returns its index or -1

@@ -282,3 +282,7 @@ done:
     free(in); free(f); free(p);
     return st;
 }
+
+duet_status duet_cnn_set_precision(duet_cnn *net, duet_precision p, duet_error *err) {
+    duet_precision r; duet_status st = duet_precision_resolve(p, &r, err); if (!st) net->prec = r; return st; }
+duet_precision duet_cnn_precision(const duet_cnn *net) { return net->prec ? net->prec : DUET_PRECISION_F32; }

@@ -40,6 +40,9 @@ static json_t *settings_json(const duet_run_config *c) {
                                     "lr_decay", (double)p->lr_decay, "weight_decay", (double)p->weight_decay,
                                     "epochs", p->epochs, "patience", p->patience, "seed", (json_int_t)p->seed,
                                     "threads", p->threads));
+    duet_precision pr = DUET_PRECISION_F32;
+    duet_precision_resolve(p->precision, &pr, NULL);
+    merge(o, json_pack("{s:s, s:s}", "precision", duet_precision_name(pr), "isa", duet_cpu_isa()));
     return o;
 }
 
@@ -173,10 +176,13 @@ duet_status duet_run_report(const duet_run_config *c, const duet_run_result *r, 
                    "border:3px solid transparent}.ex img.hit{border-color:#2ca02c}.small{color:#666;font-size:12px}\n"
                    "</style></head><body>\n<h1>duet: ");
     duet_sb_html(&b, c->dataset);
+    duet_precision pr = DUET_PRECISION_F32;
+    duet_precision_resolve(c->train.precision, &pr, NULL);
     duet_sb_printf(&b, "</h1>\n<p>%s features (%d crop%s), text encoder %s; %s. Train / val / test: %zu / %zu / %zu "
-                   "images, %zu captions%s.</p>\n", c->cnn, c->crops, c->crops == 1 ? "" : "s",
-                   duet_encoder_name(c->text.encoder), desc, r->n_split[0], r->n_split[1], r->n_split[2],
-                   r->n_captions, c->limit ? " (a subset: --limit)" : "");
+                   "images, %zu captions%s. Computed in %s on %s (oneDNN).</p>\n", c->cnn, c->crops,
+                   c->crops == 1 ? "" : "s", duet_encoder_name(c->text.encoder), desc, r->n_split[0], r->n_split[1],
+                   r->n_split[2], r->n_captions, c->limit ? " (a subset: --limit)" : "", duet_precision_name(pr),
+                   duet_cpu_isa());
 
     duet_sb_printf(&b, "<h2>Test results</h2>\n<table><tr><th rowspan=2>method</th><th colspan=4>image &rarr; text"
                    "</th><th colspan=4>text &rarr; image</th><th rowspan=2>R-sum</th></tr>\n<tr><th>R@1</th><th>R@5"

@@ -109,7 +109,8 @@ duet_status duet_run(const duet_run_config *c, const duet_run_hooks *h, duet_run
     int lock = duet_run_lock(c->work, err);
     if (lock < 0) return err ? err->status : DUET_ERR_IO;
     if (c->train.threads > 0) duet_set_threads(c->train.threads);
-    duet_run_state rs = {c, h, res, NULL, 0, 0, {0}, 0};
+    duet_run_state rs = {c, h, res, NULL, 0, 0, {0}, 0, DUET_PRECISION_F32};
+    if ((st = duet_precision_resolve(c->train.precision, &rs.prec, err))) { close(lock); return st; }
     st = load_dataset(&rs, err);
     duet_status (*const stages[DUET_STAGE_COUNT])(duet_run_state *, duet_error *) = {
         duet_stage_image, duet_stage_vectors, duet_stage_text, duet_stage_train, duet_stage_eval, duet_stage_index};

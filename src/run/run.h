@@ -43,6 +43,7 @@ typedef struct duet_run_state {
     uint64_t names_hash, data_hash; /* image names; names, splits, captions  */
     json_t *man[DUET_STAGE_COUNT]; /* manifests of done stages, owned         */
     double t_stage;                /* when the current stage started          */
+    duet_precision prec;           /* c->train.precision resolved: f32, bf16  */
 } duet_run_state;
 
 /* One log line through the caller's hook (nothing when there is none). */
@@ -65,6 +66,10 @@ duet_status duet_stage_open(duet_run_state *rs, int s, duet_sbuf *inputs, int *d
  * the stage done; adds stage, key, seconds, peak memory and inputs. */
 duet_status duet_stage_close(duet_run_state *rs, int s, json_t *m, const duet_sbuf *inputs,
                              duet_error *err);
+/* Appends "precision=P" to a computing stage's key when P is not f32, so
+ * the keys of f32 stages (and the work directories made before precisions
+ * existed) stay as they were. */
+void duet_stage_key_precision(const duet_run_state *rs, duet_sbuf *inputs);
 /* Path of a file in stage s's directory, into the caller's out[n]. */
 void duet_stage_path(const duet_run_state *rs, int s, const char *file, char *out, size_t n);
 /* Removes temp files ("*.tmp.*") an interrupted writer left in dir. */

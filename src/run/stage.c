@@ -50,6 +50,10 @@ duet_status duet_run_interrupted(int s, duet_error *err) {
                      "command again to resume", duet_stage_name(s));
 }
 
+void duet_stage_key_precision(const duet_run_state *rs, duet_sbuf *inputs) {
+    if (rs->prec != DUET_PRECISION_F32) duet_sb_printf(inputs, "precision=%s\n", duet_precision_name(rs->prec));
+}
+
 /* Path of a file in stage s's directory (a static-size buffer of the caller). */
 void duet_stage_path(const duet_run_state *rs, int s, const char *file, char *out, size_t n) {
     snprintf(out, n, "%s/%s", rs->res->stage[s].dir, file);
@@ -135,6 +139,8 @@ duet_status duet_stage_close(duet_run_state *rs, int s, json_t *m, const duet_sb
     json_object_set_new(m, "seconds", json_real(st->seconds));
     json_object_set_new(m, "peak_rss_kb", json_integer(duet_peak_rss_kb()));
     json_object_set_new(m, "inputs", json_string(inputs->s));
+    json_object_set_new(m, "precision", json_string(duet_precision_name(rs->prec)));
+    json_object_set_new(m, "isa", json_string(duet_cpu_isa()));
     char *txt = json_dumps(m, JSON_INDENT(1) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(8));
     char mp[PATH_MAX];
     duet_stage_path(rs, s, MANIFEST, mp, sizeof mp);

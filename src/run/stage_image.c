@@ -14,6 +14,7 @@ static duet_status image_key(duet_run_state *rs, duet_sbuf *in, duet_error *err)
     if (!c->images || !realpath(c->images, abs))
         return duet_fail(err, DUET_ERR_IO, "%s: image directory not found", c->images ? c->images : "(none)");
     duet_sb_printf(in, "stage=image\ncnn=%s\ncrops=%d\nimages=%s\n", c->cnn, c->crops, abs);
+    duet_stage_key_precision(rs, in);
     duet_status st = duet_stage_file_ident(in, "weights", c->cnn_weights, err);
     if (st) return st;
     /* every image file's size and mtime, in dataset order */
@@ -73,6 +74,7 @@ duet_status duet_stage_image(duet_run_state *rs, duet_error *err) {
     size_t l = strlen(w);
     if (l > 7 && strcmp(w + l - 7, ".tflite") == 0) st = duet_cnn_load_tflite(w, &net, err);
     else st = duet_cnn_load_tfjs(w, &net, err);
+    if (!st) st = duet_cnn_set_precision(net, rs->prec, err);
     size_t n = rs->d->n_images, dim = st ? 0 : duet_cnn_feature_dim(net);
     duet_mat f = {st ? NULL : duet_alloc_array(n, dim * sizeof(float)), n, dim};
     if (!st && !f.data) st = duet_fail(err, DUET_ERR_NOMEM, "run: out of memory (%zu x %zu image features)", n, dim);

@@ -22,6 +22,7 @@ duet_status duet_stage_index(duet_run_state *rs, duet_error *err) {
     if (!realpath(rs->c->work, wabs)) snprintf(wabs, sizeof wabs, "%s", rs->c->work);
     /* the index records absolute paths of the model files: the work dir is an input */
     duet_sb_printf(&in, "stage=index\ntrain=%s\nimages=%s\nwork=%s\n", rs->res->stage[DUET_STAGE_TRAIN].key, abs, wabs);
+    duet_stage_key_precision(rs, &in);
     duet_status st = duet_stage_open(rs, S, &in, &done, err);
     if (st || done) { duet_sb_free(&in); return st; }
     duet_upstream u;
@@ -32,6 +33,7 @@ duet_status duet_stage_index(duet_run_state *rs, duet_error *err) {
     const char **names = NULL, **texts = NULL;
     char mhex[17] = "", mhash[32], *tmh = NULL;
     st = duet_model_load(u.model, &m, err);
+    if (!st) st = duet_model_set_precision(m, rs->prec, err);
     if (!st) st = duet_file_hash(u.model, mhex, err);
     if (!st) st = duet_run_load_features(rs, &u, &img, &txt, err);
     if (!st) st = duet_dataset_split_images(rs->d, DUET_SPLIT_TEST, &ti, &nti, err);

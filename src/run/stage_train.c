@@ -41,6 +41,7 @@ static duet_status train_key(const duet_run_state *rs, duet_sbuf *in) {
                    p->batch_images, p->sents_per_image, (int)p->optimizer, (double)p->lr, (double)p->lr_decay,
                    (double)p->momentum, (double)p->weight_decay, (double)p->adam_beta1, (double)p->adam_beta2,
                    (double)p->adam_eps, p->epochs, p->patience, (unsigned long long)p->seed);
+    duet_stage_key_precision(rs, in);
     return DUET_OK;
 }
 
@@ -64,7 +65,9 @@ duet_status duet_stage_train(duet_run_state *rs, duet_error *err) {
     if (probe) { fclose(probe); duet_run_say(rs, "train   resuming from %s", ck); }
     train_ctx tc = {rs, rs->c->train.epochs};
     duet_train_opts o = {ck, 1, train_step, &tc, train_epoch, &tc, rs->h ? rs->h->cancel : NULL};
-    if (!st) st = duet_train(rs->d, &img, &txt, &rs->c->train, &o, &m, &logs, &nlogs, err);
+    duet_params tp = rs->c->train;
+    tp.precision = rs->prec;
+    if (!st) st = duet_train(rs->d, &img, &txt, &tp, &o, &m, &logs, &nlogs, err);
     if (st == DUET_ERR_INTERRUPTED) duet_run_interrupted(S, err);
     duet_mat_free(&img);
     duet_mat_free(&txt);
@@ -153,6 +156,7 @@ duet_status duet_stage_eval(duet_run_state *rs, duet_error *err) {
     int done;
     duet_sb_printf(&in, "stage=eval\ntrain=%s\nfold_size=%zu\nexamples=%zu\n", rs->res->stage[DUET_STAGE_TRAIN].key,
                    rs->c->fold_size, rs->c->examples);
+    duet_stage_key_precision(rs, &in);
     duet_status st = duet_stage_open(rs, S, &in, &done, err);
     if (st || done) { duet_sb_free(&in); return st; }
     duet_upstream u;
@@ -161,6 +165,7 @@ duet_status duet_stage_eval(duet_run_state *rs, duet_error *err) {
     duet_model *m = NULL;
     duet_eval_result val = {0}, test = {0};
     st = duet_model_load(u.model, &m, err);
+    if (!st) st = duet_model_set_precision(m, rs->prec, err);
     if (!st) st = duet_run_load_features(rs, &u, &img, &txt, err);
     if (!st && rs->res->n_split[DUET_SPLIT_VAL])
         st = duet_evaluate(m, rs->d, &img, &txt, DUET_SPLIT_VAL, 0, &val, err);

@@ -1,18 +1,40 @@
-/* topk.c -- exact top-k by inner product: blocks of queries times blocks of
- * gallery rows in one sgemm each, then a k-sized min-heap per query over the
- * block's scores (no full sort). Ties go to the lower gallery index: rows are
- * scanned in increasing order, so a later row enters only with a strictly
- * higher score than the heap's worst. Fewer than GEMV_MAX queries (a server
- * answering one query) use sgemv instead, which does not pack the gallery. */
-#include "core/core.h"
-#include <cblas.h>
+/* topk.c -- exact top-k by inner product, on oneDNN, the same answer in
+ * every precision.
+ *
+ * A score is defined once: the inner product of the float32 query and
+ * gallery row accumulated in double and rounded to float ("exact score").
+ * Search runs in two passes:
+ *   1. candidates: blocks of queries times blocks of gallery rows in one
+ *      oneDNN matmul each (f32, or bf16 inputs with f32 accumulation), then
+ *      per query a k-sized min-heap over the approximate scores plus a list
+ *      of every row whose approximate score comes within a margin of the
+ *      heap's worst;
+ *   2. re-rank: the candidates' exact scores, best first, ties to the lower
+ *      gallery index.
+ * The margin is twice a bound on |approximate - exact| for that query:
+ * |q| * max|g| * (input rounding 2^-7 for bf16 + accumulation (d+4) 2^-23),
+ * so the true top-k is always among the candidates (if s_k is the k-th best
+ * approximate score, the true k-th best exact score is >= s_k - e, and a
+ * true top-k row scores >= s_k - 2e approximately). Hence the result and its
+ * scores are identical for f32 and bf16, and independent of blocking and
+ * threads. */
+#include "core/dnn.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define QBLOCK 1024    /* queries per sgemm                    */
-#define GBLOCK 2048    /* gallery rows per sgemm               */
-#define GEMV_MAX 4      /* fewer queries than this: one sgemv each */
+#define QBLOCK 1024    /* queries per matmul          */
+#define GBLOCK 4096    /* gallery rows per matmul     */
+
+struct duet_searcher {
+    duet_dnn dnn;
+    const float *g;      /* [n x d] borrowed                          */
+    uint16_t *gb;        /* [n x d] bf16 copy (bf16 only), owned       */
+    size_t n, d;
+    double gmax;         /* largest row norm of the gallery            */
+};
+
+/* ------------------------------------------------------------- ordering */
 
 /* a is worse than b: lower score, or equal score and higher index. */
 static inline int worse(const duet_hit *a, const duet_hit *b) {
@@ -49,39 +71,211 @@ static int cmp_best_first(const void *pa, const void *pb) {
     return a->index < b->index ? -1 : a->index > b->index;
 }
 
+/* ------------------------------------------------------------ searcher */
+
+duet_status duet_searcher_new(const duet_mat *gallery, duet_precision p, duet_searcher **out, duet_error *err) {
+    *out = NULL;
+    if (!gallery || (!gallery->data && gallery->rows))
+        return duet_fail(err, DUET_ERR_INVALID_ARG, "search: no gallery");
+    duet_searcher *s = calloc(1, sizeof *s);
+    if (!s) return duet_fail(err, DUET_ERR_NOMEM, "search: out of memory");
+    s->g = gallery->data;
+    s->n = gallery->rows;
+    s->d = gallery->cols;
+    duet_status st = duet_dnn_init(&s->dnn, p, err);
+    for (size_t i = 0; !st && i < s->n; i++) {
+        double t = 0;
+        for (size_t j = 0; j < s->d; j++) t += (double)s->g[i * s->d + j] * s->g[i * s->d + j];
+        if (isfinite(t) && sqrt(t) > s->gmax) s->gmax = sqrt(t);
+    }
+    if (!st && s->dnn.prec == DUET_PRECISION_BF16 && s->n && s->d) {
+        s->gb = duet_alloc_array(s->n, s->d * sizeof(uint16_t));
+        if (!s->gb) st = duet_fail(err, DUET_ERR_NOMEM, "search: out of memory for a bf16 copy of a %zu x %zu "
+                                   "gallery", s->n, s->d);
+        else duet_f32_to_bf16(s->g, s->gb, s->n * s->d);
+    }
+    if (st) { duet_searcher_free(s); return st; }
+    *out = s;
+    return DUET_OK;
+}
+
+void duet_searcher_free(duet_searcher *s) {
+    if (!s) return;
+    duet_dnn_fini(&s->dnn);
+    free(s->gb);
+    free(s);
+}
+
+duet_precision duet_searcher_precision(const duet_searcher *s) { return s->dnn.prec; }
+
+/* ------------------------------------------------------------- pass 1 */
+
+/* Per query: the heap of the k best approximate scores and the rows that
+ * came within margin of the heap's worst when they were scanned. */
+typedef struct cand {
+    duet_hit *h;          /* row and approximate score */
+    size_t n, cap;
+    float margin;
+} cand;
+
 typedef struct sel_ctx {
-    const float *scores;   /* [nq x nb] of this block            */
+    const float *scores;   /* [nq x nb] of this block                */
     size_t nb, g0, k;
-    duet_hit *heaps;       /* [nq x k] of this query block       */
-    size_t *fill;          /* [nq] entries used in each heap     */
+    duet_hit *heaps;       /* [nq x k] of this query block           */
+    size_t *fill;          /* [nq] entries used in each heap         */
+    cand *cands;           /* [nq]                                   */
+    int oom;
 } sel_ctx;
+
+static int cand_add(cand *c, size_t i, float v) {
+    duet_hit *p = duet_grow(c->h, &c->cap, c->n, sizeof *p);
+    if (!p) return -1;
+    c->h = p;
+    c->h[c->n++] = (duet_hit){i, v};
+    return 0;
+}
 
 static void select_range(void *vc, size_t begin, size_t end) {
     sel_ctx *c = vc;
     for (size_t q = begin; q < end; q++) {
         const float *s = c->scores + q * c->nb;
         duet_hit *h = c->heaps + q * c->k;
-        size_t n = c->fill[q], j = 0;
-        for (; n < c->k && j < c->nb; j++) {
-            if (s[j] != s[j]) continue;          /* NaN never enters */
-            h[n] = (duet_hit){c->g0 + j, s[j]};
-            sift_up(h, n++);
-        }
-        float thr = n ? h[0].score : 0.0f;
-        for (; j < c->nb; j++) {
-            if (s[j] > thr) {
-                h[0] = (duet_hit){c->g0 + j, s[j]};
+        cand *cd = &c->cands[q];
+        size_t n = c->fill[q];
+        float thr = n == c->k ? h[0].score : -INFINITY;
+        int oom = 0;
+        for (size_t j = 0; j < c->nb; j++) {
+            float v = s[j];
+            if (!(v >= thr - cd->margin)) continue;   /* also drops NaN */
+            oom |= cand_add(cd, c->g0 + j, v);
+            if (n < c->k) {
+                h[n] = (duet_hit){c->g0 + j, v};
+                sift_up(h, n++);
+                if (n == c->k) thr = h[0].score;
+            } else if (v > thr) {
+                h[0] = (duet_hit){c->g0 + j, v};
                 sift_down(h, n, 0);
                 thr = h[0].score;
             }
         }
         c->fill[q] = n;
+        if (oom) c->oom = 1;
     }
 }
 
+/* ------------------------------------------------------------- pass 2 */
+
+static float exact_score(const float *q, const float *g, size_t d) {
+    double s = 0;
+    for (size_t j = 0; j < d; j++) s += (double)q[j] * g[j];
+    return (float)s;
+}
+
+/* The k best exact scores among query q's candidates into out[k], padded
+ * (when fewer are finite) with the lowest unused indices at -inf. */
+static int rerank(const duet_searcher *s, const float *q, const duet_hit *heap, size_t fill, cand *cd,
+                  size_t k, duet_hit *out) {
+    float thr = fill == k ? heap[0].score : -INFINITY;   /* the heap's worst */
+    duet_hit *all = duet_alloc_array(cd->n, sizeof *all);
+    if (!all) return -1;
+    size_t m = 0;
+    for (size_t i = 0; i < cd->n; i++) {
+        if (cd->h[i].score < thr - cd->margin) continue;
+        size_t r = cd->h[i].index;
+        all[m] = (duet_hit){r, exact_score(q, s->g + r * s->d, s->d)};
+        if (all[m].score == all[m].score) m++;
+    }
+    qsort(all, m, sizeof *all, cmp_best_first);
+    size_t got = m < k ? m : k;
+    memcpy(out, all, got * sizeof *out);
+    free(all);
+    for (size_t i = got, next = 0; i < k; i++) {
+        for (;; next++) {
+            int used = 0;
+            for (size_t t = 0; t < i; t++) used |= out[t].index == next;
+            if (!used) break;
+        }
+        out[i] = (duet_hit){next++, -INFINITY};
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------ blocks */
+
+/* scores [mq x mg] = Q[q0..] G[g0..]^T in the searcher's precision; qb: the
+ * bf16 queries of this block (bf16 only). */
+static duet_status score_block(duet_searcher *s, const float *Q, const uint16_t *qb, size_t mq, size_t g0,
+                               size_t mg, float *scores, duet_error *err) {
+    duet_gemm g;
+    int bf = s->dnn.prec == DUET_PRECISION_BF16;
+    duet_status st = duet_gemm_plan(&s->dnn, &g, bf ? dnnl_bf16 : dnnl_f32, mq, mg, s->d, s->d, s->d, mg, 1, 0, err);
+    if (!st) st = bf ? duet_gemm_run(&s->dnn, &g, qb, s->gb + g0 * s->d, scores, err)
+                     : duet_gemm_run(&s->dnn, &g, Q, s->g + g0 * s->d, scores, err);
+    duet_gemm_free(&g);
+    return st;
+}
+
+/* Margin for query q: twice the bound on |approximate - exact|. */
+static float margin_of(const duet_searcher *s, const float *q) {
+    double t = 0;
+    for (size_t j = 0; j < s->d; j++) t += (double)q[j] * q[j];
+    double rel = (double)(s->d + 4) / 8388608.0;   /* (d+4) 2^-23 */
+    if (s->dnn.prec == DUET_PRECISION_BF16) rel += 1.0 / 128 + 1.0 / 32768;
+    double m = 2 * sqrt(t) * s->gmax * rel;
+    return isfinite(m) ? (float)m : INFINITY;
+}
+
+duet_status duet_searcher_topk(duet_searcher *s, const duet_mat *queries, size_t k, duet_hit *out, size_t *k_out,
+                               duet_error *err) {
+    if (k_out) *k_out = 0;
+    if (!s || !queries || !out)
+        return duet_fail(err, DUET_ERR_INVALID_ARG, "top-k: searcher, queries and out are required");
+    if (queries->cols != s->d)
+        return duet_fail(err, DUET_ERR_SHAPE, "top-k: queries have %zu columns, the gallery %zu", queries->cols, s->d);
+    if (k == 0) return duet_fail(err, DUET_ERR_INVALID_ARG, "top-k: k must be >= 1");
+    size_t nq = queries->rows, ng = s->n, d = s->d, kk = k < ng ? k : ng;
+    if (k_out) *k_out = kk;
+    if (nq == 0 || kk == 0) return DUET_OK;
+    size_t qbn = nq < QBLOCK ? nq : QBLOCK, gbn = ng < GBLOCK ? ng : GBLOCK, ns;
+    if (!duet_mul_size(qbn, gbn, &ns)) return duet_fail(err, DUET_ERR_NOMEM, "top-k: block size overflows");
+    /* a stream of this call's own: several threads may search at once */
+    duet_searcher me = *s;
+    duet_status st = duet_dnn_fail(dnnl_stream_create(&me.dnn.stream, s->dnn.eng, dnnl_stream_default_flags), err,
+                                   "top-k: creating a stream");
+    if (st) return st;
+    float *scores = duet_alloc_array(ns, sizeof(float));
+    duet_hit *heaps = duet_alloc_array(qbn, kk * sizeof(duet_hit));
+    size_t *fill = duet_alloc_array(qbn, sizeof(size_t));
+    cand *cands = duet_calloc_array(qbn, sizeof(cand));
+    uint16_t *qb = s->gb ? duet_alloc_array(qbn, d * sizeof(uint16_t)) : NULL;
+    if (!scores || !heaps || !fill || !cands || (s->gb && !qb))
+        st = duet_fail(err, DUET_ERR_NOMEM, "top-k: out of memory for a %zu x %zu score block", qbn, gbn);
+    for (size_t q0 = 0; !st && q0 < nq; q0 += qbn) {
+        size_t mq = nq - q0 < qbn ? nq - q0 : qbn;
+        const float *Q = queries->data + q0 * d;
+        memset(fill, 0, mq * sizeof *fill);
+        for (size_t q = 0; q < mq; q++) { cands[q].n = 0; cands[q].margin = margin_of(s, Q + q * d); }
+        if (qb) duet_f32_to_bf16(Q, qb, mq * d);
+        for (size_t g0 = 0; !st && g0 < ng; g0 += gbn) {
+            size_t mg = ng - g0 < gbn ? ng - g0 : gbn;
+            if (d == 0) memset(scores, 0, mq * mg * sizeof(float));
+            else st = score_block(&me, Q, qb, mq, g0, mg, scores, err);
+            sel_ctx c = {scores, mg, g0, kk, heaps, fill, cands, 0};
+            if (!st) duet_parallel_for(mq, 8, select_range, &c);
+            if (!st && c.oom) st = duet_fail(err, DUET_ERR_NOMEM, "top-k: out of memory for candidates");
+        }
+        for (size_t q = 0; !st && q < mq; q++)
+            if (rerank(s, Q + q * d, heaps + q * kk, fill[q], &cands[q], kk, out + (q0 + q) * kk))
+                st = duet_fail(err, DUET_ERR_NOMEM, "top-k: out of memory re-ranking %zu candidates", cands[q].n);
+    }
+    for (size_t q = 0; cands && q < qbn; q++) free(cands[q].h);
+    free(scores); free(heaps); free(fill); free(cands); free(qb);
+    dnnl_stream_destroy(me.dnn.stream);
+    return st;
+}
+
 /* queries, gallery: borrowed; out: caller-owned [q x min(k, n)]. */
-duet_status duet_topk(const duet_mat *queries, const duet_mat *gallery,
-                      size_t k, duet_hit *out, size_t *k_out,
+duet_status duet_topk(const duet_mat *queries, const duet_mat *gallery, size_t k, duet_hit *out, size_t *k_out,
                       duet_error *err) {
     if (k_out) *k_out = 0;
     if (!queries || !gallery || !out)
@@ -89,56 +283,9 @@ duet_status duet_topk(const duet_mat *queries, const duet_mat *gallery,
     if (queries->cols != gallery->cols)
         return duet_fail(err, DUET_ERR_SHAPE, "top-k: queries have %zu columns, the gallery %zu",
                          queries->cols, gallery->cols);
-    if (k == 0) return duet_fail(err, DUET_ERR_INVALID_ARG, "top-k: k must be >= 1");
-    size_t nq = queries->rows, ng = gallery->rows, d = gallery->cols;
-    size_t kk = k < ng ? k : ng;
-    if (k_out) *k_out = kk;
-    if (nq == 0 || kk == 0) return DUET_OK;
-    if (d > INT32_MAX || ng > INT32_MAX)
-        return duet_fail(err, DUET_ERR_INVALID_ARG, "top-k: a gallery of %zu x %zu is too large for one sgemm", ng, d);
-    size_t qb = nq < QBLOCK ? nq : QBLOCK, gb = ng < GBLOCK ? ng : GBLOCK, ns;
-    if (!duet_mul_size(qb, gb, &ns))
-        return duet_fail(err, DUET_ERR_NOMEM, "top-k: block size overflows");
-    float *scores = duet_alloc_array(ns, sizeof(float));
-    size_t *fill = duet_alloc_array(qb, sizeof(size_t));
-    if (!scores || !fill) {
-        free(scores); free(fill);
-        return duet_fail(err, DUET_ERR_NOMEM, "top-k: out of memory for a %zu x %zu score block", qb, gb);
-    }
-    for (size_t q0 = 0; q0 < nq; q0 += qb) {
-        size_t mq = nq - q0 < qb ? nq - q0 : qb;
-        memset(fill, 0, mq * sizeof *fill);
-        duet_hit *heaps = out + q0 * kk;
-        for (size_t g0 = 0; g0 < ng; g0 += gb) {
-            size_t mg = ng - g0 < gb ? ng - g0 : gb;
-            if (d == 0) memset(scores, 0, mq * mg * sizeof(float));
-            else if (mq < GEMV_MAX)  /* a few queries: sgemv reads the rows once, without packing them */
-                for (size_t q = 0; q < mq; q++)
-                    cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)mg, (int)d, 1.0f, gallery->data + g0 * d,
-                                (int)d, queries->data + (q0 + q) * d, 1, 0.0f, scores + q * mg, 1);
-            else
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)mq, (int)mg, (int)d, 1.0f,
-                            queries->data + q0 * d, (int)d, gallery->data + g0 * d, (int)d, 0.0f,
-                            scores, (int)mg);
-            sel_ctx c = {scores, mg, g0, kk, heaps, fill};
-            duet_parallel_for(mq, 8, select_range, &c);
-        }
-        for (size_t q = 0; q < mq; q++) {
-            duet_hit *h = heaps + q * kk;
-            /* an all-NaN row leaves the heap short: pad with the first
-             * unused indices at -inf so out is always fully defined */
-            for (size_t i = fill[q], next = 0; i < kk; i++) {
-                for (;; next++) {
-                    int used = 0;
-                    for (size_t t = 0; t < i; t++) used |= h[t].index == next;
-                    if (!used) break;
-                }
-                h[i] = (duet_hit){next++, -INFINITY};
-            }
-            qsort(h, kk, sizeof *h, cmp_best_first);
-        }
-    }
-    free(scores);
-    free(fill);
-    return DUET_OK;
+    duet_searcher *s = NULL;
+    duet_status st = duet_searcher_new(gallery, DUET_PRECISION_F32, &s, err);
+    if (!st) st = duet_searcher_topk(s, queries, k, out, k_out, err);
+    duet_searcher_free(s);
+    return st;
 }

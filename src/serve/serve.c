@@ -30,11 +30,12 @@ struct duet_server {
     const duet_index *ix;
     duet_query_encoder enc;     /* a copy; enc.cnn and enc.crops under cnn_lock */
     pthread_mutex_t cnn_lock;   /* the CNN keeps a workspace: one at a time */
+    duet_searcher *search[2];   /* the image and caption galleries, owned  */
     int port;
 };
 
 duet_serve_params duet_serve_default_params(void) {
-    duet_serve_params p = {"127.0.0.1", 8080, 2, (size_t)8 << 20, 1000, 20, 10, 30, 256};
+    duet_serve_params p = {"127.0.0.1", 8080, 2, (size_t)8 << 20, 1000, 20, 10, 30, 256, DUET_PRECISION_F32};
     return p;
 }
 
@@ -108,11 +109,11 @@ static int parse_side(struct MHD_Connection *c, int dflt) {
 /* Searches emb (one query row) on side and answers with the hits. */
 static enum MHD_Result answer_hits(duet_server *s, struct MHD_Connection *c, const float *emb, size_t k,
                                    int side, json_t *o, double t0) {
-    duet_mat q = {(float *)emb, 1, duet_index_dim(s->ix)}, g = duet_index_embeddings(s->ix, side);
+    duet_mat q = {(float *)emb, 1, duet_index_dim(s->ix)};
     duet_hit *h = duet_alloc_array(k, sizeof *h);
     size_t got = 0;
     duet_error e = {0};
-    if (!h || duet_topk(&q, &g, k, h, &got, &e)) {
+    if (!h || duet_searcher_topk(s->search[side], &q, k, h, &got, &e)) {
         free(h); json_decref(o);
         return send_error(c, 500, h ? e.msg : "out of memory");
     }
@@ -425,6 +426,15 @@ duet_status duet_server_start(const duet_serve_params *p, const duet_index *ix, 
     s->p = *p;
     s->ix = ix;
     s->enc = *enc;
+    for (int side = 0; side < 2; side++) {
+        duet_mat g = duet_index_embeddings(ix, side);
+        duet_status st = duet_searcher_new(&g, p->precision, &s->search[side], err);
+        if (st) {
+            duet_searcher_free(s->search[0]);
+            free(s);
+            return st;
+        }
+    }
     pthread_mutex_init(&s->cnn_lock, NULL);
     s->d = MHD_start_daemon(MHD_USE_AUTO | MHD_USE_INTERNAL_POLLING_THREAD, 0, NULL, NULL, handle, s,
                             MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
@@ -438,6 +448,8 @@ duet_status duet_server_start(const duet_serve_params *p, const duet_index *ix, 
                             MHD_OPTION_END);
     if (!s->d) {
         pthread_mutex_destroy(&s->cnn_lock);
+        duet_searcher_free(s->search[0]);
+        duet_searcher_free(s->search[1]);
         free(s);
         return duet_fail(err, DUET_ERR_IO, "serve: cannot listen on %s:%d (in use, or not allowed)", host, p->port);
     }
@@ -461,5 +473,7 @@ void duet_server_stop(duet_server *s) {
     if (!s) return;
     MHD_stop_daemon(s->d);
     pthread_mutex_destroy(&s->cnn_lock);
+    duet_searcher_free(s->search[0]);
+    duet_searcher_free(s->search[1]);
     free(s);
 }

@@ -9,6 +9,9 @@
 # when EXPECT_STDOUT=1. summary prints "SUITE: N passed, N failed, N skipped"
 # (the line tests/run.sh counts) and exits non-zero when a check failed.
 DUET=${DUET:-./duet}
+# Tests compare with references in f32 unless they say otherwise; a test of
+# another precision sets DUET_PRECISION or --precision itself.
+export DUET_PRECISION=${DUET_PRECISION:-f32}
 DUET=$(cd "$(dirname "$DUET")" && pwd)/$(basename "$DUET")
 ROOT=$(pwd)
 T=$(mktemp -d "/tmp/duet-$SUITE.XXXXXX")
