@@ -749,6 +749,9 @@ typedef struct duet_index_meta {
     const char *text_model_hash;  /* "fnv1a64:<16 hex>"                   */
     const char *image_model;      /* CNN, e.g. "resnet50 crops=1"         */
     const char *image_root;       /* directory the image names live in    */
+    const char *precision;        /* "f32"/"bf16" the embeddings were made in */
+    const char *isa;              /* read: the instruction set they were made
+                                     on (written: duet_cpu_isa(), ignored)  */
 } duet_index_meta;
 
 /* The rows to write: image_emb [n_images x dim] with n_images names;

@@ -158,7 +158,7 @@ static duet_status write_small(const char *path, duet_error *e) {
     const char *names[3] = {"a.jpg", "dir/b.png", "\xc3\xa9t\xc3\xa9.jpg"};
     const char *texts[2] = {"a dog runs", "two cats \xe2\x9c\x93"};
     duet_index_meta m = {"m.duet", "fnv1a64:0123456789abcdef", "t.model", "fnv1a64:fedcba9876543210",
-                         "resnet50 crops=1", "/tmp/imgs"};
+                         "resnet50 crops=1", "/tmp/imgs", NULL, NULL};
     duet_index_rows r = {4, 3, img, names, 2, cap, texts};
     return duet_index_write(path, &m, &r, e);
 }
@@ -187,6 +187,7 @@ TEST(index_round_trip_read_and_mmap) {
         duet_index_meta m = duet_index_meta_of(ix);
         CHECK(strcmp(m.image_model, "resnet50 crops=1") == 0 && strcmp(m.image_root, "/tmp/imgs") == 0);
         CHECK(strcmp(m.text_model_hash, "fnv1a64:fedcba9876543210") == 0);
+        CHECK(m.precision == NULL && m.isa && strcmp(m.isa, duet_cpu_isa()) == 0); /* isa: where written */
         /* a search on the mapped rows */
         float q[4] = {0, 1, 0, 0};
         duet_mat qm = {q, 1, 4}, gm = duet_index_embeddings(ix, DUET_SIDE_IMAGE);

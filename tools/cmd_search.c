@@ -258,7 +258,8 @@ static int index_build(int argc, char **argv) {
         if (images) snprintf(imodel, sizeof imodel, "%s", rec ? rec : "resnet50 crops=1");
         duet_index_meta meta = {realpath(model, mbuf) ? mbuf : model, mh,
                                 realpath(textmodel, tbuf) ? tbuf : textmodel, th,
-                                images ? imodel : rec, r && realpath(r, rootbuf) ? rootbuf : r};
+                                images ? imodel : rec, r && realpath(r, rootbuf) ? rootbuf : r,
+                                duet_precision_name(c.prec), NULL};
         duet_index_rows rows = {de, kept, emb, (const char *const *)names, nc, cemb, (const char *const *)caps};
         if (duet_index_write(out, &meta, &rows, &e)) { fail(C, &e); goto done; }
         printf("%s: %zu images%s%s, %zu captions, %zu-D; model %s (%s)\n", out, kept,

@@ -121,6 +121,32 @@ void duet_bf16_to_f32(const uint16_t *x, float *y, size_t n) {
     }
 }
 
+duet_status duet_dnn_to_bf16(duet_dnn *d, const float *x, uint16_t *y, size_t n, duet_error *err) {
+    if (n == 0) return DUET_OK;
+    dnnl_memory_desc_t a, b;
+    dnnl_dims_t dims = {(dnnl_dim_t)n};
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_primitive_t p = NULL;
+    dnnl_memory_t ma = NULL, mb = NULL;
+    duet_status st = duet_dnn_fail(dnnl_memory_desc_init_by_tag(&a, 1, dims, dnnl_f32, dnnl_a), err, "bf16 copy of %zu", n);
+    if (!st) st = duet_dnn_fail(dnnl_memory_desc_init_by_tag(&b, 1, dims, dnnl_bf16, dnnl_a), err, "bf16 copy of %zu", n);
+    if (!st) st = duet_dnn_fail(dnnl_reorder_primitive_desc_create(&pd, &a, d->eng, &b, d->eng, NULL), err,
+                                "reorder f32 -> bf16 of %zu", n);
+    if (!st) st = duet_dnn_fail(dnnl_primitive_create(&p, pd), err, "reorder f32 -> bf16");
+    if (!st) st = duet_dnn_fail(dnnl_memory_create(&ma, &a, d->eng, (void *)x), err, "reorder source");
+    if (!st) st = duet_dnn_fail(dnnl_memory_create(&mb, &b, d->eng, y), err, "reorder destination");
+    if (!st) {
+        dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, ma}, {DNNL_ARG_TO, mb}};
+        st = duet_dnn_fail(dnnl_primitive_execute(p, d->stream, 2, args), err, "reorder f32 -> bf16 of %zu", n);
+    }
+    if (!st) st = duet_dnn_fail(dnnl_stream_wait(d->stream), err, "reorder wait");
+    if (ma) dnnl_memory_destroy(ma);
+    if (mb) dnnl_memory_destroy(mb);
+    if (p) dnnl_primitive_destroy(p);
+    if (pd) dnnl_primitive_desc_destroy(pd);
+    return st;
+}
+
 /* ---------------------------------------------------------------- GEMM */
 
 static duet_status desc2(dnnl_memory_desc_t *md, size_t r, size_t c, dnnl_dim_t s0, dnnl_dim_t s1,

@@ -42,6 +42,9 @@ static inline dnnl_data_type_t duet_dnn_dt(duet_precision p) {
  * stays NaN). n may be 0. Runs on the caller's thread. */
 void duet_f32_to_bf16(const float *x, uint16_t *y, size_t n);
 void duet_bf16_to_f32(const uint16_t *x, float *y, size_t n);
+/* The same conversion as a oneDNN reorder on the dnn's engine: vectorized
+ * and on every thread, for large arrays (a gallery, a weight matrix). */
+duet_status duet_dnn_to_bf16(duet_dnn *d, const float *x, uint16_t *y, size_t n, duet_error *err);
 
 /* A matrix product C = A B (+ C when accumulate), row-major, f32 output:
  *   A [m x k] (lda), B [k x n] (ldb) or, with trans_b, B [n x k] (ldb),

@@ -64,7 +64,7 @@ duet_status duet_stage_index(duet_run_state *rs, duet_error *err) {
         char amp[PATH_MAX], atm[PATH_MAX];
         if (!realpath(u.model, amp)) snprintf(amp, sizeof amp, "%s", u.model);
         if (!realpath(u.textmodel, atm)) snprintf(atm, sizeof atm, "%s", u.textmodel);
-        duet_index_meta meta = {amp, mhash, atm, tmh, info->image_model, abs};
+        duet_index_meta meta = {amp, mhash, atm, tmh, info->image_model, abs, duet_precision_name(rs->prec), NULL};
         duet_index_rows rows = {ie.cols, nti, ie.data, names, nc, te.data, texts};
         char xp[PATH_MAX];
         duet_stage_path(rs, S, "test.index", xp, sizeof xp);

@@ -13,6 +13,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#define DUET_INDEX_META 8
+
 static const char INDEX_MAGIC[8] = {'D', 'U', 'E', 'T', 'I', 'N', 'D', 'X'};
 
 struct duet_index {
@@ -24,12 +26,15 @@ struct duet_index {
     const char **text[2];  /* [n] views into the byte arrays              */
     size_t *hash;          /* [hcap] image row + 1, 0 = empty             */
     size_t hcap;
-    char *meta[6];         /* model, model_hash, text_model, text_model_hash,
-                              image_model, image_root (owned)             */
+    char *meta[DUET_INDEX_META];  /* model, model_hash, text_model,
+                              text_model_hash, image_model, image_root,
+                              precision, isa (owned; NULL when absent)    */
 };
 
-static const char *META_KEYS[6] = {"model", "model_hash", "text_model", "text_model_hash",
-                                   "image_model", "image_root"};
+/* Header fields of the provenance; precision and isa are absent from
+ * indexes written before them (read as NULL). */
+static const char *META_KEYS[DUET_INDEX_META] = {"model", "model_hash", "text_model", "text_model_hash",
+                                                 "image_model", "image_root", "precision", "isa"};
 
 static uint64_t fnv1a(const char *s) {
     uint64_t h = 1469598103934665603ULL;
@@ -128,12 +133,14 @@ duet_status duet_index_write(const char *path, const duet_index_meta *meta,
                           "n_captions", (json_int_t)rows->n_captions,
                           "image_names_bytes", (json_int_t)nb_bytes,
                           "caption_texts_bytes", (json_int_t)cb_bytes);
-    const char *mv[6] = {0};
+    const char *mv[DUET_INDEX_META] = {0};
     if (meta) {
         mv[0] = meta->model; mv[1] = meta->model_hash; mv[2] = meta->text_model;
         mv[3] = meta->text_model_hash; mv[4] = meta->image_model; mv[5] = meta->image_root;
+        mv[6] = meta->precision;
     }
-    for (int i = 0; h && i < 6; i++)
+    mv[7] = duet_cpu_isa();   /* where the embeddings were computed */
+    for (int i = 0; h && i < DUET_INDEX_META; i++)
         json_object_set_new(h, META_KEYS[i], mv[i] ? json_string(mv[i]) : json_null());
     char *hdr = h ? json_dumps(h, JSON_PRESERVE_ORDER) : NULL;
     json_decref(h);
@@ -152,7 +159,7 @@ void duet_index_free(duet_index *ix) {
     duet_tf_free(&ix->tf);
     if (ix->map) munmap(ix->map, ix->map_len);
     for (int s = 0; s < 2; s++) free(ix->text[s]);
-    for (int i = 0; i < 6; i++) free(ix->meta[i]);
+    for (int i = 0; i < DUET_INDEX_META; i++) free(ix->meta[i]);
     free(ix->hash);
     free(ix);
 }
@@ -214,7 +221,7 @@ static duet_status from_tf(duet_index *ix, const char *path, duet_error *err) {
     if (ix->dim == 0 || ix->n[0] == 0)
         return duet_fail(err, DUET_ERR_FORMAT, "%s: header says dim %zu, %zu images (need >= 1)", path,
                          ix->dim, ix->n[0]);
-    for (int i = 0; i < 6; i++) {
+    for (int i = 0; i < DUET_INDEX_META; i++) {
         json_t *v = json_object_get(h, META_KEYS[i]);
         if (v && !json_is_null(v) && !json_is_string(v))
             return duet_fail(err, DUET_ERR_FORMAT, "%s: header field '%s' is not a string", path, META_KEYS[i]);
@@ -290,5 +297,6 @@ size_t duet_index_find_image(const duet_index *ix, const char *name) {
 }
 
 duet_index_meta duet_index_meta_of(const duet_index *ix) {
-    return (duet_index_meta){ix->meta[0], ix->meta[1], ix->meta[2], ix->meta[3], ix->meta[4], ix->meta[5]};
+    return (duet_index_meta){ix->meta[0], ix->meta[1], ix->meta[2], ix->meta[3],
+                             ix->meta[4], ix->meta[5], ix->meta[6], ix->meta[7]};
 }

@@ -19,12 +19,15 @@
  * scores are identical for f32 and bf16, and independent of blocking and
  * threads. */
 #include "core/dnn.h"
+#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define QBLOCK 1024    /* queries per matmul          */
-#define GBLOCK 4096    /* gallery rows per matmul     */
+#define QBLOCK 1024    /* queries per matmul                                */
+#define GBLOCK 4096    /* gallery rows per matmul                           */
+#define GEMV_MAX 4     /* fewer queries: f32 sgemv, which reads the rows once
+                          without packing them (a server's single query)     */
 
 struct duet_searcher {
     duet_dnn dnn;
@@ -92,7 +95,7 @@ duet_status duet_searcher_new(const duet_mat *gallery, duet_precision p, duet_se
         s->gb = duet_alloc_array(s->n, s->d * sizeof(uint16_t));
         if (!s->gb) st = duet_fail(err, DUET_ERR_NOMEM, "search: out of memory for a bf16 copy of a %zu x %zu "
                                    "gallery", s->n, s->d);
-        else duet_f32_to_bf16(s->g, s->gb, s->n * s->d);
+        else st = duet_dnn_to_bf16(&s->dnn, s->g, s->gb, s->n * s->d, err);
     }
     if (st) { duet_searcher_free(s); return st; }
     *out = s;
@@ -202,25 +205,45 @@ static int rerank(const duet_searcher *s, const float *q, const duet_hit *heap, 
 
 /* ------------------------------------------------------------ blocks */
 
-/* scores [mq x mg] = Q[q0..] G[g0..]^T in the searcher's precision; qb: the
- * bf16 queries of this block (bf16 only). */
-static duet_status score_block(duet_searcher *s, const float *Q, const uint16_t *qb, size_t mq, size_t g0,
-                               size_t mg, float *scores, duet_error *err) {
-    duet_gemm g;
-    int bf = s->dnn.prec == DUET_PRECISION_BF16;
-    duet_status st = duet_gemm_plan(&s->dnn, &g, bf ? dnnl_bf16 : dnnl_f32, mq, mg, s->d, s->d, s->d, mg, 1, 0, err);
-    if (!st) st = bf ? duet_gemm_run(&s->dnn, &g, qb, s->gb + g0 * s->d, scores, err)
-                     : duet_gemm_run(&s->dnn, &g, Q, s->g + g0 * s->d, scores, err);
-    duet_gemm_free(&g);
+/* The matmul plans of one call: full blocks share one, the last gallery
+ * block of a different size gets its own. */
+typedef struct plans {
+    duet_gemm full, tail;
+    size_t mq;
+} plans;
+
+/* scores [mq x mg] = Q G[g0..]^T in the searcher's precision (qb: the bf16
+ * queries of this block, bf16 only), or one f32 sgemv per query when there
+ * are fewer than GEMV_MAX. */
+static duet_status score_block(duet_searcher *s, plans *pl, const float *Q, const uint16_t *qb, size_t mq,
+                               size_t g0, size_t mg, size_t gbn, float *scores, duet_error *err) {
+    if (mq < GEMV_MAX) {
+        for (size_t q = 0; q < mq; q++)
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)mg, (int)s->d, 1.0f, s->g + g0 * s->d, (int)s->d,
+                        Q + q * s->d, 1, 0.0f, scores + q * mg, 1);
+        return DUET_OK;
+    }
+    int bf = s->gb != NULL;
+    if (pl->mq != mq) { duet_gemm_free(&pl->full); duet_gemm_free(&pl->tail); pl->mq = mq; }
+    duet_gemm *g = mg == gbn ? &pl->full : &pl->tail;
+    duet_status st = DUET_OK;
+    if (!g->prim) st = duet_gemm_plan(&s->dnn, g, bf ? dnnl_bf16 : dnnl_f32, mq, mg, s->d, s->d, s->d, mg, 1, 0, err);
+    if (!st && g->n != mg) { /* a second, different tail (cannot happen within one call) */
+        duet_gemm_free(g);
+        st = duet_gemm_plan(&s->dnn, g, bf ? dnnl_bf16 : dnnl_f32, mq, mg, s->d, s->d, s->d, mg, 1, 0, err);
+    }
+    if (!st) st = bf ? duet_gemm_run(&s->dnn, g, qb, s->gb + g0 * s->d, scores, err)
+                     : duet_gemm_run(&s->dnn, g, Q, s->g + g0 * s->d, scores, err);
     return st;
 }
 
-/* Margin for query q: twice the bound on |approximate - exact|. */
-static float margin_of(const duet_searcher *s, const float *q) {
+/* Margin for query q: twice the bound on |approximate - exact| (bf16: the
+ * scores of a block of at least GEMV_MAX queries). */
+static float margin_of(const duet_searcher *s, const float *q, int bf16) {
     double t = 0;
     for (size_t j = 0; j < s->d; j++) t += (double)q[j] * q[j];
     double rel = (double)(s->d + 4) / 8388608.0;   /* (d+4) 2^-23 */
-    if (s->dnn.prec == DUET_PRECISION_BF16) rel += 1.0 / 128 + 1.0 / 32768;
+    if (bf16) rel += 1.0 / 128 + 1.0 / 32768;
     double m = 2 * sqrt(t) * s->gmax * rel;
     return isfinite(m) ? (float)m : INFINITY;
 }
@@ -238,6 +261,7 @@ duet_status duet_searcher_topk(duet_searcher *s, const duet_mat *queries, size_t
     if (nq == 0 || kk == 0) return DUET_OK;
     size_t qbn = nq < QBLOCK ? nq : QBLOCK, gbn = ng < GBLOCK ? ng : GBLOCK, ns;
     if (!duet_mul_size(qbn, gbn, &ns)) return duet_fail(err, DUET_ERR_NOMEM, "top-k: block size overflows");
+    plans pl = {{0}, {0}, 0};
     /* a stream of this call's own: several threads may search at once */
     duet_searcher me = *s;
     duet_status st = duet_dnn_fail(dnnl_stream_create(&me.dnn.stream, s->dnn.eng, dnnl_stream_default_flags), err,
@@ -254,12 +278,13 @@ duet_status duet_searcher_topk(duet_searcher *s, const duet_mat *queries, size_t
         size_t mq = nq - q0 < qbn ? nq - q0 : qbn;
         const float *Q = queries->data + q0 * d;
         memset(fill, 0, mq * sizeof *fill);
-        for (size_t q = 0; q < mq; q++) { cands[q].n = 0; cands[q].margin = margin_of(s, Q + q * d); }
-        if (qb) duet_f32_to_bf16(Q, qb, mq * d);
+        int bf = qb && mq >= GEMV_MAX;
+        for (size_t q = 0; q < mq; q++) { cands[q].n = 0; cands[q].margin = margin_of(s, Q + q * d, bf); }
+        if (bf) st = duet_dnn_to_bf16(&me.dnn, Q, qb, mq * d, err);
         for (size_t g0 = 0; !st && g0 < ng; g0 += gbn) {
             size_t mg = ng - g0 < gbn ? ng - g0 : gbn;
             if (d == 0) memset(scores, 0, mq * mg * sizeof(float));
-            else st = score_block(&me, Q, qb, mq, g0, mg, scores, err);
+            else st = score_block(&me, &pl, Q, qb, mq, g0, mg, gbn, scores, err);
             sel_ctx c = {scores, mg, g0, kk, heaps, fill, cands, 0};
             if (!st) duet_parallel_for(mq, 8, select_range, &c);
             if (!st && c.oom) st = duet_fail(err, DUET_ERR_NOMEM, "top-k: out of memory for candidates");
@@ -270,6 +295,8 @@ duet_status duet_searcher_topk(duet_searcher *s, const duet_mat *queries, size_t
     }
     for (size_t q = 0; cands && q < qbn; q++) free(cands[q].h);
     free(scores); free(heaps); free(fill); free(cands); free(qb);
+    duet_gemm_free(&pl.full);
+    duet_gemm_free(&pl.tail);
     dnnl_stream_destroy(me.dnn.stream);
     return st;
 }

@@ -294,6 +294,10 @@ static enum MHD_Result health(duet_server *s, struct MHD_Connection *c) {
                           "max_body", (json_int_t)s->p.max_body);
     json_object_set_new(o, "model", m.model ? json_string(m.model) : json_null());
     json_object_set_new(o, "image_model", m.image_model ? json_string(m.image_model) : json_null());
+    json_object_set_new(o, "index_precision", m.precision ? json_string(m.precision) : json_null());
+    json_object_set_new(o, "index_isa", m.isa ? json_string(m.isa) : json_null());
+    json_object_set_new(o, "precision", json_string(duet_precision_name(duet_searcher_precision(s->search[0]))));
+    json_object_set_new(o, "isa", json_string(duet_cpu_isa()));
     return send_json(c, 200, o);
 }
 
