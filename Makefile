@@ -14,10 +14,13 @@ BUILD   ?= build
 OPT     ?= -O2
 BLAS_CFLAGS := $(shell pkg-config --cflags openblas 2>/dev/null)
 BLAS_LIBS   := $(shell pkg-config --libs openblas 2>/dev/null || echo -lopenblas)
+# "=": evaluated when used, i.e. after `deps` has installed Open MPI
+MPI_CFLAGS   = $(shell pkg-config --cflags ompi-c 2>/dev/null)
+MPI_LIBS     = $(shell pkg-config --libs ompi-c 2>/dev/null || echo -lmpi)
 CFLAGS  ?= $(OPT) -g
 CFLAGS  += -std=c11 -Wall -Wextra -Wshadow -Wno-unused-parameter -Iinclude -Isrc \
-           -fno-math-errno -fPIC $(BLAS_CFLAGS) $(EXTRA_CFLAGS)
-LDLIBS  += -ldnnl -lgomp $(BLAS_LIBS) -llapacke -llapack -lyajl -ljansson -ljpeg -lpng -lstb -lmicrohttpd -lexpat -lm -lpthread
+           -fno-math-errno -fPIC $(BLAS_CFLAGS) $(MPI_CFLAGS) $(EXTRA_CFLAGS)
+LDLIBS  += -ldnnl -lgomp $(MPI_LIBS) $(BLAS_LIBS) -llapacke -llapack -lyajl -ljansson -ljpeg -lpng -lstb -lmicrohttpd -lexpat -lm -lpthread
 
 SRCS    := $(sort $(wildcard src/*/*.c))
 OBJS    := $(SRCS:%.c=$(BUILD)/%.o)
@@ -124,7 +127,7 @@ fuzz: deps
 	@mkdir -p build-fuzz
 	@for f in $(FUZZERS); do \
 	  n=$$(basename $$f .c); \
-	  clang -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Isrc $(BLAS_CFLAGS) \
+	  clang -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Isrc $(BLAS_CFLAGS) $(MPI_CFLAGS) \
 	    $$f $(SRCS) $(LDLIBS) -o build-fuzz/$$n || exit 1; \
 	  rm -rf build-fuzz/corpus-$$n; cp -r tests/fixtures/fuzz/$${n#fuzz_} build-fuzz/corpus-$$n; \
 	  echo "fuzz: $$n ($${FUZZ_SECONDS:-60} s)"; \

@@ -15,6 +15,7 @@
  *            (explicit, seeded), .npy read/write (duet_npy_*).
  *   compute  oneDNN does the dense work; duet_precision (auto, f32, bf16)
  *            and the instruction set it runs on (duet_cpu_isa).
+ *   jobs     the same command on several processes with MPI (duet_comm).
  *   data     duet_dataset_load("flickr8k:DIR" | "karpathy:FILE" | "tsv:FILE"):
  *            images, captions, splits.
  *   image    duet_image_read (JPEG/PNG/BMP), crops; duet_cnn: ResNet-50
@@ -153,6 +154,38 @@ const char *duet_cpu_isa(void);
 int duet_cpu_has_bf16(void);
 /* oneDNN's version ("2.6.3") into buf[n]. */
 void duet_onednn_version(char *buf, size_t n);
+
+/* --------------------------------------------------------------- jobs
+ * The same command on several processes (docs/SCALE.md): started by
+ * `mpirun -np N duet ...` or Slurm's srun, duet joins them through MPI
+ * (Open MPI); started plainly, it is a job of one and MPI is never
+ * initialized. Every rank reads its inputs at the same paths; rank 0 writes
+ * the outputs. */
+typedef struct duet_comm duet_comm;
+/* Joins the job (MPI_Init only when launched by mpirun/srun: Open MPI's,
+ * PMIx's or PMI's environment). *out: caller ends it with
+ * duet_comm_finalize (NULL-safe). */
+duet_status duet_comm_init(int *argc, char ***argv, duet_comm **out,
+                           duet_error *err);
+int duet_comm_rank(const duet_comm *c);        /* 0 for NULL              */
+int duet_comm_size(const duet_comm *c);        /* 1 for NULL              */
+int duet_comm_local_size(const duet_comm *c);  /* ranks on this machine   */
+void duet_comm_finalize(duet_comm *c);
+/* Ends every rank of the job at once (MPI_Abort); nothing in a job of one. */
+void duet_comm_abort(duet_comm *c, int code);
+/* This rank's share [*lo, *hi) of n items split into contiguous runs of
+ * whole units (e.g. batches), in rank order: rank 0 the first run. */
+void duet_comm_range(const duet_comm *c, size_t n, size_t unit, size_t *lo,
+                     size_t *hi);
+/* Rank 0 receives every rank's rows (row_bytes each), in rank order, into
+ * *all (caller frees with free()) and their number in *total; other ranks
+ * get *all = NULL. Every rank must call it. In a job of one: a copy. */
+duet_status duet_comm_gather_rows(duet_comm *c, const void *mine, size_t rows,
+                                  size_t row_bytes, void **all, size_t *total,
+                                  duet_error *err);
+/* Every rank passes its own status; returns it, or (on a rank that
+ * succeeded) DUET_ERR_IO when another rank failed. Every rank must call it. */
+duet_status duet_comm_all_ok(duet_comm *c, duet_status mine, duet_error *err);
 
 /* --------------------------------------------------------------- .npy files
  *
@@ -489,8 +522,11 @@ duet_encoder duet_textmodel_encoder(const duet_textmodel *m);
 
 /* Encodes n UTF-8 texts (NUL-terminated) into out [n x dim] (caller-owned,
  * out->cols == dim). flags (optional, [n]): bit 0 set when a text has no
- * known word (its row is then all zeros, never NaN). stats optional. */
+ * known word (its row is then all zeros, never NaN). stats optional. Texts
+ * are encoded in batches of DUET_TEXT_BATCH: texts split at multiples of it
+ * (between processes, say) give the same floats as one call. */
 #define DUET_TEXT_FLAG_EMPTY 1u
+#define DUET_TEXT_BATCH 1024
 duet_status duet_textmodel_encode(const duet_textmodel *m,
                                   const char *const *texts, size_t n,
                                   duet_mat *out, uint8_t *flags,

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian packages duet needs, only those missing (idempotent).
-#   scripts/deps.sh build   compiler, oneDNN, OpenBLAS/LAPACK, jansson, yajl, image codecs,
+#   scripts/deps.sh build   compiler, oneDNN, Open MPI, OpenBLAS/LAPACK, jansson, yajl, image codecs,
 #                           libmicrohttpd, expat
 #   scripts/deps.sh ref     + numpy/PyTorch/scikit-learn (tools/ref scripts)
 #   scripts/deps.sh bench   + the same peers for `make bench` (+ FAISS, wrk)
@@ -8,7 +8,7 @@
 #                           browser tests; `search` is the same set)
 set -euo pipefail
 what=${1:-build}
-pkgs=(gcc make pkg-config libdnnl-dev libopenblas-dev liblapacke-dev libjansson-dev libyajl-dev libjpeg62-turbo-dev libpng-dev libstb-dev libmicrohttpd-dev libexpat1-dev)
+pkgs=(gcc make pkg-config libdnnl-dev libopenmpi-dev openmpi-bin libopenblas-dev liblapacke-dev libjansson-dev libyajl-dev libjpeg62-turbo-dev libpng-dev libstb-dev libmicrohttpd-dev libexpat1-dev)
 case "$what" in
   build) ;;
   ref) pkgs+=(python3-numpy python3-torch python3-sklearn python3-torchvision python3-pil) ;;

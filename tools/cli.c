@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 static void flag_value(const flag *f, char *buf, size_t n) {
     switch (f->type) {
@@ -127,6 +128,18 @@ double now_seconds(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* The one piece of state of the command line: the job, set once by main. */
+static duet_comm *g_comm;
+duet_comm *cli_comm(void) { return g_comm; }
+void cli_set_comm(duet_comm *c) { g_comm = c; }
+
+int cli_threads(int threads) {
+    if (threads > 0 || duet_comm_size(g_comm) == 1) return threads;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    int t = (int)(cores / duet_comm_local_size(g_comm));
+    return t > 0 ? t : 1;
 }
 
 int file_exists(const char *p) {

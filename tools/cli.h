@@ -33,6 +33,14 @@ int fail(const char *cmd, const duet_error *e);
 /* EXIT_USAGE with "--NAME is required" when v is NULL, else 0. */
 int need(const char *cmd, const char *v, const char *flagname);
 double now_seconds(void);
+
+/* The job this duet runs in (duet.c joins it at start: MPI under mpirun or
+ * srun, else a job of one). */
+duet_comm *cli_comm(void);
+void cli_set_comm(duet_comm *c);
+/* Under MPI with --threads unset: the cores of this machine shared by its
+ * ranks (at least 1); otherwise threads unchanged. */
+int cli_threads(int threads);
 int file_exists(const char *path);
 
 /* The training hyper-parameter flags shared by `duet train` and `duet run`

@@ -223,9 +223,10 @@ static duet_status ckpt_write(const char *path, const char *key, const ckpt_stat
     return st;
 }
 
-/* Loads a checkpoint written for the same inputs and model (key); returns 1
- * when resumed, 0 when there is none or it is for other inputs (ignored). */
-static int ckpt_read(const char *path, const char *key, size_t dim, size_t n_inputs, ckpt_state *s,
+/* Loads a checkpoint written for the same inputs and model (key) of the
+ * inputs [lo, hi) (this rank's share); returns 1 when resumed, 0 when there
+ * is none or it is for other inputs (ignored). */
+static int ckpt_read(const char *path, const char *key, size_t dim, size_t lo, size_t hi, ckpt_state *s,
                      duet_error *e) {
     if (!file_exists(path)) return 0;
     duet_tf_file tf;
@@ -239,7 +240,7 @@ static int ckpt_read(const char *path, const char *key, size_t dim, size_t n_inp
     size_t processed = (size_t)json_integer_value(json_object_get(h, "processed"));
     size_t nr = json_array_size(rows), got = 0;
     int ok = k && strcmp(k, key) == 0 && (size_t)json_integer_value(json_object_get(h, "dim")) == dim &&
-             processed <= n_inputs && nr <= processed;
+             processed >= lo && processed <= hi && nr <= processed - lo;
     const float *f = ok ? duet_tf_array_get(&tf, path, "features", nr * dim, &got, e) : NULL;
     if (!f) {
         fprintf(stderr, "duet features: %s is for other inputs or settings; starting over\n", path);
@@ -248,7 +249,7 @@ static int ckpt_read(const char *path, const char *key, size_t dim, size_t n_inp
     }
     for (size_t i = 0; i < nr; i++) {
         json_int_t v = json_integer_value(json_array_get(rows, i));
-        if (v < 0 || (size_t)v >= processed) { duet_tf_free(&tf); return 0; }
+        if (v < 0 || (size_t)v < lo || (size_t)v >= processed) { duet_tf_free(&tf); return 0; }
         s->rows[i] = (size_t)v;
     }
     memcpy(s->feats, f, nr * dim * sizeof(float));
@@ -289,7 +290,10 @@ static int features_image(int argc, char **argv) {
     model_paths mp;
     if ((rc = resolve_model(C, model, weights, NULL, &mp))) return rc;
     if ((rc = get_precision(C, prec, &mp.prec))) return rc;
+    threads = cli_threads(threads);
     if (threads) duet_set_threads(threads);
+    duet_comm *comm = cli_comm();
+    int rank = duet_comm_rank(comm), ranks = duet_comm_size(comm);
 
     /* inputs: (path to read, name to record) */
     strlist paths = {0}, nm = {0};
@@ -336,7 +340,12 @@ static int features_image(int argc, char **argv) {
         if (l > 4 && strcmp(names_path + l - 4, ".npy") == 0) names_path[l - 4] = '\0';
         strncat(names_path, ".names.txt", sizeof names_path - strlen(names_path) - 1);
     }
-    snprintf(ckpt_path, sizeof ckpt_path, "%s.ckpt", out);
+    /* this rank's share: whole batches, so every image is computed in the
+     * same batch as by one process (the same floats, bit for bit) */
+    size_t lo = 0, hi = n;
+    duet_comm_range(comm, n, (size_t)batch, &lo, &hi);
+    if (ranks > 1) snprintf(ckpt_path, sizeof ckpt_path, "%s.ckpt.%d-of-%d", out, rank, ranks);
+    else snprintf(ckpt_path, sizeof ckpt_path, "%s.ckpt", out);
     uint64_t h = 1469598103934665603ULL;
     for (size_t i = 0; i < n; i++) h = fnv(fnv(h, paths.v[i], strlen(paths.v[i])), "\n", 1);
     /* f32 parts are keyed as before precisions existed; others name theirs */
@@ -345,22 +354,28 @@ static int features_image(int argc, char **argv) {
              mp.prec == DUET_PRECISION_F32 ? "" : duet_precision_name(mp.prec));
 
     ckpt_state s = {0};
-    s.rows = duet_alloc_array(n, sizeof(size_t));
-    s.feats = duet_alloc_array(n * dim, sizeof(float));
+    s.rows = duet_alloc_array(hi - lo, sizeof(size_t));
+    s.feats = duet_alloc_array(hi - lo, dim * sizeof(float));
+    s.processed = lo;
     duet_image *ims = calloc((size_t)batch, sizeof *ims);
     const duet_image **ip = calloc((size_t)batch, sizeof *ip);
     size_t *idx = calloc((size_t)batch, sizeof *idx);
     if (!s.rows || !s.feats || !ims || !ip || !idx) { fprintf(stderr, "duet %s: out of memory\n", C); goto done; }
-    if (ckpt_read(ckpt_path, key, dim, n, &s, &e))
-        fprintf(stderr, "duet %s: resuming from %s: %zu of %zu images done\n", C, ckpt_path, s.processed, n);
+    if (ranks > 1) { /* the range is part of what a rank's checkpoint is for */
+        size_t kl = strlen(key);
+        snprintf(key + kl, sizeof key - kl, " range=%zu-%zu", lo, hi);
+    }
+    if (ckpt_read(ckpt_path, key, dim, lo, hi, &s, &e))
+        fprintf(stderr, "duet %s: resuming from %s: %zu of %zu images done\n", C, ckpt_path, s.processed - lo,
+                hi - lo);
     signal(SIGINT, on_stop);
     signal(SIGTERM, on_stop);
-    int tty = isatty(2);
+    int tty = isatty(2) && rank == 0;
     size_t skipped = 0, start = s.processed, since_ckpt = 0;
     double t0 = now_seconds();
-    while (s.processed < n && !g_stop) {
+    while (s.processed < hi && !g_stop) {
         size_t m = 0, i = s.processed;
-        for (; i < n && m < (size_t)batch; i++) {
+        for (; i < hi && m < (size_t)batch; i++) {
             if (duet_image_read(paths.v[i], &ims[m], &e)) {
                 if (strict) { fail(C, &e); fprintf(stderr, "duet %s: stopped (--strict)\n", C); goto done; }
                 fprintf(stderr, "%sduet %s: skipping %s\n", tty ? "\n" : "", C, e.msg);
@@ -378,21 +393,32 @@ static int features_image(int argc, char **argv) {
         for (size_t k = 0; k < m; k++) { duet_image_free(&ims[k]); s.rows[s.n_rows++] = idx[k]; }
         since_ckpt += i - s.processed;
         s.processed = i;
-        if (since_ckpt >= (size_t)every && s.processed < n) {
+        if (since_ckpt >= (size_t)every && s.processed < hi) {
             if (ckpt_write(ckpt_path, key, &s, dim, &e)) { fail(C, &e); goto done; }
             since_ckpt = 0;
         }
         if (tty) {
             double el = now_seconds() - t0, rate = el > 0 ? (double)(s.processed - start) / el : 0;
-            fprintf(stderr, "\rfeatures: %zu/%zu images  %.1f images/s  ETA %.0f s   ", s.processed, n, rate,
-                    rate > 0 ? (double)(n - s.processed) / rate : 0.0);
+            fprintf(stderr, "\rfeatures: %zu/%zu images%s  %.1f images/s  ETA %.0f s   ", s.processed - lo, hi - lo,
+                    ranks > 1 ? " (rank 0's share)" : "", rate, rate > 0 ? (double)(hi - s.processed) / rate : 0.0);
         }
     }
     if (tty) fputc('\n', stderr);
     if (g_stop) {
         if (ckpt_write(ckpt_path, key, &s, dim, &e)) { fail(C, &e); goto done; }
-        fprintf(stderr, "duet %s: interrupted after %zu of %zu images; rerun the same command to resume\n", C, s.processed, n);
+        fprintf(stderr, "duet %s: interrupted after %zu of %zu images; rerun the same command to resume\n", C,
+                s.processed - lo, hi - lo);
         goto done;
+    }
+    if (ranks > 1) { /* rank 0 assembles every rank's rows, in rank order (= input order) */
+        size_t *allr = NULL, tr = 0, tf = 0;
+        float *allf = NULL;
+        duet_status gs = duet_comm_gather_rows(comm, s.rows, s.n_rows, sizeof(size_t), (void **)&allr, &tr, &e);
+        if (!gs) gs = duet_comm_gather_rows(comm, s.feats, s.n_rows, dim * sizeof(float), (void **)&allf, &tf, &e);
+        if (gs) { free(allr); free(allf); fail(C, &e); goto done; }
+        if (rank != 0) { remove(ckpt_path); status = 0; goto done; }
+        free(s.rows); free(s.feats);
+        s.rows = allr; s.feats = allf; s.n_rows = tr;
     }
     if (s.n_rows == 0) { fprintf(stderr, "duet %s: no image could be decoded\n", C); goto done; }
     {
@@ -410,7 +436,8 @@ static int features_image(int argc, char **argv) {
         remove(ckpt_path);
         double el = now_seconds() - t0;
         fprintf(stderr, "duet %s: wrote %s [%zu x %zu] and %s; %zu skipped; %.1f s (%.1f images/s)\n", C, out,
-                s.n_rows, dim, names_path, skipped, el, el > 0 ? (double)(s.processed - start) / el : 0.0);
+                s.n_rows, dim, names_path, skipped, el,
+                el > 0 ? (double)(ranks > 1 ? s.n_rows : s.processed - start) / el : 0.0);
         status = skipped && strict ? 1 : 0;
     }
 done:

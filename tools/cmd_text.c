@@ -151,6 +151,7 @@ int cmd_features_text(int argc, char **argv) {
     if (rc) return rc < 0 ? 0 : rc;
     if ((rc = need(cmd, tm, "textmodel")) || (rc = need(cmd, out, "out"))) return rc;
     if (!spec == !capf) return usage_error(cmd, "give exactly one of --dataset and --captions");
+    threads = cli_threads(threads);
     if (threads > 0) duet_set_threads(threads);
     duet_error e = {0};
     duet_textmodel *m = NULL;
@@ -185,15 +186,32 @@ int cmd_features_text(int argc, char **argv) {
             return 1;
         }
     }
-    duet_mat f = {duet_textmodel_dim(m) && n ? calloc(n, duet_textmodel_dim(m) * sizeof(float)) : NULL, n, duet_textmodel_dim(m)};
-    duet_text_stats st;
+    /* under MPI each rank encodes whole batches of its share; rank 0
+     * gathers them in order and writes the file */
+    duet_comm *comm = cli_comm();
+    size_t lo = 0, hi = n, dim = duet_textmodel_dim(m);
+    duet_comm_range(comm, n, DUET_TEXT_BATCH, &lo, &hi);
+    duet_mat f = {dim && n ? calloc(hi - lo ? hi - lo : 1, dim * sizeof(float)) : NULL, hi - lo, dim};
+    duet_text_stats st = {0};
     int ret = 0;
-    if (!f.data) { fprintf(stderr, "duet %s: out of memory (%zu x %zu)\n", cmd, n, duet_textmodel_dim(m)); ret = 1; }
-    else if (duet_textmodel_encode(m, texts, n, &f, NULL, &st, &e) || duet_npy_write(out, &f, &e)) ret = fail(cmd, &e);
-    else {
-        printf("%s: [%zu x %zu] (%s)\n", out, n, duet_textmodel_dim(m), duet_encoder_name(duet_textmodel_encoder(m)));
+    float *all = NULL;
+    size_t got = 0;
+    int rank0 = duet_comm_rank(comm) == 0;
+    if (!f.data) { fprintf(stderr, "duet %s: out of memory (%zu x %zu)\n", cmd, n, dim); ret = 1; }
+    else if (hi > lo && duet_textmodel_encode(m, texts + lo, hi - lo, &f, NULL, &st, &e)) ret = fail(cmd, &e);
+    else if (duet_comm_size(comm) > 1 &&
+             duet_comm_gather_rows(comm, f.data, f.rows, dim * sizeof(float), (void **)&all, &got, &e))
+        ret = fail(cmd, &e);
+    if (!ret && rank0) {
+        duet_mat whole = {all ? all : f.data, all ? got : f.rows, dim};
+        if (duet_npy_write(out, &whole, &e)) ret = fail(cmd, &e);
+    }
+    if (!ret && rank0) {
+        printf("%s: [%zu x %zu] (%s)\n", out, n, dim, duet_encoder_name(duet_textmodel_encoder(m)));
+        if (duet_comm_size(comm) > 1) printf("(encode statistics of rank 0's %zu captions)\n", hi - lo);
         print_stats(stdout, "encode", &st);
     }
+    free(all);
     duet_mat_free(&f);
     if (!spec) { free(texts); free(buf); }
     duet_dataset_free(d);

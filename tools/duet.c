@@ -82,7 +82,25 @@ static void help(FILE *out) {
             "help", "this text");
 }
 
+static int dispatch(int argc, char **argv);
+
 int main(int argc, char **argv) {
+    duet_comm *comm = NULL;
+    duet_error e = {0};
+    if (duet_comm_init(&argc, &argv, &comm, &e)) { fprintf(stderr, "duet: %s\n", e.msg); return 1; }
+    cli_set_comm(comm);
+    int rc = dispatch(argc, argv);
+    /* a rank that fails ends the whole job at once, never a hang */
+    if (rc != 0 && duet_comm_size(comm) > 1) {
+        fprintf(stderr, "duet: rank %d of %d failed (exit %d): ending the job\n", duet_comm_rank(comm),
+                duet_comm_size(comm), rc);
+        duet_comm_abort(comm, rc);
+    }
+    duet_comm_finalize(comm);
+    return rc;
+}
+
+static int dispatch(int argc, char **argv) {
     if (argc < 2) { help(stderr); return EXIT_USAGE; }
     const char *c = argv[1];
     if (strcmp(c, "help") == 0 || strcmp(c, "--help") == 0 || strcmp(c, "-h") == 0) {

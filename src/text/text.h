@@ -213,7 +213,7 @@ struct duet_textmodel {
     size_t pca_out; float *pca_mean, *pca_basis;
 };
 
-#define DUET_TEXT_CHUNK 1024 /* texts encoded per batch */
+#define DUET_TEXT_CHUNK DUET_TEXT_BATCH /* texts encoded per batch */
 /* Sets dim_raw (from the encoder, components, wd, the tf-idf vocabulary)
  * and dim (pca_out, or dim_raw without PCA). */
 void duet_textmodel_set_dims(duet_textmodel *m);

@@ -1,0 +1,139 @@
+/* comm.c -- the processes of a job: MPI (Open MPI) when this process was
+ * started by mpirun or srun, else a job of one in which MPI is never
+ * initialized (a plain `duet COMMAND` pays nothing for it). */
+#include "core/core.h"
+#include <limits.h>
+#include <mpi.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct duet_comm {
+    int mpi;              /* 1: MPI_Init was called here */
+    int rank, size, local_size;
+};
+
+/* Launched as one rank of several: Open MPI's mpirun, PMIx (srun with
+ * --mpi=pmix) or PMI. */
+static int launched_by_mpi(void) {
+    static const char *const vars[] = {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK"};
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
+        if (getenv(vars[i])) return 1;
+    return 0;
+}
+
+duet_status duet_comm_init(int *argc, char ***argv, duet_comm **out, duet_error *err) {
+    *out = NULL;
+    duet_comm *c = calloc(1, sizeof *c);
+    if (!c) return duet_fail(err, DUET_ERR_NOMEM, "comm: out of memory");
+    c->size = c->local_size = 1;
+    if (launched_by_mpi()) {
+        if (MPI_Init(argc, argv) != MPI_SUCCESS) {
+            free(c);
+            return duet_fail(err, DUET_ERR_IO, "MPI_Init failed (started by mpirun or srun, but MPI could not start)");
+        }
+        c->mpi = 1;
+        MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+        MPI_Comm_rank(MPI_COMM_WORLD, &c->rank);
+        MPI_Comm_size(MPI_COMM_WORLD, &c->size);
+        MPI_Comm node;
+        if (MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, c->rank, MPI_INFO_NULL, &node) == MPI_SUCCESS) {
+            MPI_Comm_size(node, &c->local_size);
+            MPI_Comm_free(&node);
+        }
+    }
+    *out = c;
+    return DUET_OK;
+}
+
+int duet_comm_rank(const duet_comm *c) { return c ? c->rank : 0; }
+int duet_comm_size(const duet_comm *c) { return c ? c->size : 1; }
+int duet_comm_local_size(const duet_comm *c) { return c ? c->local_size : 1; }
+
+void duet_comm_finalize(duet_comm *c) {
+    if (!c) return;
+    if (c->mpi) MPI_Finalize();
+    free(c);
+}
+
+void duet_comm_abort(duet_comm *c, int code) {
+    if (c && c->mpi) MPI_Abort(MPI_COMM_WORLD, code);
+}
+
+void duet_comm_range(const duet_comm *c, size_t n, size_t unit, size_t *lo, size_t *hi) {
+    size_t r = (size_t)duet_comm_rank(c), s = (size_t)duet_comm_size(c);
+    if (unit < 1) unit = 1;
+    size_t units = (n + unit - 1) / unit;
+    size_t a = units * r / s, b = units * (r + 1) / s;
+    *lo = a * unit < n ? a * unit : n;
+    *hi = b * unit < n ? b * unit : n;
+}
+
+static duet_status mpi_fail(int rc, duet_error *err, const char *what) {
+    char msg[MPI_MAX_ERROR_STRING];
+    int len = 0;
+    MPI_Error_string(rc, msg, &len);
+    return duet_fail(err, DUET_ERR_IO, "MPI: %s: %.*s", what, len, msg);
+}
+
+duet_status duet_comm_gather_rows(duet_comm *c, const void *mine, size_t rows, size_t row_bytes, void **all,
+                                  size_t *total, duet_error *err) {
+    if (all) *all = NULL;
+    if (total) *total = rows;
+    if (!c || !c->mpi || c->size == 1) { /* a job of one: a copy */
+        size_t bytes;
+        if (!duet_mul_size(rows, row_bytes, &bytes)) return duet_fail(err, DUET_ERR_NOMEM, "gather: size overflows");
+        void *p = malloc(bytes ? bytes : 1);
+        if (!p) return duet_fail(err, DUET_ERR_NOMEM, "gather: out of memory (%zu bytes)", bytes);
+        if (bytes) memcpy(p, mine, bytes);
+        *all = p;
+        return DUET_OK;
+    }
+    if (rows > INT_MAX || row_bytes > INT_MAX)
+        return duet_fail(err, DUET_ERR_INVALID_ARG, "gather: %zu rows of %zu bytes are too many for one message",
+                         rows, row_bytes);
+    MPI_Datatype row;
+    int rc = MPI_Type_contiguous((int)row_bytes, MPI_BYTE, &row);
+    if (rc == MPI_SUCCESS) rc = MPI_Type_commit(&row);
+    if (rc != MPI_SUCCESS) return mpi_fail(rc, err, "row type");
+    int mine_n = (int)rows, *counts = NULL, *displs = NULL;
+    void *buf = NULL;
+    duet_status st = DUET_OK;
+    if (c->rank == 0) {
+        counts = calloc((size_t)c->size, sizeof(int));
+        displs = calloc((size_t)c->size, sizeof(int));
+        if (!counts || !displs) st = duet_fail(err, DUET_ERR_NOMEM, "gather: out of memory");
+    }
+    rc = MPI_Gather(&mine_n, 1, MPI_INT, counts, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    if (!st && rc != MPI_SUCCESS) st = mpi_fail(rc, err, "gathering row counts");
+    size_t sum = 0;
+    if (!st && c->rank == 0) {
+        for (int i = 0; i < c->size; i++) {
+            if (sum > INT_MAX) { st = duet_fail(err, DUET_ERR_INVALID_ARG, "gather: over %d rows", INT_MAX); break; }
+            displs[i] = (int)sum;
+            sum += (size_t)counts[i];
+        }
+        if (!st && !(buf = duet_alloc_array(sum, row_bytes)))
+            st = duet_fail(err, DUET_ERR_NOMEM, "gather: out of memory for %zu rows of %zu bytes", sum, row_bytes);
+    }
+    /* every rank takes part, also after a local failure on rank 0 (a rank
+     * that returned early would leave the others waiting) */
+    rc = MPI_Gatherv(mine, mine_n, row, buf, counts, displs, row, 0, MPI_COMM_WORLD);
+    if (!st && rc != MPI_SUCCESS) st = mpi_fail(rc, err, "gathering rows");
+    MPI_Type_free(&row);
+    free(counts);
+    free(displs);
+    if (st || c->rank != 0) { free(buf); return st; }
+    *all = buf;
+    if (total) *total = sum;
+    return DUET_OK;
+}
+
+duet_status duet_comm_all_ok(duet_comm *c, duet_status mine, duet_error *err) {
+    if (!c || !c->mpi || c->size == 1) return mine;
+    int in = mine != DUET_OK, worst = 0;
+    int rc = MPI_Allreduce(&in, &worst, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    if (rc != MPI_SUCCESS) return mpi_fail(rc, err, "agreeing on success");
+    if (worst && mine == DUET_OK)
+        return duet_fail(err, DUET_ERR_IO, "another rank failed (its message is above)");
+    return mine;
+}

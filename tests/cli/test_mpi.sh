@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# The same commands under MPI (issue 15): `mpirun --oversubscribe -np 2` and
+# `-np 3` on this machine. Image and text features must be byte-identical to
+# one process; a rank killed in the middle ends the job within 30 s with a
+# message naming it, and the rerun resumes and gives the same file; a plain
+# `duet` (no mpirun) never starts MPI.
+# Prints "mpi: N passed, N failed, N skipped" last.
+set -u
+SUITE=mpi
+. tests/lib/harness.sh
+# mpirun refuses root unless told; CI runs the tests as root
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+MPIRUN=(mpirun --oversubscribe --bind-to none)
+MOB=${DUET_MOBILENET:-$ROOT/../shared/data/mobilenet/mobilenet_v2_1.0_224_quant.tflite}
+FLK=$ROOT/../shared/data/flickr8k/images
+
+if ! command -v mpirun >/dev/null; then
+  echo "SKIP: mpi: mpirun absent (scripts/deps.sh build installs openmpi-bin)" >&2
+  skip=$((skip + 1)); summary
+fi
+
+# --- a plain run does not join MPI ---------------------------------------------
+env | grep -q '^OMPI_COMM_WORLD' && unset "${!OMPI_COMM_WORLD@}"
+"$DUET" info >/dev/null 2>"$T/plain.err" && ! grep -qi "mpi\|orte\|pmix" "$T/plain.err" && ok ||
+  bad "a plain duet printed MPI output: $(cat "$T/plain.err")"
+
+# --- text features -----------------------------------------------------------------
+# 2,500 captions: three batches of DUET_TEXT_BATCH, so every rank has work
+PYTHON=$(command -v /usr/bin/python3 || command -v python3)
+"$PYTHON" - "$T/caps.tsv" <<'PY'
+import random, sys
+r = random.Random(5)
+w = "a the dog cat man woman red blue runs jumps on in grass water ball street".split()
+with open(sys.argv[1], "w") as f:
+    for i in range(2500):
+        f.write("img%d.jpg\t%s\t%s\n" % (i // 5, " ".join(r.choice(w) for _ in range(7)), "train" if (i // 5) % 10 else "test"))
+PY
+"$DUET" textmodel fit --dataset "tsv:$T/caps.tsv" --encoder tfidf --pca 8 -o "$T/tm.model" >/dev/null 2>&1 && ok ||
+  bad "textmodel fit failed"
+"$DUET" features text --textmodel "$T/tm.model" --dataset "tsv:$T/caps.tsv" -o "$T/t1.npy" >/dev/null 2>&1 && ok ||
+  bad "features text (one process) failed"
+for np in 2 3; do
+  "${MPIRUN[@]}" -np $np "$DUET" features text --textmodel "$T/tm.model" --dataset "tsv:$T/caps.tsv" \
+    -o "$T/t$np.npy" >"$T/t$np.out" 2>"$T/t$np.err" && ok || bad "features text -np $np: $(tail -3 "$T/t$np.err")"
+  cmp -s "$T/t1.npy" "$T/t$np.npy" && ok || bad "features text -np $np differs from one process"
+done
+
+# --- image features ------------------------------------------------------------------
+if [ ! -f "$MOB" ] || [ ! -d "$FLK" ]; then
+  echo "SKIP: mpi image features: needs ../shared/data (MobileNetV2 and Flickr8K images)" >&2
+  skip=$((skip + 1)); summary
+fi
+ls "$FLK" | sort | head -48 | sed "s#^#$FLK/#" >"$T/list.txt"
+IMG=(features image --model mobilenetv2 --weights "$MOB" --list "$T/list.txt" --batch 4)
+"$DUET" "${IMG[@]}" -o "$T/i1.npy" >/dev/null 2>"$T/i1.err" && ok || bad "features image (one process): $(cat "$T/i1.err")"
+for np in 2 3; do
+  "${MPIRUN[@]}" -np $np "$DUET" "${IMG[@]}" -o "$T/i$np.npy" >/dev/null 2>"$T/i$np.err" && ok ||
+    bad "features image -np $np: $(tail -3 "$T/i$np.err")"
+  cmp -s "$T/i1.npy" "$T/i$np.npy" && ok || bad "features image -np $np differs from one process"
+  cmp -s "$T/i1.names.txt" "$T/i$np.names.txt" && ok || bad "names -np $np differ"
+  ls "$T"/i$np.npy.ckpt* >/dev/null 2>&1 && bad "checkpoints left behind by -np $np" || ok
+done
+
+# --- a rank killed in the middle -------------------------------------------------------
+# rank 1 is killed (SIGKILL) once it has written a checkpoint; the job must
+# end (not hang) within 30 s, saying which rank died; the rerun resumes
+IMG2=("${IMG[@]}" --checkpoint-every 4 --threads 1)
+( "${MPIRUN[@]}" -np 2 "$DUET" "${IMG2[@]}" -o "$T/k.npy" >/dev/null 2>"$T/k.err" ) &
+job=$!
+killed=0
+for _ in $(seq 1 300); do
+  if [ -f "$T/k.npy.ckpt.1-of-2" ]; then
+    pid=$(pgrep -f -- "-o $T/k.npy" | while read -r p; do
+      [ "$(tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | sed -n 's/^OMPI_COMM_WORLD_RANK=//p')" = 1 ] && echo "$p"
+    done | head -1)
+    [ -n "$pid" ] && kill -9 "$pid" && killed=1
+    break
+  fi
+  sleep 0.1
+done
+t0=$(date +%s)
+for _ in $(seq 1 300); do kill -0 $job 2>/dev/null || break; sleep 0.1; done
+if kill -0 $job 2>/dev/null; then
+  bad "the job still runs 30 s after rank 1 was killed"; kill -9 $job 2>/dev/null; pkill -9 -f -- "-o $T/k.npy"
+else
+  [ $(( $(date +%s) - t0 )) -le 30 ] && ok || bad "the job took over 30 s to end"
+fi
+wait $job 2>/dev/null
+if [ $killed = 1 ]; then
+  grep -qiE "rank 1|process rank 1" "$T/k.err" && ok || bad "no message names rank 1: $(tail -5 "$T/k.err")"
+  [ ! -f "$T/k.npy" ] && ok || bad "a killed job left its output"
+  "${MPIRUN[@]}" -np 2 "$DUET" "${IMG2[@]}" -o "$T/k.npy" >/dev/null 2>"$T/k2.err" && ok || bad "rerun failed: $(tail -3 "$T/k2.err")"
+  grep -q "resuming from" "$T/k2.err" && ok || bad "the rerun did not resume: $(head -5 "$T/k2.err")"
+  cmp -s "$T/i1.npy" "$T/k.npy" && ok || bad "the resumed run's features differ from one process"
+else
+  echo "SKIP: kill test: rank 1 finished before it could be killed" >&2; skip=$((skip + 1))
+fi
+
+summary
