@@ -1,9 +1,11 @@
 /* bench_image.c -- images/s of duet's CNN inference (part "image" of make
  * bench). Prints one JSON line:
- *   {"impl":"duet","model":M,"threads":T,"batch":B,"images_per_s":X,
- *    "gflops":G,"gflop_per_image":F}
+ *   {"impl":"duet","model":M,"precision":P,"isa":I,"threads":T,"batch":B,
+ *    "images_per_s":X,"gflops":G,"gflop_per_image":F}
+ * (isa: the instruction set oneDNN used, duet_cpu_isa())
  * usage: bench_image --model resnet50|mobilenetv2 --weights PATH
- *                    [--threads T] [--batch B] [--seconds S] */
+ *                    [--precision f32|bf16|auto] [--threads T] [--batch B]
+ *                    [--seconds S] */
 #define _POSIX_C_SOURCE 200809L
 #include "duet.h"
 #include <stdio.h>
@@ -18,12 +20,13 @@ static double now(void) {
 }
 
 int main(int argc, char **argv) {
-    const char *model = "resnet50", *weights = NULL;
+    const char *model = "resnet50", *weights = NULL, *prec = "f32";
     int threads = 1, batch = 8;
     double seconds = 20;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--model")) model = argv[i + 1];
         else if (!strcmp(argv[i], "--weights")) weights = argv[i + 1];
+        else if (!strcmp(argv[i], "--precision")) prec = argv[i + 1];
         else if (!strcmp(argv[i], "--threads")) threads = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--batch")) batch = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--seconds")) seconds = atof(argv[i + 1]);
@@ -35,6 +38,11 @@ int main(int argc, char **argv) {
     duet_cnn *net = NULL;
     duet_status st = strcmp(model, "mobilenetv2") == 0 ? duet_cnn_load_tflite(weights, &net, &e)
                                                        : duet_cnn_load_tfjs(weights, &net, &e);
+    if (!st) {
+        int p = duet_precision_parse(prec);
+        if (p < 0) { fprintf(stderr, "bench_image: precision '%s' (f32, bf16, auto)\n", prec); return 2; }
+        st = duet_cnn_set_precision(net, (duet_precision)p, &e);
+    }
     if (st) { fprintf(stderr, "bench_image: %s\n", e.msg); return 1; }
     size_t P = (size_t)DUET_IMAGE_SIDE * DUET_IMAGE_SIDE * 3;
     float *in = malloc((size_t)batch * P * sizeof(float));
@@ -51,8 +59,9 @@ int main(int argc, char **argv) {
         el = now() - t0;
     } while (el < seconds);
     double ips = (double)imgs / el, gf = duet_cnn_flops(net) / 1e9;
-    printf("{\"impl\":\"duet\",\"model\":\"%s\",\"threads\":%d,\"batch\":%d,\"images_per_s\":%.3f,"
-           "\"gflops\":%.2f,\"gflop_per_image\":%.3f}\n", model, threads, batch, ips, ips * gf, gf);
+    printf("{\"impl\":\"duet\",\"model\":\"%s\",\"precision\":\"%s\",\"isa\":\"%s\",\"threads\":%d,"
+           "\"batch\":%d,\"images_per_s\":%.3f,\"gflops\":%.2f,\"gflop_per_image\":%.3f}\n", model,
+           duet_precision_name(duet_cnn_precision(net)), duet_cpu_isa(), threads, batch, ips, ips * gf, gf);
     free(in); free(f);
     duet_cnn_free(net);
     return 0;

@@ -186,6 +186,12 @@ duet_status duet_comm_gather_rows(duet_comm *c, const void *mine, size_t rows,
 /* Every rank passes its own status; returns it, or (on a rank that
  * succeeded) DUET_ERR_IO when another rank failed. Every rank must call it. */
 duet_status duet_comm_all_ok(duet_comm *c, duet_status mine, duet_error *err);
+/* Rank 0's bytes to every rank. Every rank must call it. */
+duet_status duet_comm_bcast(duet_comm *c, void *buf, size_t bytes,
+                            duet_error *err);
+/* Returns when every rank has called it; a rank waiting here sleeps in
+ * short steps instead of spinning, leaving its cores to the others. */
+duet_status duet_comm_wait_all(duet_comm *c, duet_error *err);
 
 /* --------------------------------------------------------------- .npy files
  *
@@ -331,8 +337,11 @@ void duet_image_free(duet_image *im); /* NULL-safe; zeroes the struct */
 duet_status duet_image_crops(const duet_image *im, int crops, float *out,
                              duet_error *err);
 
-/* A pretrained CNN loaded for inference (opaque). It keeps its workspace:
- * one duet_cnn must not be used by two threads at once. */
+/* A pretrained CNN loaded for inference (opaque). It runs on oneDNN and
+ * owns its engine and stream, the compiled layers of its last two batch
+ * sizes and its weights in oneDNN's layouts (made on the first run): one
+ * duet_cnn must not be used by two threads at once; two duet_cnn may run at
+ * the same time. */
 typedef struct duet_cnn duet_cnn;
 
 /* Loads a TensorFlow.js layers-model (model.json + the shards listed in its
@@ -1096,6 +1105,9 @@ typedef struct duet_run_config {
     size_t fold_size;        /* test protocol: 0 = the whole split (default)  */
     size_t examples;         /* test queries kept for the report, default 6  */
     int build_index;         /* 1 (default): the index stage                  */
+    duet_comm *comm;         /* the job (NULL: this process alone): the image
+                                stage is split between the ranks, rank 0 runs
+                                the others and writes every file           */
 } duet_run_config;
 /* Fills the defaults (strings NULL, cnn "resnet50"). */
 void duet_run_default_config(duet_run_config *c);

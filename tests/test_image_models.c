@@ -1,13 +1,18 @@
 /* test_image_models.c -- the TF.js loader on a tiny in-memory model
  * (against a naive forward pass) and on broken variants of it; ResNet-50
- * features against tools/ref/image_ref.py (fixture); classification of the
- * three test images with ResNet-50 and MobileNetV2; broken TFLite files.
- * Tests that need the ResNet-50 weights (make models) or ../shared/data
- * skip with a message when they are absent. */
+ * features in f32 against tools/ref/image_ref.py (fixture), on the best
+ * instruction set and again (the test re-executes itself) under
+ * ONEDNN_MAX_CPU_ISA=AVX2; bf16 features against f32 (cosine >= 0.999) for
+ * the fixture images and a few Flickr8K test images; classification of the
+ * three test images with ResNet-50 and MobileNetV2 (f32 and bf16); broken
+ * TFLite files. Each test says on stderr which precision and ISA it ran.
+ * Tests that need the ResNet-50 weights (make models), ../shared/data or a
+ * CPU with native bf16 skip with a message when they are absent. */
 #define _POSIX_C_SOURCE 200809L
 #include "check.h"
 #include "duet.h"
 #include <stdint.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define FIX "tests/fixtures/image/"
@@ -141,6 +146,7 @@ static const char *resnet_json(char *buf, size_t n) {
 }
 
 static duet_cnn *g_resnet;
+static double g_worst_l2, g_worst_elem;   /* over the fixture rows (f32) */
 
 /* Compares duet with the fixture PREFIX.npy / PREFIX.txt of image_ref.py,
  * images read from dir. */
@@ -176,6 +182,8 @@ static void compare_ref(const char *prefix, const char *dir) {
         }
         CHECK_MSG(sqrt(d2 / n2) < 1e-4 && worst < 1e-4, "%s crops %d: relative L2 error %.3g, worst element %.3g",
                   name, crops, sqrt(d2 / n2), worst);
+        if (sqrt(d2 / n2) > g_worst_l2) g_worst_l2 = sqrt(d2 / n2);
+        if (worst > g_worst_elem) g_worst_elem = worst;
         duet_image_free(&im);
         row++;
     }
@@ -198,6 +206,91 @@ TEST(resnet50_vs_reference) {
     /* non-square BMPs: nearest downsampling (1 crop), antialiased (10) */
     if (access(MOB "cat.bmp", R_OK) != 0) SKIP(MOB " absent");
     compare_ref(FIX "ref_resnet50_bmp", MOB);
+    fprintf(stderr, "  resnet50 f32 on %s vs the PyTorch reference: worst relative L2 error %.3g, worst element %.3g\n",
+            duet_cpu_isa(), g_worst_l2, g_worst_elem);
+}
+
+static double cosine(const float *a, const float *b, size_t n) {
+    double ab = 0, aa = 0, bb = 0;
+    for (size_t i = 0; i < n; i++) { ab += (double)a[i] * b[i]; aa += (double)a[i] * a[i]; bb += (double)b[i] * b[i]; }
+    return ab / sqrt(aa * bb);
+}
+
+/* bf16 features of the image at path (crops) against f32: cosine >= 0.999. */
+static double bf16_vs_f32(duet_cnn *f32, duet_cnn *bf16, const char *path, int crops) {
+    duet_error e = {0};
+    duet_image im;
+    if (duet_image_read(path, &im, &e)) { CHECK_MSG(0, "%s", e.msg); return 0; }
+    const duet_image *ip = &im;
+    float *a = malloc(2048 * sizeof(float)), *b = malloc(2048 * sizeof(float));
+    CHECK_MSG(duet_cnn_images(f32, &ip, 1, crops, 0, a, NULL, &e) == DUET_OK, "%s", e.msg);
+    CHECK_MSG(duet_cnn_images(bf16, &ip, 1, crops, 0, b, NULL, &e) == DUET_OK, "%s", e.msg);
+    double cs = cosine(a, b, 2048);
+    CHECK_MSG(cs >= 0.999, "%s (%d crops): bf16 vs f32 cosine %.6f", path, crops, cs);
+    free(a); free(b);
+    duet_image_free(&im);
+    return cs;
+}
+
+/* bf16 against f32: every fixture image (1 and 10 crops), and the first
+ * Flickr8K test images (1 crop) when the dataset is there. */
+TEST(resnet50_bf16_vs_f32) {
+    if (!g_resnet) SKIP("ResNet-50 not loaded (weights absent)");
+    if (!duet_cpu_has_bf16()) SKIP("no native bf16 on this CPU (oneDNN sees %s)", duet_cpu_isa());
+    char path[4096];
+    resnet_json(path, sizeof path);
+    duet_cnn *bf = NULL;
+    duet_error e = {0};
+    CHECK_MSG(duet_cnn_load_tfjs(path, &bf, &e) == DUET_OK, "%s", e.msg);
+    if (!bf) return;
+    CHECK_MSG(duet_cnn_set_precision(bf, DUET_PRECISION_BF16, &e) == DUET_OK, "%s", e.msg);
+    CHECK(duet_cnn_precision(bf) == DUET_PRECISION_BF16 && duet_cnn_precision(g_resnet) == DUET_PRECISION_F32);
+    double lo = 1;
+    int n = 0;
+    const char *fx[2][2] = {{FIX "ref_resnet50.txt", "../shared/data/flickr8k/images"}, {FIX "ref_resnet50_bmp.txt", MOB}};
+    for (int k = 0; k < 2; k++) {
+        FILE *f = fopen(fx[k][0], "r");
+        char name[256], p[600];
+        int crops;
+        while (f && fscanf(f, "%255s %d", name, &crops) == 2) {
+            snprintf(p, sizeof p, "%s/%s", fx[k][1], name);
+            if (access(p, R_OK) != 0) continue;
+            double cs = bf16_vs_f32(g_resnet, bf, p, crops);
+            if (cs < lo) lo = cs;
+            n++;
+        }
+        if (f) fclose(f);
+    }
+    FILE *t = fopen("../shared/data/flickr8k/Flickr_8k.testImages.txt", "r");
+    char name[256], p[600];
+    for (int k = 0; t && k < 8 && fscanf(t, "%255s", name) == 1; k++) {
+        snprintf(p, sizeof p, "../shared/data/flickr8k/images/%s", name);
+        double cs = bf16_vs_f32(g_resnet, bf, p, 1);
+        if (cs < lo) lo = cs;
+        n++;
+    }
+    if (t) fclose(t);
+    fprintf(stderr, "  resnet50 bf16 vs f32 on %s: %d images, lowest cosine %.6f\n", duet_cpu_isa(), n, lo);
+    CHECK(n >= 1);
+    duet_cnn_free(bf);
+}
+
+/* The f32 reference test again in a child process whose oneDNN is capped
+ * at AVX2 (ONEDNN_MAX_CPU_ISA is read once, at oneDNN's first use). */
+TEST(resnet50_avx2) {
+    if (!g_resnet) SKIP("ResNet-50 not loaded (weights absent)");
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        setenv("ONEDNN_MAX_CPU_ISA", "AVX2", 1);
+        setenv("DUET_TEST_ISA_CHILD", "1", 1);
+        char *args[] = {"test_image_models", NULL};
+        execv("/proc/self/exe", args);
+        _exit(127);
+    }
+    int ws = 0;
+    CHECK(pid > 0 && waitpid(pid, &ws, 0) == pid);
+    CHECK_MSG(WIFEXITED(ws) && WEXITSTATUS(ws) == 0, "the AVX2 child failed (status %d)", ws);
 }
 
 static void classify3(duet_cnn *net, const char *labels, const char *const want[3]) {
@@ -243,7 +336,13 @@ TEST(mobilenetv2_classify) {
     if (!net) return;
     CHECK(duet_cnn_feature_dim(net) == 1280 && duet_cnn_classes(net) == 1001);
     const char *want[3] = {"Egyptian cat", "chickadee", "military uniform"};
+    fprintf(stderr, "  mobilenetv2 f32 on %s\n", duet_cpu_isa());
     classify3(net, MOB "imagenet_labels.txt", want);
+    if (duet_cpu_has_bf16()) {
+        CHECK_MSG(duet_cnn_set_precision(net, DUET_PRECISION_BF16, &e) == DUET_OK, "%s", e.msg);
+        fprintf(stderr, "  mobilenetv2 bf16 on %s\n", duet_cpu_isa());
+        classify3(net, MOB "imagenet_labels.txt", want);
+    }
     duet_cnn_free(net);
 }
 
@@ -283,9 +382,18 @@ TEST(tflite_bad) {
 }
 
 int main(void) {
+    if (getenv("DUET_TEST_ISA_CHILD")) { /* resnet50_avx2's child */
+        fprintf(stderr, "  child: ONEDNN_MAX_CPU_ISA=%s, oneDNN ISA %s, f32\n", getenv("ONEDNN_MAX_CPU_ISA"), duet_cpu_isa());
+        RUN(resnet50_vs_reference);
+        duet_cnn_free(g_resnet);
+        return check_summary("image_models (AVX2 child)");
+    }
+    fprintf(stderr, "  oneDNN ISA %s; ResNet-50 reference tests in f32, bf16 where native\n", duet_cpu_isa());
     RUN(tfjs_tiny_vs_naive);
     RUN(tfjs_bad_models);
     RUN(resnet50_vs_reference);
+    RUN(resnet50_bf16_vs_f32);
+    RUN(resnet50_avx2);
     RUN(resnet50_classify);
     RUN(mobilenetv2_classify);
     RUN(tflite_bad);

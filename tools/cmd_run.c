@@ -163,11 +163,17 @@ int cmd_run(int argc, char **argv) {
     c.cnn_weights = mp.weights;
     c.vectors = vecpath;
     c.build_index = !no_index;
+    c.comm = cli_comm();
+    int rank = duet_comm_rank(c.comm);
+    if (duet_comm_size(c.comm) > 1) {
+        if (ablation) return usage_error(cmd, "--ablation runs in one process (not under mpirun yet)");
+        if (c.train.threads <= 0) duet_set_threads(cli_threads(0)); /* the image stage's share of the cores */
+    }
 
     signal(SIGINT, on_stop);
     signal(SIGTERM, on_stop);
-    ui u = {isatty(2), 0};
-    duet_run_hooks h = {ui_log, ui_progress, &u, &g_stop};
+    ui u = {isatty(2) && rank == 0, 0};
+    duet_run_hooks h = {rank == 0 ? ui_log : NULL, rank == 0 ? ui_progress : NULL, &u, &g_stop};
     duet_error err = {0};
     if (ablation) {
         char *md = NULL;
@@ -181,6 +187,7 @@ int cmd_run(int argc, char **argv) {
     duet_run_result r;
     duet_status st = duet_run(&c, &h, &r, &err);
     if (u.tty) fputs("\r\033[K", stderr);
+    if (!st && rank != 0) { duet_run_result_free(&r); return 0; }   /* rank 0 reports */
     if (!st && !no_report) {
         char rp[4200];
         snprintf(rp, sizeof rp, "%s/report.html", workdir);

@@ -1,11 +1,13 @@
 /* comm.c -- the processes of a job: MPI (Open MPI) when this process was
  * started by mpirun or srun, else a job of one in which MPI is never
  * initialized (a plain `duet COMMAND` pays nothing for it). */
+#define _POSIX_C_SOURCE 200809L
 #include "core/core.h"
 #include <limits.h>
 #include <mpi.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 struct duet_comm {
     int mpi;              /* 1: MPI_Init was called here */
@@ -136,4 +138,27 @@ duet_status duet_comm_all_ok(duet_comm *c, duet_status mine, duet_error *err) {
     if (worst && mine == DUET_OK)
         return duet_fail(err, DUET_ERR_IO, "another rank failed (its message is above)");
     return mine;
+}
+
+duet_status duet_comm_bcast(duet_comm *c, void *buf, size_t bytes, duet_error *err) {
+    if (!c || !c->mpi || c->size == 1) return DUET_OK;
+    if (bytes > INT_MAX) return duet_fail(err, DUET_ERR_INVALID_ARG, "broadcast: %zu bytes is too many", bytes);
+    int rc = MPI_Bcast(buf, (int)bytes, MPI_BYTE, 0, MPI_COMM_WORLD);
+    return rc == MPI_SUCCESS ? DUET_OK : mpi_fail(rc, err, "broadcast");
+}
+
+duet_status duet_comm_wait_all(duet_comm *c, duet_error *err) {
+    if (!c || !c->mpi || c->size == 1) return DUET_OK;
+    MPI_Request req;
+    int rc = MPI_Ibarrier(MPI_COMM_WORLD, &req), done = 0;
+    /* poll gently: a rank that waits here leaves its cores to the ranks
+     * still working (a blocking barrier would spin) */
+    while (rc == MPI_SUCCESS && !done) {
+        rc = MPI_Test(&req, &done, MPI_STATUS_IGNORE);
+        if (!done) {
+            struct timespec ts = {0, 5 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
+    }
+    return rc == MPI_SUCCESS ? DUET_OK : mpi_fail(rc, err, "waiting for the other ranks");
 }

@@ -1,6 +1,7 @@
 /* image.h -- private pieces of the image part: the CNN graph (nodes in
- * topological order, NHWC float activations), the operators, and the
- * executor. Loaders (tfjs.c, tflite.c) build a cnn_graph; net.c runs it. */
+ * topological order, shapes NHWC, weights float) and its executor. Loaders
+ * (tfjs.c, tflite.c) build the graph; net.c runs it on oneDNN through a
+ * plan per batch size (dnn_plan.c builds it, dnn_exec.c keeps and runs it). */
 #ifndef DUET_IMAGE_H
 #define DUET_IMAGE_H
 
@@ -8,7 +9,7 @@
 
 typedef enum cnn_op {
     CNN_INPUT = 0,
-    CNN_CONV,      /* im2col + sgemm; weights [kh*kw*cin x cout]          */
+    CNN_CONV,      /* weights [kh*kw*cin x cout] (HWIO)                   */
     CNN_DWCONV,    /* depthwise, multiplier 1; weights [kh*kw x c]        */
     CNN_MAXPOOL,
     CNN_AVGPOOL,   /* TF semantics: padded cells not counted              */
@@ -19,7 +20,9 @@ typedef enum cnn_op {
     CNN_IDENTITY,  /* reshape / softmax placeholder: copies its input     */
 } cnn_op;
 
-typedef enum cnn_pre { CNN_PRE_CAFFE = 0, CNN_PRE_UINT8 = 1 } cnn_pre;
+/* Input preprocessing: Keras "caffe" (RGB->BGR, mean pixel subtracted),
+ * uint8 quantization (TFLite), or none (the input as given: tests). */
+typedef enum cnn_pre { CNN_PRE_CAFFE = 0, CNN_PRE_UINT8 = 1, CNN_PRE_NONE = 2 } cnn_pre;
 
 typedef struct cnn_node {
     cnn_op op;
@@ -43,10 +46,8 @@ struct duet_cnn {
     int output_softmax;          /* apply softmax to the output          */
     cnn_pre pre;
     float in_scale; int in_zp;   /* CNN_PRE_UINT8                        */
-    /* workspace, grown on demand */
-    float **buf; size_t *buf_cap; size_t n_buf;
-    float *col; size_t col_cap;
-    duet_precision prec;
+    duet_precision prec;         /* resolved; 0 (auto) reads as f32      */
+    struct cnn_exec *exec;       /* oneDNN engine, plans, weights (lazy) */
 };
 
 /* Appends a zeroed node (act_lo -inf, act_hi inf); returns its index or -1
@@ -57,33 +58,21 @@ duet_status cnn_finish(duet_cnn *net, const char *what, duet_error *err);
 /* TF "same" padding of one axis. */
 void cnn_same_pad(int in, int k, int s, int *out, int *lo, int *hi);
 
-/* Operators on a batch of n images, NHWC. Each is a plain function so that
- * tests can compare it with a naive loop. */
-typedef struct cnn_conv_args {
-    size_t n; int h, w, cin;             /* input                        */
-    int oh, ow, cout;                    /* output                       */
-    int kh, kw, sh, sw, pt, pl;          /* pads bottom/right implied    */
-    const float *wt, *bias;              /* bias may be NULL             */
-    float act_lo, act_hi;
-} cnn_conv_args;
-/* col: workspace of at least cnn_conv_col_floats(a) floats (may be NULL
- * when that is 0). */
-size_t cnn_conv_col_floats(const cnn_conv_args *a);
-void cnn_conv2d(const cnn_conv_args *a, const float *in, float *out, float *col);
-void cnn_dwconv2d(const cnn_conv_args *a, const float *in, float *out);
-void cnn_pool2d(int is_max, size_t n, int h, int w, int c, int oh, int ow,
-                int kh, int kw, int sh, int sw, int pt, int pl,
-                float pad_value, const float *in, float *out);
-void cnn_gap(size_t n, int h, int w, int c, const float *in, float *out);
-void cnn_add(size_t count, const float *a, const float *b, float *out,
-             float lo, float hi);
-void cnn_pad(size_t n, int h, int w, int c, int pt, int pb, int pl, int pr,
-             const float *in, float *out);
-void cnn_dense(size_t n, int cin, int cout, const float *wt,
-               const float *bias, const float *in, float *out);
-/* out[i] = clamp(out[i] + bias[i % c], lo, hi), then (fq) re-quantized. */
-void cnn_bias_act(size_t rows, int c, float *x, const float *bias, float lo,
-                  float hi, int fq, float scale, int zp);
+/* Counts consumers and checks the topological order (any input shape):
+ * what cnn_finish does after its checks of the input. */
+duet_status cnn_link(duet_cnn *net, const char *what, duet_error *err);
+
+/* The oneDNN executor (dnn_exec.c). Runs n inputs (the input node's shape,
+ * NHWC float, preprocessed as net->pre) through the plan for n and copies
+ * the feature, the output (logits, f32) and the last feature map (NHWC f32)
+ * into the arrays that are not NULL. */
+duet_status cnn_exec_run(duet_cnn *net, const float *input, size_t n, float *feats,
+                         float *logits, float *map, duet_error *err);
+/* Frees the executor: engine, plans, reordered weights (a new precision
+ * builds them again on the next run). */
+void cnn_exec_free(duet_cnn *net);
+/* The node whose output the feature pools: the last feature map. */
+int cnn_map_node(const duet_cnn *net);
 
 /* Resizes im to ow x oh float RGB in [0, 255] with antialiased bilinear
  * filtering (as PIL / torch antialias=True). out: caller-owned [oh*ow*3]. */

@@ -1,5 +1,5 @@
-/* net.c -- the CNN graph executor: nodes run in order over a batch, each
- * output in a pooled buffer released after its last consumer. */
+/* net.c -- the CNN graph: nodes, shapes, consumers; the public run calls
+ * (on the oneDNN executor, dnn_exec.c), softmax, crop averaging, precision. */
 #include "image/image.h"
 #include <math.h>
 #include <stdlib.h>
@@ -42,10 +42,7 @@ void duet_cnn_free(duet_cnn *net) {
         free(net->nodes[i].bias);
     }
     free(net->nodes);
-    for (size_t i = 0; i < net->n_buf; i++) free(net->buf[i]);
-    free(net->buf);
-    free(net->buf_cap);
-    free(net->col);
+    cnn_exec_free(net);
     free(net);
 }
 
@@ -56,6 +53,12 @@ duet_status cnn_finish(duet_cnn *net, const char *what, duet_error *err) {
     const cnn_node *in = &net->nodes[net->input];
     if (in->h != DUET_IMAGE_SIDE || in->w != DUET_IMAGE_SIDE || in->c != 3)
         return duet_fail(err, DUET_ERR_SHAPE, "%s: input is %dx%dx%d, duet feeds 224x224x3", what, in->h, in->w, in->c);
+    return cnn_link(net, what, err);
+}
+
+duet_status cnn_link(duet_cnn *net, const char *what, duet_error *err) {
+    if (net->input < 0 || net->feature < 0 || net->output < 0)
+        return duet_fail(err, DUET_ERR_FORMAT, "%s: graph has no input, feature or output", what);
     for (size_t i = 0; i < net->n_nodes; i++) net->nodes[i].consumers = 0;
     for (size_t i = 0; i < net->n_nodes; i++)
         for (int k = 0; k < net->nodes[i].n_in; k++) {
@@ -91,153 +94,35 @@ double duet_cnn_flops(const duet_cnn *net) {
     return f;
 }
 
-static size_t node_floats(const cnn_node *n) { return (size_t)n->h * n->w * n->c; }
-
-/* A pooled buffer of at least count floats, not in use. */
-static int get_buf(duet_cnn *net, int *busy, size_t count) {
-    int best = -1;
-    for (size_t i = 0; i < net->n_buf; i++)
-        if (!busy[i] && net->buf_cap[i] >= count && (best < 0 || net->buf_cap[i] < net->buf_cap[best])) best = (int)i;
-    if (best >= 0) return best;
-    for (size_t i = 0; i < net->n_buf; i++)
-        if (!busy[i]) {
-            float *b = realloc(net->buf[i], count * sizeof(float));
-            if (!b) return -1;
-            net->buf[i] = b;
-            net->buf_cap[i] = count;
-            return (int)i;
-        }
-    return -1; /* n_buf is sized so that this cannot happen */
-}
-
-/* The node whose output the feature pools: the last feature map. */
-static int map_node(const duet_cnn *net) { return net->nodes[net->feature].in[0]; }
+int cnn_map_node(const duet_cnn *net) { return net->nodes[net->feature].in[0]; }
 
 void duet_cnn_map_shape(const duet_cnn *net, int *h, int *w, int *c) {
-    const cnn_node *m = &net->nodes[map_node(net)];
+    const cnn_node *m = &net->nodes[cnn_map_node(net)];
     *h = m->h;
     *w = m->w;
     *c = m->c;
 }
 
-static duet_status cnn_run(duet_cnn *net, const float *input, size_t n, float *feats, float *probs, float *map,
-                           duet_error *err);
-
 duet_status duet_cnn_run(duet_cnn *net, const float *input, size_t n, float *feats, float *probs,
                          duet_error *err) {
-    return cnn_run(net, input, n, feats, probs, NULL, err);
+    if (!net || !input || n == 0) return duet_fail(err, DUET_ERR_INVALID_ARG, "cnn run: no input");
+    duet_status st = cnn_exec_run(net, input, n, feats, probs, NULL, err);
+    if (st || !probs || !net->output_softmax) return st;
+    size_t nc = duet_cnn_classes(net);
+    for (size_t i = 0; i < n; i++) { /* softmax of the logits, in place */
+        float *pr = probs + i * nc, mx = pr[0];
+        for (size_t k = 1; k < nc; k++) if (pr[k] > mx) mx = pr[k];
+        double s = 0;
+        for (size_t k = 0; k < nc; k++) { pr[k] = expf(pr[k] - mx); s += pr[k]; }
+        for (size_t k = 0; k < nc; k++) pr[k] = (float)(pr[k] / s);
+    }
+    return DUET_OK;
 }
 
 duet_status duet_cnn_run_map(duet_cnn *net, const float *input, size_t n, float *map, float *feats,
                              duet_error *err) {
-    return cnn_run(net, input, n, feats, NULL, map, err);
-}
-
-static duet_status cnn_run(duet_cnn *net, const float *input, size_t n, float *feats, float *probs, float *map,
-                           duet_error *err) {
-    if (!net || !input || n == 0) return duet_fail(err, DUET_ERR_INVALID_ARG, "cnn run: no input");
-    size_t N = net->n_nodes;
-    if (net->n_buf < N) {
-        float **b = realloc(net->buf, N * sizeof *b);
-        if (!b) return duet_fail(err, DUET_ERR_NOMEM, "cnn run: out of memory");
-        net->buf = b;
-        size_t *c = realloc(net->buf_cap, N * sizeof *c);
-        if (!c) return duet_fail(err, DUET_ERR_NOMEM, "cnn run: out of memory");
-        net->buf_cap = c;
-        for (size_t i = net->n_buf; i < N; i++) { net->buf[i] = NULL; net->buf_cap[i] = 0; }
-        net->n_buf = N;
-    }
-    int *slot = malloc(N * sizeof(int)), *left = malloc(N * sizeof(int)), *busy = calloc(N, sizeof(int));
-    duet_status st = DUET_OK;
-    if (!slot || !left || !busy) { st = duet_fail(err, DUET_ERR_NOMEM, "cnn run: out of memory"); goto done; }
-    for (size_t i = 0; i < N; i++) { left[i] = net->nodes[i].consumers; slot[i] = -1; }
-    for (size_t i = 0; i < N; i++) {
-        cnn_node *nd = &net->nodes[i];
-        size_t cnt;
-        if (!duet_mul_size(node_floats(nd), n, &cnt)) { st = duet_fail(err, DUET_ERR_NOMEM, "cnn run: batch too large"); goto done; }
-        int s = get_buf(net, busy, cnt);
-        if (s < 0) { st = duet_fail(err, DUET_ERR_NOMEM, "cnn run: out of memory (layer %s)", nd->name); goto done; }
-        busy[s] = 1;
-        slot[i] = s;
-        float *out = net->buf[s];
-        const cnn_node *p = nd->n_in ? &net->nodes[nd->in[0]] : NULL;
-        const float *x = p ? net->buf[slot[nd->in[0]]] : NULL;
-        switch (nd->op) {
-        case CNN_INPUT: {
-            size_t px = (size_t)nd->h * nd->w * n;
-            if (net->pre == CNN_PRE_CAFFE) {
-                for (size_t k = 0; k < px; k++) {
-                    const float *q = input + 3 * k;
-                    out[3 * k] = q[2] - 103.939f;
-                    out[3 * k + 1] = q[1] - 116.779f;
-                    out[3 * k + 2] = q[0] - 123.68f;
-                }
-            } else {
-                for (size_t k = 0; k < 3 * px; k++) {
-                    float q = nearbyintf(input[k]);
-                    q = q < 0 ? 0 : (q > 255 ? 255 : q);
-                    out[k] = (q - (float)net->in_zp) * net->in_scale;
-                }
-            }
-            break;
-        }
-        case CNN_CONV: case CNN_DWCONV: {
-            cnn_conv_args a = {n, p->h, p->w, p->c, nd->h, nd->w, nd->c, nd->kh, nd->kw, nd->sh, nd->sw,
-                               nd->pt, nd->pl, nd->wt, nd->bias, nd->act_lo, nd->act_hi};
-            if (nd->op == CNN_DWCONV) { cnn_dwconv2d(&a, x, out); break; }
-            size_t need = cnn_conv_col_floats(&a);
-            if (need > net->col_cap) {
-                float *c = realloc(net->col, need * sizeof(float));
-                if (!c) { st = duet_fail(err, DUET_ERR_NOMEM, "cnn run: out of memory (layer %s)", nd->name); goto done; }
-                net->col = c;
-                net->col_cap = need;
-            }
-            cnn_conv2d(&a, x, out, net->col);
-            break;
-        }
-        case CNN_MAXPOOL: case CNN_AVGPOOL:
-            cnn_pool2d(nd->op == CNN_MAXPOOL, n, p->h, p->w, p->c, nd->h, nd->w, nd->kh, nd->kw, nd->sh,
-                       nd->sw, nd->pt, nd->pl, nd->pad_value, x, out);
-            break;
-        case CNN_GAP: cnn_gap(n, p->h, p->w, p->c, x, out); break;
-        case CNN_ADD:
-            cnn_add(cnt, x, net->buf[slot[nd->in[1]]], out, nd->act_lo, nd->act_hi);
-            break;
-        case CNN_PAD: cnn_pad(n, p->h, p->w, p->c, nd->pt, nd->pb, nd->pl, nd->pr, x, out); break;
-        case CNN_DENSE:
-            cnn_dense(n, p->h * p->w * p->c, nd->c, nd->wt, nd->bias, x, out);
-            cnn_bias_act(n, nd->c, out, NULL, nd->act_lo, nd->act_hi, 0, 1.0f, 0);
-            break;
-        case CNN_IDENTITY: memcpy(out, x, cnt * sizeof(float)); break;
-        }
-        if (nd->fq) cnn_bias_act(cnt / (size_t)nd->c, nd->c, out, NULL, -INFINITY, INFINITY, 1, nd->q_scale, nd->q_zp);
-        if (map && (int)i == map_node(net)) memcpy(map, out, cnt * sizeof(float));
-        for (int k = 0; k < nd->n_in; k++) {
-            int j = nd->in[k];
-            if (--left[j] == 0) busy[slot[j]] = 0;
-        }
-        if (left[i] == 0) busy[s] = 0;
-    }
-    {
-        size_t fd = duet_cnn_feature_dim(net), nc = duet_cnn_classes(net);
-        if (feats) memcpy(feats, net->buf[slot[net->feature]], n * fd * sizeof(float));
-        if (probs) {
-            const float *lo = net->buf[slot[net->output]];
-            for (size_t i = 0; i < n; i++) {
-                const float *l = lo + i * nc;
-                float *pr = probs + i * nc;
-                if (!net->output_softmax) { memcpy(pr, l, nc * sizeof(float)); continue; }
-                float mx = l[0];
-                for (size_t k = 1; k < nc; k++) if (l[k] > mx) mx = l[k];
-                double s = 0;
-                for (size_t k = 0; k < nc; k++) { pr[k] = expf(l[k] - mx); s += pr[k]; }
-                for (size_t k = 0; k < nc; k++) pr[k] = (float)(pr[k] / s);
-            }
-        }
-    }
-done:
-    free(slot); free(left); free(busy);
-    return st;
+    if (!net || !input || n == 0 || !map) return duet_fail(err, DUET_ERR_INVALID_ARG, "cnn run: no input");
+    return cnn_exec_run(net, input, n, feats, NULL, map, err);
 }
 
 duet_status duet_cnn_images(duet_cnn *net, const duet_image *const *ims, size_t n, int crops,
@@ -283,6 +168,17 @@ done:
     return st;
 }
 
+/* A new precision drops the plans and the reordered weights; the next run
+ * prepares them again. */
 duet_status duet_cnn_set_precision(duet_cnn *net, duet_precision p, duet_error *err) {
-    duet_precision r; duet_status st = duet_precision_resolve(p, &r, err); if (!st) net->prec = r; return st; }
-duet_precision duet_cnn_precision(const duet_cnn *net) { return net->prec ? net->prec : DUET_PRECISION_F32; }
+    duet_precision r;
+    duet_status st = duet_precision_resolve(p, &r, err);
+    if (st) return st;
+    if (r != duet_cnn_precision(net)) cnn_exec_free(net);
+    net->prec = r;
+    return DUET_OK;
+}
+
+duet_precision duet_cnn_precision(const duet_cnn *net) {
+    return net->prec ? net->prec : DUET_PRECISION_F32;
+}

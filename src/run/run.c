@@ -105,20 +105,32 @@ duet_status duet_run(const duet_run_config *c, const duet_run_hooks *h, duet_run
     double t0 = duet_now();
     duet_status st = duet_run_check_config(c, err);
     if (st) return st;
+    int rank = duet_comm_rank(c->comm);
     if ((st = duet_make_dirs(c->work, err))) return st;
-    int lock = duet_run_lock(c->work, err);
-    if (lock < 0) return err ? err->status : DUET_ERR_IO;
+    int lock = rank == 0 ? duet_run_lock(c->work, err) : -1;   /* rank 0 owns the work directory */
+    if (rank == 0 && lock < 0) return err ? err->status : DUET_ERR_IO;
     if (c->train.threads > 0) duet_set_threads(c->train.threads);
     duet_run_state rs = {c, h, res, NULL, 0, 0, {0}, 0, DUET_PRECISION_F32};
-    if ((st = duet_precision_resolve(c->train.precision, &rs.prec, err))) { close(lock); return st; }
+    if ((st = duet_precision_resolve(c->train.precision, &rs.prec, err))) { if (lock >= 0) close(lock); return st; }
     st = load_dataset(&rs, err);
     duet_status (*const stages[DUET_STAGE_COUNT])(duet_run_state *, duet_error *) = {
         duet_stage_image, duet_stage_vectors, duet_stage_text, duet_stage_train, duet_stage_eval, duet_stage_index};
-    for (int s = 0; !st && s < DUET_STAGE_COUNT; s++) {
+    /* under MPI every rank computes its share of the image stage; rank 0
+     * then runs the rest alone, on all of its machine's cores unless
+     * --threads says otherwise, while the others wait quietly */
+    int last = rank == 0 ? DUET_STAGE_COUNT : DUET_STAGE_IMAGE + 1;
+    for (int s = 0; !st && s < last; s++) {
         if (duet_run_cancelled(&rs)) { st = duet_run_interrupted(s, err); break; }
+        if (s == DUET_STAGE_IMAGE + 1 && duet_comm_size(c->comm) > 1 && c->train.threads <= 0)
+            duet_set_threads((int)sysconf(_SC_NPROCESSORS_ONLN));
         st = stages[s](&rs, err);
         if (st && st != DUET_ERR_INTERRUPTED)
             duet_fail_wrap(err, st, "stage %s", duet_stage_name(s));
+    }
+    if (!st && duet_comm_size(c->comm) > 1) st = duet_comm_wait_all(c->comm, err);
+    if (rank != 0) {   /* its result: the image stage only */
+        duet_dataset_free(rs.d);
+        return st;
     }
     if (!st) st = collect(&rs, err);
     res->seconds = duet_now() - t0;
@@ -134,6 +146,6 @@ duet_status duet_run(const duet_run_config *c, const duet_run_hooks *h, duet_run
     }
     for (int s = 0; s < DUET_STAGE_COUNT; s++) json_decref(rs.man[s]);
     duet_dataset_free(rs.d);
-    close(lock);
+    if (lock >= 0) close(lock);
     return st;
 }

@@ -59,7 +59,9 @@ duet_status duet_stage_file_ident(duet_sbuf *b, const char *what, const char *pa
 /* Computes stage s's key from its inputs text (to which it appends the run
  * version), sets res->stage[s].key and .dir, and looks for its manifest:
  * *done = 1 when the stage is complete (its manifest kept in rs->man[s]);
- * otherwise creates the directory and removes stale temp files. */
+ * otherwise creates the directory and removes stale temp files. Under MPI
+ * rank 0 decides and, for the image stage (which every rank runs),
+ * broadcasts the decision. */
 duet_status duet_stage_open(duet_run_state *rs, int s, duet_sbuf *inputs, int *done,
                             duet_error *err);
 /* Writes stage s's manifest m (taken over, also on failure) last, marking

@@ -107,9 +107,21 @@ duet_status duet_stage_open(duet_run_state *rs, int s, duet_sbuf *inputs, int *d
     char mp[PATH_MAX];
     duet_stage_path(rs, s, MANIFEST, mp, sizeof mp);
     json_error_t je;
-    json_t *m = json_load_file(mp, 0, &je);
+    /* under MPI only rank 0 decides whether a stage is done; the others
+     * (whose file systems may not hold rank 0's files) learn it from it */
+    json_t *m = duet_comm_rank(rs->c->comm) == 0 ? json_load_file(mp, 0, &je) : NULL;
     const char *k = m ? json_string_value(json_object_get(m, "key")) : NULL;
-    if (k && strcmp(k, st->key) == 0 && !outputs_missing(rs, s, m)) {
+    int cached = k && strcmp(k, st->key) == 0 && !outputs_missing(rs, s, m);
+    if (s == DUET_STAGE_IMAGE) { /* the one stage every rank takes part in */
+        duet_status b = duet_comm_bcast(rs->c->comm, &cached, sizeof cached, err);
+        if (b) { json_decref(m); return b; }
+    }
+    if (cached && !m) { /* a rank other than 0: nothing of its own to do */
+        st->state = DUET_STAGE_CACHED;
+        *done = 1;
+        return DUET_OK;
+    }
+    if (cached) {
         rs->man[s] = m;
         st->state = DUET_STAGE_CACHED;
         st->build_seconds = json_number_value(json_object_get(m, "seconds"));

@@ -79,8 +79,12 @@ duet_status duet_stage_image(duet_run_state *rs, duet_error *err) {
     duet_mat f = {st ? NULL : duet_alloc_array(n, dim * sizeof(float)), n, dim};
     if (!st && !f.data) st = duet_fail(err, DUET_ERR_NOMEM, "run: out of memory (%zu x %zu image features)", n, dim);
     size_t nparts = (n + DUET_RUN_PART - 1) / DUET_RUN_PART, reused = 0;
+    /* under MPI this rank's parts: a contiguous run, in rank order */
+    duet_comm *comm = rs->c->comm;
+    size_t p0 = 0, p1 = nparts;
+    duet_comm_range(comm, nparts, 1, &p0, &p1);
     char pp[PATH_MAX];
-    for (size_t p = 0; !st && p < nparts; p++) {
+    for (size_t p = p0; !st && p < p1; p++) {
         size_t b0 = p * DUET_RUN_PART, b1 = b0 + DUET_RUN_PART < n ? b0 + DUET_RUN_PART : n;
         snprintf(pp, sizeof pp, "%s/part-%05zu.npy", rs->res->stage[S].dir, p);
         duet_mat part = {0};
@@ -96,20 +100,31 @@ duet_status duet_stage_image(duet_run_state *rs, duet_error *err) {
         duet_mat pm = {f.data + b0 * dim, b1 - b0, dim};
         if (!st) st = duet_npy_write(pp, &pm, err);
     }
-    if (reused) duet_run_say(rs, "image   resumed: %zu of %zu parts were done", reused, nparts);
+    if (reused) duet_run_say(rs, "image   resumed: %zu of %zu parts were done", reused, p1 - p0);
+    if (duet_comm_size(comm) > 1) { /* rank 0 gathers every rank's rows into f */
+        size_t r0 = p0 * DUET_RUN_PART, r1 = p1 * DUET_RUN_PART < n ? p1 * DUET_RUN_PART : n, got = 0;
+        float *all = NULL;
+        if (!st) st = duet_comm_gather_rows(comm, f.data + r0 * dim, r1 - r0, dim * sizeof(float), (void **)&all,
+                                            &got, err);
+        if (!st && all) memcpy(f.data, all, got * dim * sizeof(float));
+        free(all);
+    }
     char out[PATH_MAX];
     duet_stage_path(rs, S, "features.npy", out, sizeof out);
-    if (!st) st = duet_mat_check_finite(&f, out, err);
-    if (!st) st = duet_npy_write(out, &f, err);
-    if (!st) {
+    int writer = duet_comm_rank(comm) == 0;
+    if (!st && writer) st = duet_mat_check_finite(&f, out, err);
+    if (!st && writer) st = duet_npy_write(out, &f, err);
+    if (!st && writer) {
         char desc[128];
         snprintf(desc, sizeof desc, "%s crops=%d", rs->c->cnn, rs->c->crops);
         st = duet_stage_close(rs, S, json_pack("{s:s, s:I, s:I, s:s}", "features", "features.npy", "rows",
                                           (json_int_t)n, "dim", (json_int_t)dim, "image_model", desc),
                          &in, err);
     }
+    /* every rank keeps its parts until rank 0 has written the stage */
+    if (duet_comm_size(comm) > 1) st = duet_comm_all_ok(comm, st, err);
     if (!st)
-        for (size_t p = 0; p < nparts; p++) {
+        for (size_t p = p0; p < p1; p++) {
             snprintf(pp, sizeof pp, "%s/part-%05zu.npy", rs->res->stage[S].dir, p);
             remove(pp);
         }

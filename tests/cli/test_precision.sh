@@ -42,14 +42,16 @@ if DUET=$DUET tests/lib/search_gallery.sh "$T/g" 24; then
   ONEDNN_MAX_CPU_ISA=AVX2 "$DUET" search --index g.index -k 8 --json "${q[@]}" >avx2.json 2>avx2.err && ok ||
     bad "search on AVX2: $(cat avx2.err)"
   grep -q "search: f32 on AVX2" avx2.err && ok || bad "auto on AVX2 did not run f32: $(cat avx2.err)"
-  # same ids in the same order, scores within 1e-5 (the query's embedding
-  # may round differently on another instruction set; the ranking is exact)
+  # same ids in the same order, scores within TOL (default 1e-5): the
+  # query's embedding may round differently on another instruction set (the
+  # ranking itself is exact); the uint8 MobileNetV2 re-quantizes every
+  # layer, where such a difference can move an activation by one step
   same() { /usr/bin/python3 -c "
 import json, sys
 r = lambda f: [json.loads(l)['results'] for l in open(f)]
 a, b = r('$1'), r('$2')
 ok = [[x['index'] for x in u] for u in a] == [[x['index'] for x in v] for v in b]
-ok = ok and all(abs(x['score'] - y['score']) <= 1e-5 for u, v in zip(a, b) for x, y in zip(u, v))
+ok = ok and all(abs(x['score'] - y['score']) <= ${3:-1e-5} for u, v in zip(a, b) for x, y in zip(u, v))
 sys.exit(0 if ok else 1)"; }
   if /usr/bin/python3 -c 1 2>/dev/null; then
     same f32.json avx2.json && ok || bad "search answers (ids, scores) differ between $isa and AVX2"
@@ -58,7 +60,7 @@ sys.exit(0 if ok else 1)"; }
   "$DUET" search --index g.index -k 5 --json --weights "$MOB" --image img/img_003.bmp --precision f32 >i32.json 2>i32.err &&
     ok || bad "image search f32: $(cat i32.err)"
   ONEDNN_MAX_CPU_ISA=AVX2 "$DUET" search --index g.index -k 5 --json --weights "$MOB" --image img/img_003.bmp \
-    >iavx2.json 2>/dev/null && same i32.json iavx2.json && ok || bad "image search answers differ on AVX2"
+    >iavx2.json 2>/dev/null && same i32.json iavx2.json 1e-2 && ok || bad "image search answers differ on AVX2"
   if "$DUET" info | grep -q "native bf16: yes"; then
     "$DUET" search --index g.index -k 8 --json --precision bf16 "${q[@]}" >bf16.json 2>bf16.err && ok ||
       bad "search bf16: $(cat bf16.err)"
