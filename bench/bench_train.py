@@ -1,8 +1,9 @@
 #!/usr/bin/python3
 """Times PyTorch training epochs of the duet reference model (tools/ref/duet_ref.py)
-on Flickr30K-sized random features, float32 on the CPU.
+on Flickr30K-sized random features on the CPU, float32 or bf16 autocast.
 
     /usr/bin/python3 bench/bench_train.py [--threads N] [--epochs E] [--warmup W]
+                                          [--precision f32|bf16]
 
 Data: 29,000 train images x 5 captions, image features 4096-D, text 6000-D,
 generated once in memory, not timed: a pool of 4096 uniform [0,1) rows copied
@@ -20,7 +21,8 @@ page fault is expensive and PyTorch's per-step allocations otherwise cost severa
 times the arithmetic.
 
 Prints one JSON line on stdout:
-  {"peer":"pytorch","threads":N,"seconds_per_epoch":..,"steps":..,"torch":version}
+  {"peer":"pytorch","threads":N,"precision":"f32"|"bf16","seconds_per_epoch":..,
+   "steps":..,"torch":version}
 plus a few extra fields (data generation time, each epoch's time).
 """
 
@@ -52,6 +54,21 @@ def set_threads(n):
         pass
 
 
+def autocast_forward_and_loss(model):
+    """Runs the model's forward passes and the reference loss (which
+    R.train_epoch calls) under CPU bf16 autocast; backward and Adam stay
+    outside it."""
+    import torch
+
+    def under_autocast(fn):
+        def wrapped(*args, **kw):
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                return fn(*args, **kw)
+        return wrapped
+    model.forward = under_autocast(model.forward)
+    R.loss_terms = under_autocast(R.loss_terms)
+
+
 def main():
     ap = argparse.ArgumentParser(description="PyTorch training-epoch benchmark")
     ap.add_argument("--threads", type=int, default=1)
@@ -66,6 +83,8 @@ def main():
     ap.add_argument("--batch-images", type=int, default=500)
     ap.add_argument("--sents-per-image", type=int, default=2)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--precision", choices=("f32", "bf16"), default="f32",
+                    help="bf16: forward and loss under torch.autocast (bfloat16)")
     ap.add_argument("--malloc", choices=("tuned", "default"), default="tuned",
                     help="tuned: re-exec with MALLOC_* settings that keep freed "
                          "memory (see MALLOC_ENV); default: glibc as is")
@@ -101,6 +120,8 @@ def main():
            "w_txt_struct": 0.05}
     model = R.Model(a.d_img, a.d_txt, a.hidden, a.embed, False, 0.5, gen)
     opt = R.make_optimizer(model, "adam", 1e-4, 0.0)
+    if a.precision == "bf16":
+        autocast_forward_and_loss(model)
     rng = np.random.default_rng(a.seed)
     if a.warmup > 0:
         R.train_epoch(model, opt, img_x, txt_x, train_imgs, img_caps, cfg, rng, gen,
@@ -116,7 +137,7 @@ def main():
             g["lr"] *= 0.794
     cpu1 = resource.getrusage(resource.RUSAGE_SELF)
     cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
-    print(json.dumps({"peer": "pytorch", "threads": a.threads,
+    print(json.dumps({"peer": "pytorch", "threads": a.threads, "precision": a.precision,
                       "seconds_per_epoch": round(sum(per_epoch) / len(per_epoch), 3),
                       "steps": steps, "torch": torch.__version__,
                       "epoch_seconds": [round(x, 3) for x in per_epoch],

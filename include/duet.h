@@ -638,7 +638,10 @@ enum { DUET_SIDE_IMAGE = 0, DUET_SIDE_TEXT = 1 };
 duet_status duet_model_embed(const duet_model *m, int side, const duet_mat *x,
                              duet_mat *out, duet_error *err);
 /* Sets the precision duet_model_embed computes in (a loaded model embeds
- * in f32). bf16 on a CPU without native bf16 is DUET_ERR_UNSUPPORTED. */
+ * in f32; a model from duet_train in its training precision). bf16 on a CPU
+ * without native bf16 is DUET_ERR_UNSUPPORTED. bf16 keeps a bf16 copy of
+ * the weights with the model, made here; duet_model_embed may run on one
+ * model from several threads at once in either precision. */
 duet_status duet_model_set_precision(duet_model *m, duet_precision p,
                                      duet_error *err);
 duet_precision duet_model_precision(const duet_model *m); /* resolved */
@@ -697,6 +700,9 @@ typedef struct duet_train_opts {
 /* Trains a model on the train split of d, selecting the epoch with the best
  * validation R-sum (if d has a val split). img: [n_images x d_image] in
  * dataset image order; txt: [n_captions x d_text] in caption order.
+ * Computes in p->precision (auto resolved for this CPU; bf16 without native
+ * bf16 is DUET_ERR_UNSUPPORTED); the model records it (params.precision and
+ * info.isa in its file, a resume must use the same) and embeds in it.
  * *out: caller frees with duet_model_free. *logs (optional): allocated array
  * of *n_logs epoch records, caller frees with free(). */
 duet_status duet_train(const duet_dataset *d, const duet_mat *img,

@@ -393,35 +393,54 @@ TEST(training_is_repeatable_and_learns) {
     synth_free(&s);
 }
 
-/* 2 epochs + resume to 4 equals 4 epochs straight, bit for bit. */
+/* 2 epochs + resume to 4 equals 4 epochs straight, bit for bit, in f32 and
+ * (on a CPU with native bf16) in bf16. */
 TEST(resume_equals_uninterrupted) {
     synth s = {0};
     synth_load(&s, tmp("syn2"), 200);
     if (!s.d) return;
-    duet_params p = small(0);
-    p.epochs = 4;
-    duet_error e = {0};
-    duet_model *straight = NULL, *half = NULL, *resumed = NULL;
-    CHECK(duet_train(s.d, &s.img, &s.txt, &p, NULL, &straight, NULL, NULL, &e) == DUET_OK);
-    duet_train_opts o = {0};
-    o.checkpoint_path = tmp("run.ckpt");
-    p.epochs = 2;
-    CHECK_MSG(duet_train(s.d, &s.img, &s.txt, &p, &o, &half, NULL, NULL, &e) == DUET_OK, "%s", e.msg);
-    p.epochs = 4;
-    o.resume = 1;
-    CHECK_MSG(duet_train(s.d, &s.img, &s.txt, &p, &o, &resumed, NULL, NULL, &e) == DUET_OK, "%s", e.msg);
-    if (straight && resumed) {
-        CHECK(memcmp(straight->params, resumed->params, straight->n_params * sizeof(float)) == 0);
-        CHECK(resumed->info.epochs_run == 4);
+    duet_precision precs[2] = {DUET_PRECISION_F32, DUET_PRECISION_BF16};
+    for (int k = 0; k < 2; k++) {
+        if (precs[k] == DUET_PRECISION_BF16 && !duet_cpu_has_bf16()) {
+            fprintf(stderr, "  resume in bf16: skipped, oneDNN sees %s (no native bf16)\n",
+                    duet_cpu_isa());
+            continue;
+        }
+        duet_params p = small(0);
+        p.epochs = 4;
+        p.precision = precs[k];
+        duet_error e = {0};
+        duet_model *straight = NULL, *half = NULL, *resumed = NULL;
+        CHECK(duet_train(s.d, &s.img, &s.txt, &p, NULL, &straight, NULL, NULL, &e) == DUET_OK);
+        duet_train_opts o = {0};
+        o.checkpoint_path = tmp(k ? "run16.ckpt" : "run.ckpt");
+        p.epochs = 2;
+        CHECK_MSG(duet_train(s.d, &s.img, &s.txt, &p, &o, &half, NULL, NULL, &e) == DUET_OK, "%s", e.msg);
+        p.epochs = 4;
+        o.resume = 1;
+        CHECK_MSG(duet_train(s.d, &s.img, &s.txt, &p, &o, &resumed, NULL, NULL, &e) == DUET_OK, "%s", e.msg);
+        if (straight && resumed) {
+            CHECK(memcmp(straight->params, resumed->params, straight->n_params * sizeof(float)) == 0);
+            CHECK(resumed->info.epochs_run == 4);
+            CHECK(resumed->p.precision == precs[k] && straight->p.precision == precs[k]);
+        }
+        fprintf(stderr, "  resume equals uninterrupted, bit for bit: precision %s, ISA %s\n",
+                duet_precision_name(precs[k]), duet_cpu_isa());
+        /* a checkpoint of other settings, or of the other precision, is refused */
+        duet_model *other = NULL;
+        p.hidden = 16;
+        CHECK(duet_train(s.d, &s.img, &s.txt, &p, &o, &other, NULL, NULL, &e) == DUET_ERR_INVALID_ARG);
+        CHECK(strstr(e.msg, "other settings") != NULL);
+        p.hidden = small(0).hidden;
+        p.precision = k ? DUET_PRECISION_F32 : DUET_PRECISION_BF16;
+        if (duet_cpu_has_bf16()) {
+            CHECK(duet_train(s.d, &s.img, &s.txt, &p, &o, &other, NULL, NULL, &e) == DUET_ERR_INVALID_ARG);
+            CHECK_MSG(strstr(e.msg, "--precision") != NULL, "%s", e.msg);
+        }
+        duet_model_free(straight);
+        duet_model_free(half);
+        duet_model_free(resumed);
     }
-    /* a checkpoint of other settings is refused */
-    p.hidden = 16;
-    duet_model *other = NULL;
-    CHECK(duet_train(s.d, &s.img, &s.txt, &p, &o, &other, NULL, NULL, &e) == DUET_ERR_INVALID_ARG);
-    CHECK(strstr(e.msg, "other settings") != NULL);
-    duet_model_free(straight);
-    duet_model_free(half);
-    duet_model_free(resumed);
     synth_free(&s);
 }
 

@@ -4,10 +4,12 @@
  *             -> fc(W2,b2) -> L2-normalize
  *   linear: x -> fc(W1,b1) -> L2-normalize
  *
- * Every product goes through cblas_sgemm; the element-wise kernels are plain
- * loops. Shapes: x [n x d_in], hidden h, output o. See docs/MODEL.md. */
+ * Every product runs on oneDNN (mm.c) in the workspace's precision: f32, or
+ * bf16 inputs with f32 accumulation (the bf16 copies of the activations are
+ * written by the element-wise kernels that produce them, so no pass of its
+ * own converts them); the element-wise kernels are plain loops in f32.
+ * Shapes: x [n x d_in], hidden h, output o. See docs/MODEL.md. */
 #include "embed/embed.h"
-#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,67 +30,122 @@ size_t duet_branch_layout(const duet_branch *b, float *base, duet_bparams *v) {
         *views[i] = (base && sizes[i]) ? base + off : NULL;
         off += sizes[i];
     }
+    v->W1h = v->W2h = NULL;
     return off;
 }
 
 void duet_branch_ws_free(duet_branch_ws *ws) {
     if (!ws) return;
-    float **arr[] = {&ws->xh, &ws->mask, &ws->d, &ws->dd, &ws->e, &ws->de,
-                     &ws->inv_norm, &ws->mean, &ws->var, &ws->inv_std, &ws->ones};
-    for (size_t i = 0; i < sizeof arr / sizeof arr[0]; i++) {
-        free(*arr[i]);
-        *arr[i] = NULL;
-    }
-    ws->cap = 0;
+    float **arr[] = {&ws->xh, &ws->d, &ws->dd, &ws->e, &ws->de,
+                     &ws->inv_norm, &ws->mean, &ws->var, &ws->inv_std};
+    for (size_t i = 0; i < sizeof arr / sizeof arr[0]; i++) free(*arr[i]);
+    free(ws->xb); free(ws->hb); free(ws->ob); free(ws->wb);
+    duet_mm_cache_free(&ws->mm);
+    memset(ws, 0, sizeof *ws);
 }
 
-duet_status duet_branch_ws_init(duet_branch_ws *ws, const duet_branch *b,
-                                size_t cap, duet_error *err) {
+/* bf16 products run on the batch padded to a multiple of PAD rows: AMX
+ * multiplies tiles of 32 bf16 along the sum and 16 rows, and oneDNN 2.6
+ * runs a ragged batch markedly slower (2 cores, 1000 -> 1024 rows: text
+ * fc1 25.6 -> 22.4 ms, its weight gradient 27.4 -> 24.1 ms; image weight
+ * gradient, 500 -> 512 rows, 9.0 -> 6.8 ms). The padding rows of the
+ * products' outputs are never read; those the sums run over are zero. */
+#define PAD 32
+static size_t padded(const duet_branch_ws *ws, size_t n) {
+    return ws->bf16 ? (n + PAD - 1) / PAD * PAD : n;
+}
+
+duet_status duet_branch_ws_init_dnn(duet_branch_ws *ws, const duet_branch *b,
+                                    size_t cap, duet_dnn *dnn, duet_error *err) {
     memset(ws, 0, sizeof *ws);
-    size_t h = b->linear ? 1 : b->hidden, nh;
-    if (!duet_mul_size(cap, h, &nh))
-        return duet_fail(err, DUET_ERR_NOMEM, "branch workspace: size overflow");
     ws->cap = cap;
-    ws->xh = duet_alloc_array(nh, sizeof(float));
-    ws->mask = duet_alloc_array(nh, sizeof(float));
-    ws->d = duet_alloc_array(nh, sizeof(float));
-    ws->dd = duet_alloc_array(nh, sizeof(float));
-    ws->e = duet_alloc_array(cap, b->out * sizeof(float));
-    ws->de = duet_alloc_array(cap, b->out * sizeof(float));
+    ws->bf16 = dnn && dnn->prec == DUET_PRECISION_BF16;
+    size_t h = b->linear ? 1 : b->hidden, rows = padded(ws, cap), nh, nd;
+    if (rows < cap || !duet_mul_size(rows, h, &nh) || !duet_mul_size(rows, b->d_in, &nd))
+        return duet_fail(err, DUET_ERR_NOMEM, "branch workspace: size overflow");
+    ws->xh = duet_embed_alloc(nh, sizeof(float), 0);
+    if (!ws->bf16) ws->d = duet_embed_alloc(nh, sizeof(float), 0);
+    ws->dd = duet_embed_alloc(nh, sizeof(float), 0);
+    ws->e = duet_embed_alloc(rows, b->out * sizeof(float), 0);
+    ws->de = duet_embed_alloc(cap, b->out * sizeof(float), 0);
     ws->inv_norm = duet_alloc_array(cap, sizeof(float));
     ws->mean = duet_alloc_array(h, sizeof(float));
     ws->var = duet_alloc_array(h, sizeof(float));
     ws->inv_std = duet_alloc_array(h, sizeof(float));
-    ws->ones = duet_alloc_array(cap, sizeof(float));
-    if (!ws->xh || !ws->mask || !ws->d || !ws->dd || !ws->e || !ws->de ||
-        !ws->inv_norm || !ws->mean || !ws->var || !ws->inv_std || !ws->ones) {
+    int ok = ws->xh && (ws->d || ws->bf16) && ws->dd && ws->e && ws->de &&
+             ws->inv_norm && ws->mean && ws->var && ws->inv_std;
+    if (ok && ws->bf16) {
+        ws->xb = duet_embed_alloc(nd, sizeof(uint16_t), 1);
+        ws->hb = duet_embed_alloc(nh, sizeof(uint16_t), 1);
+        ws->ob = duet_embed_alloc(rows, b->out * sizeof(uint16_t), 1);
+        ok = ws->xb && ws->hb && ws->ob;
+    }
+    if (!ok) {
         duet_branch_ws_free(ws);
         return duet_fail(err, DUET_ERR_NOMEM,
                          "branch workspace: out of memory (%zu rows)", cap);
     }
-    for (size_t i = 0; i < cap; i++) ws->ones[i] = 1.0f;
+    duet_status st = duet_mm_cache_init(&ws->mm, dnn, err);
+    if (st) duet_branch_ws_free(ws);
+    return st;
+}
+
+duet_status duet_branch_ws_init(duet_branch_ws *ws, const duet_branch *b,
+                                size_t cap, duet_error *err) {
+    return duet_branch_ws_init_dnn(ws, b, cap, NULL, err);
+}
+
+/* ------------------------------------------------------------- products */
+
+/* C [m x n] = op(A) op(B) (+ bias) in the workspace's precision: A and B
+ * are float arrays in f32, uint16_t (bf16) arrays in bf16. */
+static duet_status product(duet_branch_ws *ws, size_t m, size_t n, size_t k,
+                           const void *a, int ta, const void *b, int tb,
+                           const float *bias, float *c, duet_error *err) {
+    duet_mm op = {m, n, k, ws->bf16 ? dnnl_bf16 : dnnl_f32,
+                  a, ta ? m : k, ta, b, tb ? k : n, tb, bias, c, n, 0};
+    return duet_mm_run(&ws->mm, &op, err);
+}
+
+typedef struct colsum_job {
+    const float *x;
+    float *out;
+    size_t n, c;
+} colsum_job;
+
+static void colsum_cols(void *ctx, size_t c0, size_t c1) {
+    colsum_job *j = ctx;
+    for (size_t c = c0; c < c1; c++) j->out[c] = 0.0f;
+    for (size_t r = 0; r < j->n; r++)
+        for (size_t c = c0; c < c1; c++) j->out[c] += j->x[r * j->c + c];
+}
+
+/* out [c] = the column sums of x [n x c]. */
+static void col_sums(const float *x, size_t n, size_t c, float *out) {
+    colsum_job j = {x, out, n, c};
+    duet_embed_parallel_for(c, n, colsum_cols, &j);
+}
+
+/* The bf16 weights of a pass: w's own copies, or W1 and W2 converted into
+ * ws->wb (W1 first). */
+static duet_status bf16_weights(const duet_branch *b, const duet_bparams *w,
+                                duet_branch_ws *ws, const uint16_t **w1,
+                                const uint16_t **w2) {
+    size_t n1 = b->d_in * (b->linear ? b->out : b->hidden);
+    size_t n2 = b->linear ? 0 : b->hidden * b->out;
+    *w1 = w->W1h;
+    *w2 = w->W2h;
+    if (*w1 && (*w2 || b->linear)) return DUET_OK;
+    if (!ws->wb && !(ws->wb = duet_embed_alloc(n1 + n2, sizeof(uint16_t), 0)))
+        return duet_fail(&ws->err, DUET_ERR_NOMEM, "branch: out of memory for bf16 weights");
+    duet_embed_bf16_rows(w->W1, b->d_in, n1 / b->d_in, ws->wb);
+    if (n2) duet_embed_bf16_rows(w->W2, b->hidden, b->out, ws->wb + n1);
+    *w1 = ws->wb;
+    *w2 = n2 ? ws->wb + n1 : NULL;
     return DUET_OK;
 }
 
-/* Y [n x c] = X [n x k] . W [k x c] + 1 b^T */
-static void fc_forward(const float *x, const float *W, const float *bias,
-                       size_t n, size_t k, size_t c, float *y) {
-    for (size_t r = 0; r < n; r++) memcpy(y + r * c, bias, c * sizeof(float));
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)c,
-                (int)k, 1.0f, x, (int)k, W, (int)c, 1.0f, y, (int)c);
-}
-
-/* dW [k x c] = X^T dY; db [c] = column sums of dY (through sgemv). */
-static void fc_backward_params(const float *x, const float *dy, size_t n,
-                               size_t k, size_t c, const float *ones,
-                               float *dW, float *db) {
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)k, (int)c,
-                (int)n, 1.0f, x, (int)k, dy, (int)c, 0.0f, dW, (int)c);
-    cblas_sgemv(CblasRowMajor, CblasTrans, (int)n, (int)c, 1.0f, dy, (int)c,
-                ones, 1, 0.0f, db, 1);
-}
-
-/* The element-wise kernels below run on duet_parallel_for: rows or column
+/* The element-wise kernels below run on duet_embed_parallel_for: rows or column
  * ranges split into one contiguous chunk per thread. Each chunk computes the
  * same values whatever the split, so results do not depend on the thread
  * count. */
@@ -98,6 +155,7 @@ typedef struct rows_job {
     const float *de;        /* [n x o] gradient w.r.t. the normalized rows  */
     float *dz;              /* [n x o] out: gradient w.r.t. z               */
     float *inv_norm;        /* [n]                                          */
+    uint16_t *dzb;          /* [n x o] bf16 copy of dz, or NULL             */
     size_t o;
 } rows_job;
 
@@ -124,166 +182,77 @@ static void l2_rows_backward(void *ctx, size_t r0, size_t r1) {
         for (size_t c = 0; c < j->o; c++) dot += (double)er[c] * dr[c];
         float fd = (float)dot, s = j->inv_norm[r];
         for (size_t c = 0; c < j->o; c++) j->dz[r * j->o + c] = (dr[c] - er[c] * fd) * s;
+        if (j->dzb) duet_embed_bf16(j->dz + r * j->o, j->dzb + r * j->o, j->o);
     }
 }
 
 static void l2_normalize_rows(float *z, size_t n, size_t o, float *inv_norm) {
-    rows_job j = {z, NULL, NULL, inv_norm, o};
-    duet_parallel_for(n, 64, l2_rows, &j);
+    rows_job j = {z, NULL, NULL, inv_norm, NULL, o};
+    duet_embed_parallel_for(n, 2 * o, l2_rows, &j);
 }
 
 static void l2_normalize_backward(const float *e, const float *de,
                                   const float *inv_norm, size_t n, size_t o,
-                                  float *dz) {
-    rows_job j = {(float *)e, de, dz, (float *)inv_norm, o};
-    duet_parallel_for(n, 64, l2_rows_backward, &j);
+                                  float *dz, uint16_t *dzb) {
+    rows_job j = {(float *)e, de, dz, (float *)inv_norm, dzb, o};
+    duet_embed_parallel_for(n, 3 * o, l2_rows_backward, &j);
 }
 
-typedef struct bn_job {
-    const duet_bparams *w;
-    duet_bparams *g;
-    duet_bnstats *bn;
-    const duet_params *p;
-    duet_branch_ws *ws;
-    size_t n, h;
-    int train, drop;
-    uint64_t mask_seed;
-    const float *mask_override;
-} bn_job;
-
-/* Columns [c0, c1): batch mean and biased variance (training) or the running
- * statistics (evaluation), the running-statistic update, 1/sqrt(var+eps). */
-static void bn_stats_cols(void *ctx, size_t c0, size_t c1) {
-    bn_job *j = ctx;
-    duet_branch_ws *ws = j->ws;
-    const float *z = ws->xh;
-    size_t n = j->n, h = j->h;
-    if (j->train) {
-        for (size_t c = c0; c < c1; c++) { ws->mean[c] = 0.0f; ws->var[c] = 0.0f; }
-        for (size_t r = 0; r < n; r++)
-            for (size_t c = c0; c < c1; c++) ws->mean[c] += z[r * h + c];
-        for (size_t c = c0; c < c1; c++) ws->mean[c] /= (float)n;
-        for (size_t r = 0; r < n; r++)
-            for (size_t c = c0; c < c1; c++) {
-                float dv = z[r * h + c] - ws->mean[c];
-                ws->var[c] += dv * dv;
-            }
-        float mom = j->p->bn_momentum, unb = (float)n / (float)(n - 1);
-        for (size_t c = c0; c < c1; c++) {
-            ws->var[c] /= (float)n;
-            j->bn->mean[c] = (1.0f - mom) * j->bn->mean[c] + mom * ws->mean[c];
-            j->bn->var[c] = (1.0f - mom) * j->bn->var[c] + mom * ws->var[c] * unb;
-        }
-    } else {
-        for (size_t c = c0; c < c1; c++) { ws->mean[c] = j->bn->mean[c]; ws->var[c] = j->bn->var[c]; }
+duet_status duet_branch_forward(const duet_branch *b, const duet_bparams *w,
+                                duet_bnstats *bn, const duet_params *p,
+                                const float *x, size_t n, int train, duet_rng *rng,
+                                const float *mask_override, duet_branch_ws *ws) {
+    size_t d = b->d_in, h = b->hidden, o = b->out, np = padded(ws, n);
+    const void *xa = x, *w1 = w->W1, *w2 = w->W2;
+    duet_error *err = &ws->err;
+    if (ws->bf16) {
+        const uint16_t *h1, *h2;
+        duet_status st = bf16_weights(b, w, ws, &h1, &h2);
+        if (st) return st;
+        if (x) duet_embed_bf16_rows(x, n, d, ws->xb);
+        xa = ws->xb;
+        w1 = h1;
+        w2 = h2;
     }
-    for (size_t c = c0; c < c1; c++) ws->inv_std[c] = 1.0f / sqrtf(ws->var[c] + j->p->bn_eps);
-}
-
-/* Rows [r0, r1): xh = (z - mean) * inv_std in place, d = dropout(relu(gamma
- * xh + beta)). Row r's dropout mask comes from its own RNG stream seeded
- * from (mask_seed, r), so the masks do not depend on the thread count. */
-static void bn_rows(void *ctx, size_t r0, size_t r1) {
-    bn_job *j = ctx;
-    duet_branch_ws *ws = j->ws;
-    size_t h = j->h;
-    float p = j->p->dropout, scale = 1.0f / (1.0f - p);
-    for (size_t r = r0; r < r1; r++) {
-        float *zr = ws->xh + r * h, *dr = ws->d + r * h, *mr = ws->mask + r * h;
-        duet_rng rr;
-        if (j->drop) duet_rng_seed(&rr, j->mask_seed ^ (0x9e3779b97f4a7c15ULL * (r + 1)));
-        for (size_t c = 0; c < h; c++) {
-            float xh = (zr[c] - ws->mean[c]) * ws->inv_std[c];
-            zr[c] = xh;
-            float y = j->w->gamma[c] * xh + j->w->beta[c];
-            float m = 1.0f;
-            if (j->mask_override) m = j->mask_override[r * h + c];
-            else if (j->drop) m = duet_rng_uniform(&rr) < p ? 0.0f : scale;
-            mr[c] = m;
-            dr[c] = (y > 0.0f ? y : 0.0f) * m;
-        }
-    }
-}
-
-/* The MLP's middle: z [n x h] (in ws->xh) -> xh (in place), and
- * d = dropout(relu(gamma*xh + beta)) into ws->d. */
-static void bn_relu_dropout(const duet_bparams *w, duet_bnstats *bn,
-                            const duet_params *p, size_t n, size_t h,
-                            int train, duet_rng *rng, const float *mask_override,
-                            duet_branch_ws *ws) {
-    bn_job j = {w, NULL, bn, p, ws, n, h, train, train && p->dropout > 0.0f, 0,
-                mask_override};
-    if (j.drop && !mask_override) j.mask_seed = duet_rng_u64(rng);
-    duet_parallel_for(h, 64, bn_stats_cols, &j);
-    duet_parallel_for(n, 16, bn_rows, &j);
-}
-
-void duet_branch_forward(const duet_branch *b, const duet_bparams *w,
-                         duet_bnstats *bn, const duet_params *p,
-                         const float *x, size_t n, int train, duet_rng *rng,
-                         const float *mask_override, duet_branch_ws *ws) {
-    size_t d = b->d_in, h = b->hidden, o = b->out;
     if (b->linear) {
-        fc_forward(x, w->W1, w->b1, n, d, o, ws->e);      /* [n x o] */
+        duet_status st = product(ws, np, o, d, xa, 0, w1, 0, w->b1, ws->e, err); /* [n x o] */
+        if (st) return st;
     } else {
-        fc_forward(x, w->W1, w->b1, n, d, h, ws->xh);     /* [n x h] */
-        bn_relu_dropout(w, bn, p, n, h, train, rng, mask_override, ws);
-        fc_forward(ws->d, w->W2, w->b2, n, h, o, ws->e);  /* [n x o] */
+        duet_status st = product(ws, np, h, d, xa, 0, w1, 0, w->b1, ws->xh, err); /* [n x h] */
+        if (st) return st;
+        duet_bn_forward(w, bn, p, n, h, train, rng, mask_override, ws);
+        st = product(ws, np, o, h, ws->bf16 ? (const void *)ws->hb : ws->d, 0, w2, 0,
+                     w->b2, ws->e, err);                                         /* [n x o] */
+        if (st) return st;
     }
     l2_normalize_rows(ws->e, n, o, ws->inv_norm);
+    return DUET_OK;
 }
 
-/* BN + ReLU + dropout backward on columns [c0, c1): ws->dd holds dD on
- * entry and dZ1 on exit. dY = dD * M where D > 0 (D > 0 iff the ReLU passed
- * and the unit was kept); dgamma = sum(dY xh), dbeta = sum(dY);
- * dZ1 = inv_std/n * (n dY gamma - dbeta gamma - xh dgamma gamma). */
-static void bn_backward_cols(void *ctx, size_t c0, size_t c1) {
-    bn_job *j = ctx;
-    duet_branch_ws *ws = j->ws;
-    duet_bparams *g = j->g;
-    size_t n = j->n, h = j->h;
-    for (size_t c = c0; c < c1; c++) { g->gamma[c] = 0.0f; g->beta[c] = 0.0f; }
-    for (size_t r = 0; r < n; r++) {
-        float *ddr = ws->dd + r * h;
-        const float *dr = ws->d + r * h, *mr = ws->mask + r * h, *xr = ws->xh + r * h;
-        for (size_t c = c0; c < c1; c++) {
-            float dy = dr[c] > 0.0f ? ddr[c] * mr[c] : 0.0f;
-            ddr[c] = dy;
-            g->gamma[c] += dy * xr[c];
-            g->beta[c] += dy;
-        }
+duet_status duet_branch_backward(const duet_branch *b, const duet_bparams *w,
+                                 const float *x, size_t n, const float *dE,
+                                 duet_bparams *g, duet_branch_ws *ws) {
+    size_t d = b->d_in, h = b->hidden, o = b->out, np = padded(ws, n);
+    int bf = ws->bf16;
+    duet_error *err = &ws->err;
+    const void *xa = bf ? (const void *)ws->xb : x;
+    const void *dz2 = bf ? (const void *)ws->ob : ws->de;
+    l2_normalize_backward(ws->e, dE, ws->inv_norm, n, o, ws->de, bf ? ws->ob : NULL); /* dZ2 */
+    if (bf) { /* the padding rows the sums below run over: zero */
+        memset(ws->ob + n * o, 0, (np - n) * o * sizeof(uint16_t));
+        if (!b->linear) memset(ws->hb + n * h, 0, (np - n) * h * sizeof(uint16_t));
     }
-    float fn = (float)n;
-    for (size_t r = 0; r < n; r++) {
-        float *ddr = ws->dd + r * h;
-        const float *xr = ws->xh + r * h;
-        for (size_t c = c0; c < c1; c++) {
-            float gm = j->w->gamma[c];
-            ddr[c] = ws->inv_std[c] / fn *
-                     (fn * ddr[c] * gm - g->beta[c] * gm - xr[c] * g->gamma[c] * gm);
-        }
+    if (b->linear) { /* dW1 = X^T dZ, db1 = sums of dZ */
+        col_sums(ws->de, n, o, g->b1);
+        return product(ws, d, o, np, xa, 1, dz2, 0, NULL, g->W1, err);
     }
-}
-
-static void bn_relu_dropout_backward(const duet_bparams *w, duet_bparams *g,
-                                     size_t n, size_t h, duet_branch_ws *ws) {
-    bn_job j = {w, g, NULL, NULL, ws, n, h, 1, 0, 0, NULL};
-    duet_parallel_for(h, 64, bn_backward_cols, &j);
-}
-
-void duet_branch_backward(const duet_branch *b, const duet_bparams *w,
-                          const float *x, size_t n, const float *dE,
-                          duet_bparams *g, duet_branch_ws *ws) {
-    size_t d = b->d_in, h = b->hidden, o = b->out;
-    l2_normalize_backward(ws->e, dE, ws->inv_norm, n, o, ws->de); /* dZ2 */
-    if (b->linear) {
-        fc_backward_params(x, ws->de, n, d, o, ws->ones, g->W1, g->b1);
-        return;
-    }
-    fc_backward_params(ws->d, ws->de, n, h, o, ws->ones, g->W2, g->b2);
-    /* dD [n x h] = dZ2 [n x o] . W2^T */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)h, (int)o,
-                1.0f, ws->de, (int)o, w->W2, (int)o, 0.0f, ws->dd, (int)h);
-    bn_relu_dropout_backward(w, g, n, h, ws);
-    fc_backward_params(x, ws->dd, n, d, h, ws->ones, g->W1, g->b1);
+    /* dW2 [h x o] = D^T dZ2, db2 = sums of dZ2, dD [n x h] = dZ2 W2^T */
+    duet_status st = product(ws, h, o, np, bf ? (const void *)ws->hb : ws->d, 1, dz2, 0, NULL, g->W2, err);
+    col_sums(ws->de, n, o, g->b2);
+    const void *w2 = w->W2;
+    if (bf) w2 = w->W2h ? w->W2h : ws->wb + d * h; /* as converted by the forward pass */
+    if (!st) st = product(ws, np, h, o, dz2, 0, w2, 1, NULL, ws->dd, err);
+    if (st) return st;
+    duet_bn_backward(w, g, n, h, ws);                             /* dZ1, dgamma, dbeta, db1 */
+    return product(ws, d, h, np, xa, 1, bf ? (const void *)ws->hb : ws->dd, 0, NULL, g->W1, err);
 }

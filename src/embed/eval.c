@@ -1,12 +1,13 @@
 /* eval.c -- Recall@K both ways (docs/MODEL.md, "Evaluation").
  *
- * Scores S = T . I^T [nc x ni] come from one sgemm per block of captions; the
+ * Scores S = T . I^T [nc x ni] come from one f32 product on oneDNN per
+ * block of captions (f32 whatever the model's precision: ranks count strict
+ * inequalities, which bf16 rounding would turn into ties); the
  * ranks are counted from S without sorting: a caption's rank is 1 + the
  * number of images scoring strictly higher than its own image; an image's
  * rank is 1 + the number of captions scoring strictly higher than its best
  * own caption. */
 #include "embed/embed.h"
-#include <cblas.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -33,6 +34,15 @@ static void recall_of_ranks(size_t *rank, size_t n, duet_recall *r) {
     r->meanr = sum / (double)n;
 }
 
+/* S [nb x ni] = captions j0..j0+nb of T times I^T. */
+static duet_status scores(duet_mm_cache *mm, const duet_mat *txt, const duet_mat *img,
+                          size_t j0, size_t nb, float *S, duet_error *err) {
+    size_t k = img->cols, ni = img->rows;
+    duet_mm op = {nb, ni, k, dnnl_f32, txt->data + j0 * k, k, 0, img->data, k, 1,
+                  NULL, S, ni, 0};
+    return duet_mm_run(mm, &op, err);
+}
+
 duet_status duet_recall_from_embeddings(const duet_mat *img_emb,
                                         const duet_mat *txt_emb,
                                         const size_t *cap_img,
@@ -53,7 +63,9 @@ duet_status duet_recall_from_embeddings(const duet_mat *img_emb,
     size_t *t_rank = duet_alloc_array(nc, sizeof(size_t));
     size_t *i_rank = duet_calloc_array(ni, sizeof(size_t));
     int *has = duet_calloc_array(ni, sizeof(int));
-    duet_status st = DUET_OK;
+    duet_mm_cache mm;
+    duet_status st = duet_mm_cache_init(&mm, NULL, err);
+    if (st) goto out;
     if (!S || !best || !t_rank || !i_rank || !has) {
         st = duet_fail(err, DUET_ERR_NOMEM, "recall: out of memory (%zu x %zu)", nc, ni);
         goto out;
@@ -61,9 +73,7 @@ duet_status duet_recall_from_embeddings(const duet_mat *img_emb,
     /* pass 1: caption ranks and each image's best own-caption score */
     for (size_t j0 = 0; j0 < nc; j0 += blk) {
         size_t nb = nc - j0 < blk ? nc - j0 : blk;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nb, (int)ni, (int)k,
-                    1.0f, txt_emb->data + j0 * k, (int)k, img_emb->data, (int)k,
-                    0.0f, S, (int)ni);
+        if ((st = scores(&mm, txt_emb, img_emb, j0, nb, S, err))) goto out;
         for (size_t b = 0; b < nb; b++) {
             const float *row = S + b * ni;
             size_t own = cap_img[j0 + b], cnt = 0;
@@ -76,9 +86,7 @@ duet_status duet_recall_from_embeddings(const duet_mat *img_emb,
     /* pass 2: image ranks (captions scoring above the best own caption) */
     for (size_t j0 = 0; j0 < nc; j0 += blk) {
         size_t nb = nc - j0 < blk ? nc - j0 : blk;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nb, (int)ni, (int)k,
-                    1.0f, txt_emb->data + j0 * k, (int)k, img_emb->data, (int)k,
-                    0.0f, S, (int)ni);
+        if ((st = scores(&mm, txt_emb, img_emb, j0, nb, S, err))) goto out;
         for (size_t b = 0; b < nb; b++) {
             const float *row = S + b * ni;
             for (size_t i = 0; i < ni; i++) i_rank[i] += has[i] && row[i] > best[i];
@@ -96,6 +104,7 @@ duet_status duet_recall_from_embeddings(const duet_mat *img_emb,
     res->n_folds = 1;
 out:
     free(S); free(best); free(t_rank); free(i_rank); free(has);
+    duet_mm_cache_free(&mm);
     return st;
 }
 

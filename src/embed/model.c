@@ -1,4 +1,5 @@
-/* model.c -- parameters, the model object and evaluation-mode embedding. */
+/* model.c -- parameters, the model object and evaluation-mode embedding
+ * (in the model's precision: f32, or bf16 products on its bf16 mirror). */
 #include "embed/embed.h"
 #include <math.h>
 #include <stdlib.h>
@@ -70,6 +71,9 @@ duet_status duet_params_validate(const duet_params *p, duet_error *err) {
     if (p->epochs < 0 || p->epochs > 100000) BAD("epochs", "%d is outside 0..100000", p->epochs);
     if (p->patience < 0) BAD("patience", "%d must be >= 0", p->patience);
     if (p->threads < 0 || p->threads > 1024) BAD("threads", "%d is outside 0..1024", p->threads);
+    if (p->precision != DUET_PRECISION_AUTO && p->precision != DUET_PRECISION_F32 &&
+        p->precision != DUET_PRECISION_BF16)
+        BAD("precision", "%d is not auto, f32 or bf16", (int)p->precision);
     if (p->one_way && p->w_i2t == 0.0f && p->w_txt_struct == 0.0f && p->w_img_struct == 0.0f)
         BAD("one_way", "with w_i2t = 0 and no structure term there is no loss left");
 #undef BAD
@@ -91,6 +95,7 @@ void duet_model_free(duet_model *m) {
     if (!m) return;
     free(m->params);
     free(m->buffers);
+    free(m->params_h);
     info_free(&m->info);
     free(m);
 }
@@ -117,7 +122,7 @@ duet_status duet_model_alloc(size_t d_image, size_t d_text,
     }
     m->n_params = total;
     m->n_buffers = p->linear ? 0 : 4 * p->hidden;
-    m->params = duet_calloc_array(m->n_params, sizeof(float));
+    m->params = duet_embed_alloc(m->n_params, sizeof(float), 1);
     m->buffers = duet_calloc_array(m->n_buffers, sizeof(float));
     if (!m->params || !m->buffers) {
         duet_model_free(m);
@@ -188,21 +193,59 @@ duet_status duet_model_embed(const duet_model *m, int side, const duet_mat *x,
         return duet_fail(err, DUET_ERR_SHAPE,
                          "embed: output is %zu x %zu, expected %zu x %zu",
                          out->rows, out->cols, x->rows, b->out);
+    /* Each call has its own engine, stream and workspace: concurrent calls
+     * on one model share only its (read-only) weights. */
+    duet_dnn dnn;
     duet_branch_ws ws;
+    memset(&ws, 0, sizeof ws);
     size_t cap = x->rows < EMBED_CHUNK ? (x->rows ? x->rows : 1) : EMBED_CHUNK;
-    duet_status st = duet_branch_ws_init(&ws, b, cap, err);
-    if (st) return st;
+    duet_status st = duet_dnn_init(&dnn, duet_model_precision(m), err);
+    if (!st) st = duet_branch_ws_init_dnn(&ws, b, cap, &dnn, err);
     duet_bnstats bn = m->bn[side];
-    for (size_t r = 0; r < x->rows; r += cap) {
+    for (size_t r = 0; !st && r < x->rows; r += cap) {
         size_t n = x->rows - r < cap ? x->rows - r : cap;
-        duet_branch_forward(b, &m->w[side], &bn, &m->p, x->data + r * x->cols,
-                            n, 0, NULL, NULL, &ws);
-        memcpy(out->data + r * b->out, ws.e, n * b->out * sizeof(float));
+        st = duet_branch_forward(b, &m->w[side], &bn, &m->p, x->data + r * x->cols,
+                                 n, 0, NULL, NULL, &ws);
+        if (st && err) *err = ws.err;
+        else if (!st) memcpy(out->data + r * b->out, ws.e, n * b->out * sizeof(float));
     }
     duet_branch_ws_free(&ws);
-    return DUET_OK;
+    duet_dnn_fini(&dnn);
+    return st;
+}
+
+/* Points the views' W1h/W2h into the mirror (or NULL without one). */
+static void mirror_views(duet_model *m) {
+    for (int s = 0; s < 2; s++) {
+        duet_bparams *w = &m->w[s];
+        w->W1h = m->params_h ? m->params_h + (w->W1 - m->params) : NULL;
+        w->W2h = m->params_h && w->W2 ? m->params_h + (w->W2 - m->params) : NULL;
+    }
+}
+
+void duet_model_sync_bf16(duet_model *m) {
+    if (m->params_h) duet_embed_bf16(m->params, m->params_h, m->n_params);
 }
 
 duet_status duet_model_set_precision(duet_model *m, duet_precision p, duet_error *err) {
-    duet_precision r; duet_status st = duet_precision_resolve(p, &r, err); if (!st) m->embed_prec = r; return st; }
-duet_precision duet_model_precision(const duet_model *m) { return m->embed_prec ? m->embed_prec : DUET_PRECISION_F32; }
+    duet_precision r;
+    duet_status st = duet_precision_resolve(p, &r, err);
+    if (st) return st;
+    if (r == DUET_PRECISION_BF16 && !m->params_h) {
+        m->params_h = duet_embed_alloc(m->n_params, sizeof(uint16_t), 0);
+        if (!m->params_h)
+            return duet_fail(err, DUET_ERR_NOMEM, "model: out of memory for the bf16 copy of "
+                             "%zu parameters", m->n_params);
+    } else if (r == DUET_PRECISION_F32) {
+        free(m->params_h);
+        m->params_h = NULL;
+    }
+    m->embed_prec = r;
+    duet_model_sync_bf16(m);
+    mirror_views(m);
+    return DUET_OK;
+}
+
+duet_precision duet_model_precision(const duet_model *m) {
+    return m->embed_prec ? m->embed_prec : DUET_PRECISION_F32;
+}

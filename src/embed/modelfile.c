@@ -13,7 +13,7 @@ const char DUET_MODEL_MAGIC[8] = {'D', 'U', 'E', 'T', 'M', 'O', 'D', 'L'};
 static json_t *params_json(const duet_params *p) {
     return json_pack(
         "{s:b, s:I, s:I, s:f, s:f, s:f, s:f, s:I, s:f, s:f, s:f, s:f, s:b,"
-        " s:I, s:I, s:s, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:i, s:i, s:I}",
+        " s:I, s:I, s:s, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:i, s:i, s:I, s:s}",
         "linear", p->linear, "hidden", (json_int_t)p->hidden,
         "embed_dim", (json_int_t)p->embed_dim, "dropout", (double)p->dropout,
         "bn_eps", (double)p->bn_eps, "bn_momentum", (double)p->bn_momentum,
@@ -28,14 +28,15 @@ static json_t *params_json(const duet_params *p) {
         "momentum", (double)p->momentum, "weight_decay", (double)p->weight_decay,
         "adam_beta1", (double)p->adam_beta1, "adam_beta2", (double)p->adam_beta2,
         "adam_eps", (double)p->adam_eps, "epochs", p->epochs,
-        "patience", p->patience, "seed", (json_int_t)p->seed);
+        "patience", p->patience, "seed", (json_int_t)p->seed,
+        "precision", duet_precision_name(p->precision));
 }
 
 static json_t *str_or_null(const char *s) { return s ? json_string(s) : json_null(); }
 
 char *duet_model_header_json(const duet_model *m) {
     const duet_model_info *in = &m->info;
-    json_t *h = json_pack("{s:s, s:s, s:I, s:I, s:o, s:{s:o, s:o, s:o, s:o, s:o, s:o, s:i, s:i, s:f}}",
+    json_t *h = json_pack("{s:s, s:s, s:I, s:I, s:o, s:{s:o, s:o, s:o, s:o, s:o, s:o, s:i, s:i, s:f, s:o}}",
         "kind", "duet-model", "duet_version", DUET_VERSION_STRING,
         "d_image", (json_int_t)m->br[0].d_in, "d_text", (json_int_t)m->br[1].d_in,
         "params", params_json(&m->p),
@@ -46,7 +47,8 @@ char *duet_model_header_json(const duet_model *m) {
         "text_model_hash", str_or_null(in->text_model_hash),
         "image_model", str_or_null(in->image_model),
         "epochs_run", in->epochs_run, "best_epoch", in->best_epoch,
-        "best_val_rsum", (double)in->best_val_rsum);
+        "best_val_rsum", (double)in->best_val_rsum,
+        "isa", m->isa[0] ? json_string(m->isa) : json_null());
     if (!h) return NULL;
     char *s = json_dumps(h, JSON_PRESERVE_ORDER);
     json_decref(h);
@@ -139,6 +141,13 @@ static duet_status parse_params(json_t *o, const char *path, duet_params *p,
     if (!opt || (strcmp(opt, "adam") && strcmp(opt, "sgd")))
         return duet_fail(err, DUET_ERR_FORMAT, "%s: field params.optimizer must be \"adam\" or \"sgd\"", path);
     p->optimizer = strcmp(opt, "sgd") == 0 ? DUET_OPT_SGD : DUET_OPT_ADAM;
+    /* the training precision; files from before it was recorded are f32 */
+    json_t *prec = json_object_get(o, "precision");
+    if (prec && (!json_is_string(prec) || duet_precision_parse(json_string_value(prec)) < 0))
+        return duet_fail(err, DUET_ERR_FORMAT, "%s: field params.precision must be \"f32\", "
+                         "\"bf16\" or \"auto\"", path);
+    p->precision = prec ? (duet_precision)duet_precision_parse(json_string_value(prec))
+                        : DUET_PRECISION_F32;
     st = duet_params_validate(p, err);
     if (st) return duet_fail_wrap(err, DUET_ERR_FORMAT, "%s: params", path);
     return DUET_OK;
@@ -202,6 +211,9 @@ duet_status duet_model_from_tf(const duet_tf_file *tfp, const char *path,
         goto done;
     if ((st = duet_model_alloc((size_t)di, (size_t)dt, &p, &m, err))) goto done;
     if ((st = parse_info(json_object_get(h, "info"), path, &m->info, err))) goto done;
+    /* where it was trained: info.isa, absent from older files */
+    const char *isa = json_string_value(json_object_get(json_object_get(h, "info"), "isa"));
+    snprintf(m->isa, sizeof m->isa, "%s", isa ? isa : "");
     const float *pa = duet_tf_array_get(&tf, path, "params", m->n_params, NULL, err);
     const float *bu = pa ? duet_tf_array_get(&tf, path, "buffers", m->n_buffers, NULL, err) : NULL;
     if (!pa || !bu) { st = err ? err->status : DUET_ERR_FORMAT; goto done; }

@@ -8,7 +8,12 @@
  *     write the checkpoint (if asked)
  *
  * The trainer owns: the model, a gradient slab and the optimizer slabs (all
- * with the parameter slab's layout), the best parameters, and the RNG. */
+ * with the parameter slab's layout), the best parameters, the RNG, and the
+ * oneDNN engine of its products in the run's precision. In bf16 (mixed
+ * precision) the batch is gathered straight into bf16, the products of both
+ * branches take bf16 inputs (the model's bf16 mirror of W1/W2, rewritten by
+ * every optimizer step) and accumulate in f32; the loss, batch-norm, the
+ * gradients, the master weights and the optimizer state stay f32. */
 #include "embed/embed.h"
 #include <jansson.h>
 #include <math.h>
@@ -23,6 +28,7 @@ typedef struct trainer {
     const duet_mat *img, *txt;
     duet_params p;
     duet_model *m;
+    duet_dnn dnn;                   /* engine, stream and resolved precision   */
     float *grad, *m1, *m2;          /* [n_params] each (m2 unused for SGD)     */
     float *best_params, *best_buf;  /* copies of the best epoch                */
     duet_bparams g[2];              /* views into grad                         */
@@ -31,7 +37,9 @@ typedef struct trainer {
     size_t *train;                  /* this epoch's order                      */
     size_t n_train;
     /* batch buffers */
-    float *xi, *xt;                 /* [B x d_img], [B*S x d_txt]              */
+    float *xi, *xt;                 /* [B x d_img], [B*S x d_txt] (f32 only;
+                                       bf16 gathers into ws[s].xb)             */
+    size_t *img_rows, *cap_rows;    /* [B], [B*S]: the batch's feature rows    */
     float *de_i, *de_t;             /* [B x o], [B*S x o]                      */
     size_t *sent_img;               /* [B*S]                                   */
     size_t *pick;                   /* caption sampling scratch                */
@@ -52,10 +60,11 @@ static void trainer_free(trainer *t) {
     free(t->grad); free(t->m1); free(t->m2);
     free(t->best_params); free(t->best_buf);
     free(t->train0); free(t->train); free(t->xi); free(t->xt); free(t->de_i); free(t->de_t);
-    free(t->sent_img); free(t->pick);
+    free(t->sent_img); free(t->pick); free(t->img_rows); free(t->cap_rows);
     duet_branch_ws_free(&t->ws[0]);
     duet_branch_ws_free(&t->ws[1]);
     duet_loss_ws_free(&t->lws);
+    duet_dnn_fini(&t->dnn);
     free(t->log);
     duet_model_free(t->m);
 }
@@ -84,6 +93,12 @@ static size_t batch_cap(const trainer *t) {
     return t->n_train < t->p.batch_images ? t->n_train : t->p.batch_images;
 }
 
+/* A branch's failure (its message is in its workspace) into err. */
+static duet_status branch_fail(const duet_branch_ws *ws, duet_status st, duet_error *err) {
+    if (err) *err = ws->err;
+    return st;
+}
+
 static duet_status alloc_buffers(trainer *t, duet_error *err) {
     duet_model *m = t->m;
     size_t B = batch_cap(t), S = t->p.sents_per_image, ns = B * S,
@@ -94,39 +109,72 @@ static duet_status alloc_buffers(trainer *t, duet_error *err) {
         if (c > maxc) maxc = c;
     }
     t->pick_cap = maxc > S ? maxc : S;
-    t->grad = duet_calloc_array(m->n_params, sizeof(float));
-    t->m1 = duet_calloc_array(m->n_params, sizeof(float));
-    t->m2 = duet_calloc_array(m->n_params, sizeof(float));
-    t->best_params = duet_alloc_array(m->n_params, sizeof(float));
+    t->grad = duet_embed_alloc(m->n_params, sizeof(float), 1);
+    t->m1 = duet_embed_alloc(m->n_params, sizeof(float), 1);
+    t->m2 = duet_embed_alloc(m->n_params, sizeof(float), 1);
+    t->best_params = duet_embed_alloc(m->n_params, sizeof(float), 0);
     t->best_buf = duet_alloc_array(m->n_buffers, sizeof(float));
-    t->xi = duet_alloc_array(B, m->br[0].d_in * sizeof(float));
-    t->xt = duet_alloc_array(ns, m->br[1].d_in * sizeof(float));
+    int f32 = t->dnn.prec != DUET_PRECISION_BF16;
+    if (f32) {
+        t->xi = duet_embed_alloc(B, m->br[0].d_in * sizeof(float), 0);
+        t->xt = duet_embed_alloc(ns, m->br[1].d_in * sizeof(float), 0);
+    }
     t->de_i = duet_alloc_array(B, o * sizeof(float));
     t->de_t = duet_alloc_array(ns, o * sizeof(float));
     t->sent_img = duet_alloc_array(ns, sizeof(size_t));
     t->pick = duet_alloc_array(t->pick_cap, sizeof(size_t));
+    t->img_rows = duet_alloc_array(B, sizeof(size_t));
+    t->cap_rows = duet_alloc_array(ns, sizeof(size_t));
     if (!t->grad || !t->m1 || !t->m2 || !t->best_params || !t->best_buf ||
-        !t->xi || !t->xt || !t->de_i || !t->de_t || !t->sent_img || !t->pick)
+        (f32 && (!t->xi || !t->xt)) || !t->de_i || !t->de_t || !t->sent_img || !t->pick ||
+        !t->img_rows || !t->cap_rows)
         return duet_fail(err, DUET_ERR_NOMEM, "train: out of memory for batch buffers");
     duet_model_views(m, t->grad, t->g);
     memcpy(t->best_params, m->params, m->n_params * sizeof(float));
     memcpy(t->best_buf, m->buffers, m->n_buffers * sizeof(float));
     duet_status st;
-    if ((st = duet_branch_ws_init(&t->ws[0], &m->br[0], B, err)) ||
-        (st = duet_branch_ws_init(&t->ws[1], &m->br[1], ns, err)) ||
-        (st = duet_loss_ws_init(&t->lws, B, ns, t->p.top_k, err)))
+    if ((st = duet_branch_ws_init_dnn(&t->ws[0], &m->br[0], B, &t->dnn, err)) ||
+        (st = duet_branch_ws_init_dnn(&t->ws[1], &m->br[1], ns, &t->dnn, err)) ||
+        (st = duet_loss_ws_init_dnn(&t->lws, B, ns, t->p.top_k, &t->dnn, err)))
         return st;
     return DUET_OK;
 }
 
+typedef struct gather_job {
+    const float *src;       /* feature matrix                               */
+    const size_t *rows;     /* [n] its rows to take                         */
+    size_t cols;
+    float *dst;             /* [n x cols], or NULL                          */
+    uint16_t *dst_h;        /* [n x cols] bf16, when dst is NULL            */
+} gather_job;
+
+static void gather_range(void *ctx, size_t r0, size_t r1) {
+    gather_job *j = ctx;
+    for (size_t r = r0; r < r1; r++) {
+        const float *row = j->src + j->rows[r] * j->cols;
+        if (j->dst) memcpy(j->dst + r * j->cols, row, j->cols * sizeof(float));
+        else duet_embed_bf16(row, j->dst_h + r * j->cols, j->cols);
+    }
+}
+
+/* Copies rows[0..n) of src into dst (f32) or dst_h (bf16), on the threads. */
+static void gather(const duet_mat *src, const size_t *rows, size_t n, float *dst,
+                   uint16_t *dst_h) {
+    gather_job j = {src->data, rows, src->cols, dst, dst_h};
+    duet_embed_parallel_for(n, src->cols, gather_range, &j);
+}
+
 /* Fills the batch of images ids[0..B): features and S sampled sentences each
- * (without replacement when the image has at least S captions). */
+ * (without replacement when the image has at least S captions). The
+ * sampling runs first (it draws from the RNG), then the copies on the
+ * threads: into t->xi / t->xt in f32, into the workspaces' bf16 inputs in
+ * bf16. */
 static void fill_batch(trainer *t, const size_t *ids, size_t B) {
     const duet_dataset *d = t->d;
-    size_t S = t->p.sents_per_image, di = t->img->cols, dt = t->txt->cols;
+    size_t S = t->p.sents_per_image;
     for (size_t b = 0; b < B; b++) {
         size_t im = ids[b];
-        memcpy(t->xi + b * di, t->img->data + im * di, di * sizeof(float));
+        t->img_rows[b] = im;
         size_t c0 = d->image_cap_start[im], nc = d->image_cap_start[im + 1] - c0;
         for (size_t q = 0; q < nc; q++) t->pick[q] = q;
         for (size_t s = 0; s < S; s++) {
@@ -138,92 +186,44 @@ static void fill_batch(trainer *t, const size_t *ids, size_t B) {
             } else {
                 q = (size_t)duet_rng_below(&t->rng, nc);
             }
-            size_t cap = d->image_caps[c0 + q], j = b * S + s;
-            memcpy(t->xt + j * dt, t->txt->data + cap * dt, dt * sizeof(float));
+            size_t j = b * S + s;
+            t->cap_rows[j] = d->image_caps[c0 + q];
             t->sent_img[j] = b;
         }
     }
+    gather(t->img, t->img_rows, B, t->xi, t->ws[0].xb);
+    gather(t->txt, t->cap_rows, B * S, t->xt, t->ws[1].xb);
 }
 
-void duet_weight_decay(const duet_model *m, duet_bparams g[2], float wd) {
-    if (wd == 0.0f) return;
-    for (int s = 0; s < 2; s++) {
-        const duet_branch *b = &m->br[s];
-        size_t n1 = b->d_in * (b->linear ? b->out : b->hidden);
-        for (size_t i = 0; i < n1; i++) g[s].W1[i] += wd * m->w[s].W1[i];
-        if (b->linear) continue;
-        size_t n2 = b->hidden * b->out;
-        for (size_t i = 0; i < n2; i++) g[s].W2[i] += wd * m->w[s].W2[i];
-    }
-}
-
-typedef struct opt_job {
-    const duet_params *p;
-    float *w, *m1, *m2;
-    const float *g;
-    float lr, step, rbc2;
-} opt_job;
-
-static void sgd_range(void *ctx, size_t b, size_t e) {
-    opt_job *j = ctx;
-    float mu = j->p->momentum, lr = j->lr;
-    for (size_t i = b; i < e; i++) {
-        j->m1[i] = mu * j->m1[i] + j->g[i];
-        j->w[i] -= lr * j->m1[i];
-    }
-}
-
-static void adam_range(void *ctx, size_t b, size_t e) {
-    opt_job *j = ctx;
-    float b1 = j->p->adam_beta1, b2 = j->p->adam_beta2, eps = j->p->adam_eps;
-    float step = j->step, rbc2 = j->rbc2;
-    float *w = j->w, *m1 = j->m1, *m2 = j->m2;
-    const float *g = j->g;
-    for (size_t i = b; i < e; i++) {
-        m1[i] = b1 * m1[i] + (1.0f - b1) * g[i];
-        m2[i] = b2 * m2[i] + (1.0f - b2) * g[i] * g[i];
-        w[i] -= step * m1[i] / (sqrtf(m2[i]) * rbc2 + eps);
-    }
-}
-
-void duet_optimizer_step(const duet_params *p, float *w, const float *g,
-                         float *m1, float *m2, size_t n, long long t, float lr) {
-    opt_job j = {p, w, m1, m2, g, lr, 0.0f, 0.0f};
-    if (p->optimizer == DUET_OPT_SGD) {
-        duet_parallel_for(n, 1 << 16, sgd_range, &j);
-        return;
-    }
-    double bc1 = 1.0 - pow(p->adam_beta1, (double)t), bc2 = 1.0 - pow(p->adam_beta2, (double)t);
-    j.step = (float)(lr / bc1);
-    j.rbc2 = (float)(1.0 / sqrt(bc2));
-    duet_parallel_for(n, 1 << 16, adam_range, &j);
-}
-
-/* Forward, loss, backward and update on the batch in t->xi / t->xt. */
+/* Forward, loss, backward and update on the batch fill_batch gathered. */
 static duet_status train_step(trainer *t, size_t B, duet_loss_terms *lt,
                               duet_error *err) {
     duet_model *m = t->m;
     size_t ns = B * t->p.sents_per_image, o = t->p.embed_dim;
-    duet_branch_forward(&m->br[0], &m->w[0], &m->bn[0], &m->p, t->xi, B, 1,
-                        &t->rng, NULL, &t->ws[0]);
-    duet_branch_forward(&m->br[1], &m->w[1], &m->bn[1], &m->p, t->xt, ns, 1,
-                        &t->rng, NULL, &t->ws[1]);
-    duet_status st = duet_loss(&m->p, t->ws[0].e, B, t->ws[1].e, ns, o,
-                               t->sent_img, NULL, lt, t->de_i, t->de_t, &t->lws, err);
+    const float *x[2] = {t->xi, t->xt}; /* NULL in bf16: the rows are in ws[s].xb */
+    size_t n[2] = {B, ns};
+    duet_status st;
+    for (int s = 0; s < 2; s++)
+        if ((st = duet_branch_forward(&m->br[s], &m->w[s], &m->bn[s], &m->p, x[s], n[s], 1,
+                                      &t->rng, NULL, &t->ws[s])))
+            return branch_fail(&t->ws[s], st, err);
+    st = duet_loss(&m->p, t->ws[0].e, B, t->ws[1].e, ns, o,
+                   t->sent_img, NULL, lt, t->de_i, t->de_t, &t->lws, err);
     if (st) return st;
     if (!isfinite(lt->total))
         return duet_fail(err, DUET_ERR_NONFINITE,
                          "train: the loss became %g at epoch %d; lower --lr",
                          (double)lt->total, t->epoch + 1);
-    duet_branch_backward(&m->br[0], &m->w[0], t->xi, B, t->de_i, &t->g[0], &t->ws[0]);
-    duet_branch_backward(&m->br[1], &m->w[1], t->xt, ns, t->de_t, &t->g[1], &t->ws[1]);
+    const float *de[2] = {t->de_i, t->de_t};
+    for (int s = 0; s < 2; s++)
+        if ((st = duet_branch_backward(&m->br[s], &m->w[s], x[s], n[s], de[s], &t->g[s], &t->ws[s])))
+            return branch_fail(&t->ws[s], st, err);
     duet_weight_decay(m, t->g, t->p.weight_decay);
     t->adam_t++;
-    duet_optimizer_step(&t->p, m->params, t->grad, t->m1, t->m2, m->n_params,
-                        t->adam_t, t->lr);
+    duet_optimizer_step_mirror(&t->p, m->params, m->params_h, t->grad, t->m1, t->m2,
+                               m->n_params, t->adam_t, t->lr);
     return DUET_OK;
 }
-
 static int has_val(const duet_dataset *d) {
     for (size_t i = 0; i < d->n_images; i++)
         if (d->image_split[i] == DUET_SPLIT_VAL &&
@@ -336,6 +336,11 @@ static duet_status load_checkpoint(trainer *t, const char *path, duet_error *err
     else /* the model part reads like a model file */
         json_object_set_new(h, "kind", json_string("duet-model"));
     if (!st) st = duet_model_from_tf(&tf, path, &m, err);
+    if (!st && m->p.precision != t->p.precision)
+        st = duet_fail(err, DUET_ERR_INVALID_ARG,
+                       "%s: the checkpoint was trained in %s, this run computes in %s; "
+                       "resume with --precision %s", path, duet_precision_name(m->p.precision),
+                       duet_precision_name(t->p.precision), duet_precision_name(m->p.precision));
     if (!st && (m->br[0].d_in != t->img->cols || m->br[1].d_in != t->txt->cols ||
                 !same_run(&m->p, &t->p)))
         st = duet_fail(err, DUET_ERR_INVALID_ARG,
@@ -346,6 +351,7 @@ static duet_status load_checkpoint(trainer *t, const char *path, duet_error *err
         /* keep the run's own epochs/patience/threads; take the weights */
         memcpy(t->m->params, m->params, m->n_params * sizeof(float));
         memcpy(t->m->buffers, m->buffers, m->n_buffers * sizeof(float));
+        duet_model_sync_bf16(t->m);
         const char *names[4] = {"opt_m1", "opt_m2", "best_params", "best_buffers"};
         float *dst[4] = {t->m1, t->m2, t->best_params, t->best_buf};
         size_t cnt[4] = {m->n_params, m->n_params, m->n_params, m->n_buffers};
@@ -435,9 +441,15 @@ static duet_status train_setup(trainer *t, const duet_dataset *d,
                          "neighbours (the image structure term needs them)",
                          (double)p->w_img_struct, d->source);
     if (p->threads > 0) duet_set_threads(p->threads);
+    if ((st = duet_dnn_init(&t->dnn, p->precision, err))) return st;
+    t->p.precision = t->dnn.prec; /* resolved: what the model file records */
     duet_rng_seed(&t->rng, p->seed);
     if ((st = collect_train(t, err))) return st;
-    if ((st = duet_model_create(img->cols, txt->cols, p, &t->rng, &t->m, err))) return st;
+    if ((st = duet_model_create(img->cols, txt->cols, &t->p, &t->rng, &t->m, err))) return st;
+    snprintf(t->m->isa, sizeof t->m->isa, "%s", duet_cpu_isa());
+    /* the products read the model's bf16 mirror, which validation also
+     * embeds with */
+    if ((st = duet_model_set_precision(t->m, t->dnn.prec, err))) return st;
     if ((st = alloc_buffers(t, err))) return st;
     t->lr = p->lr;
     t->best_rsum = -1.0;
@@ -473,6 +485,7 @@ duet_status duet_train(const duet_dataset *d, const duet_mat *img,
     duet_model *m = t.m;
     memcpy(m->params, t.best_params, m->n_params * sizeof(float));
     memcpy(m->buffers, t.best_buf, m->n_buffers * sizeof(float));
+    duet_model_sync_bf16(m);
     m->p.epochs = p->epochs;
     m->info.dataset = duet_strdup(d->source);
     m->info.epochs_run = t.epoch;
