@@ -61,8 +61,8 @@ else
 
   # resume: a checkpoint written for the same inputs is continued
   if [ -d "$FLK" ]; then
-    ls "$FLK" | head -n 6 > six.txt
-    "$DUET" features image --model mobilenetv2 --batch 1 --list six.txt --root "$FLK" -o full.npy 2>/dev/null && ok || bad "six images"
+    ls "$FLK" | head -n 40 > six.txt   # enough that the interrupt lands mid-run on oneDNN
+    "$DUET" features image --model mobilenetv2 --batch 1 --list six.txt --root "$FLK" -o full.npy 2>/dev/null && ok || bad "40 images"
     # interrupt: SIGINT after the first checkpoint (every image)
     "$DUET" features image --model mobilenetv2 --list six.txt --root "$FLK" --batch 1 --checkpoint-every 1 -o part.npy 2>"$T/err1" &
     pid=$!
