@@ -195,10 +195,6 @@ int list_image_dir(const char *cmd, const char *dir, char ***names, size_t *n) {
     return 0;
 }
 
-static uint64_t fnv(uint64_t h, const char *s, size_t n) {
-    for (size_t i = 0; i < n; i++) { h ^= (unsigned char)s[i]; h *= 1099511628211ULL; }
-    return h;
-}
 
 typedef struct ckpt_state {
     size_t processed;   /* inputs handled (rows or skipped)      */
@@ -346,8 +342,8 @@ static int features_image(int argc, char **argv) {
     duet_comm_range(comm, n, (size_t)batch, &lo, &hi);
     if (ranks > 1) snprintf(ckpt_path, sizeof ckpt_path, "%s.ckpt.%d-of-%d", out, rank, ranks);
     else snprintf(ckpt_path, sizeof ckpt_path, "%s.ckpt", out);
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < n; i++) h = fnv(fnv(h, paths.v[i], strlen(paths.v[i])), "\n", 1);
+    uint64_t h = DUET_FNV_INIT;
+    for (size_t i = 0; i < n; i++) h = duet_fnv(duet_fnv(h, paths.v[i], strlen(paths.v[i])), "\n", 1);
     /* f32 parts are keyed as before precisions existed; others name theirs */
     snprintf(key, sizeof key, "%s crops=%d inputs=%zu hash=%016llx weights=%s%s%s", model, crops, n,
              (unsigned long long)h, mp.weights, mp.prec == DUET_PRECISION_F32 ? "" : " precision=",

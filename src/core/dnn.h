@@ -39,7 +39,8 @@ static inline dnnl_data_type_t duet_dnn_dt(duet_precision p) {
 }
 
 /* bfloat16: the top 16 bits of a float32, rounded to nearest even (NaN
- * stays NaN). n may be 0. Runs on the caller's thread. */
+ * stays NaN; with AVX512-BF16, 16 floats an instruction, denormal inputs
+ * taken as zero). n may be 0. Runs on the caller's thread. */
 void duet_f32_to_bf16(const float *x, uint16_t *y, size_t n);
 void duet_bf16_to_f32(const uint16_t *x, float *y, size_t n);
 /* The same conversion as a oneDNN reorder on the dnn's engine: vectorized

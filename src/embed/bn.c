@@ -126,7 +126,7 @@ static void rows_forward(void *ctx, size_t r0, size_t r1) {
             if (w == BT) row_tile(zr + c, dr + c, mean + c, inv_std + c, gamma + c, beta + c, m, BT);
             else row_tile(zr + c, dr + c, mean + c, inv_std + c, gamma + c, beta + c, m, w);
         }
-        if (ws->bf16) duet_embed_bf16(dr, ws->hb + r * h, h);
+        if (ws->bf16) duet_f32_to_bf16(dr, ws->hb + r * h, h);
     }
 }
 
@@ -204,7 +204,7 @@ static void backward_tiles(void *ctx, size_t t0, size_t t1) {
                 dz_tile(ws->dd + at, ws->xh + at, j->w->gamma + c, ws->inv_std + c, dg + c, db + c,
                         db1 + c, fn, w);
         }
-        if (ws->bf16) duet_embed_bf16(ws->dd + r * h + c0, ws->hb + r * h + c0, c1 - c0);
+        if (ws->bf16) duet_f32_to_bf16(ws->dd + r * h + c0, ws->hb + r * h + c0, c1 - c0);
     }
 }
 

@@ -182,7 +182,7 @@ static void l2_rows_backward(void *ctx, size_t r0, size_t r1) {
         for (size_t c = 0; c < j->o; c++) dot += (double)er[c] * dr[c];
         float fd = (float)dot, s = j->inv_norm[r];
         for (size_t c = 0; c < j->o; c++) j->dz[r * j->o + c] = (dr[c] - er[c] * fd) * s;
-        if (j->dzb) duet_embed_bf16(j->dz + r * j->o, j->dzb + r * j->o, j->o);
+        if (j->dzb) duet_f32_to_bf16(j->dz + r * j->o, j->dzb + r * j->o, j->o);
     }
 }
 

@@ -73,10 +73,8 @@ size_t duet_embed_max_threads(void);
  * (mm.c); NULL on overflow or out of memory. Free with free(). */
 void *duet_embed_alloc(size_t n, size_t size, int zero);
 
-/* y = bf16(x), n floats: duet_f32_to_bf16 (core/dnn.h), with AVX512-BF16
- * where the CPU has it (mm.c). Every bf16 value of src/embed comes from it. */
-void duet_embed_bf16(const float *x, uint16_t *y, size_t n);
-/* The same for rows x cols floats, on the threads (duet_embed_parallel_for). */
+/* y = bf16(x) for rows x cols floats (duet_f32_to_bf16, core/dnn.h), on
+ * the threads (duet_embed_parallel_for). */
 void duet_embed_bf16_rows(const float *x, size_t rows, size_t cols, uint16_t *y);
 
 /* x where keep is all ones (all_if(cond)), else +0, without a branch: for

@@ -152,7 +152,7 @@ static void gram_grad_rows(void *ctx, size_t r0, size_t r1) {
         if (e - i >= EB) gram_grad_block(j->x + i, j->y + i, EB);
         else gram_grad_block(j->x + i, j->y + i, e - i);
     }
-    if (j->xb) duet_embed_bf16(j->x + r0 * j->m, j->xb + r0 * j->m, (r1 - r0) * j->m);
+    if (j->xb) duet_f32_to_bf16(j->x + r0 * j->m, j->xb + r0 * j->m, (r1 - r0) * j->m);
 }
 
 /* x <- x + x^T for a square x: row r writes the entries (r, c) and (c, r)
@@ -170,7 +170,7 @@ static void symmetrize_rows(void *ctx, size_t r0, size_t r1) {
 /* xb = bf16(x). */
 static void bf16_rows(void *ctx, size_t r0, size_t r1) {
     rows_job *j = ctx;
-    duet_embed_bf16(j->x + r0 * j->m, j->xb + r0 * j->m, (r1 - r0) * j->m);
+    duet_f32_to_bf16(j->x + r0 * j->m, j->xb + r0 * j->m, (r1 - r0) * j->m);
 }
 
 static void rows_pass(duet_range_fn fn, float *x, const float *y, uint16_t *xb, size_t n,
@@ -444,8 +444,8 @@ duet_status duet_loss(const duet_params *p, const float *img, size_t B,
     const void *ti = txt, *ii = img;
     uint16_t *gb = NULL;
     if (ws->bf16) {
-        duet_embed_bf16(txt, ws->hb, ns * o);
-        duet_embed_bf16(img, ws->hb + ns * o, B * o);
+        duet_f32_to_bf16(txt, ws->hb, ns * o);
+        duet_f32_to_bf16(img, ws->hb + ns * o, B * o);
         ti = ws->hb;
         ii = ws->hb + ns * o;
         gb = ws->hb + (ns + B) * o;

@@ -10,13 +10,9 @@
 #define _DEFAULT_SOURCE /* madvise */
 #include "embed/embed.h"
 #include <omp.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
-#endif
 
 /* ----------------------------------------------------------- big arrays
  * The slabs and workspaces of training stream through the products and
@@ -43,39 +39,6 @@ void *duet_embed_alloc(size_t n, size_t size, int zero) {
     return zero ? duet_calloc_array(n, size) : duet_alloc_array(n, size);
 }
 
-/* ------------------------------------------------------- bf16 rounding
- * Every bf16 value src/embed makes comes from here: the batch as it is
- * gathered, the activations, the weights' mirror. On a CPU with AVX512-BF16
- * (every CPU that computes bf16 natively) one instruction rounds 16 floats,
- * 4 to 12 times faster than the portable loop (duet_f32_to_bf16, which
- * does the tail). Both round to nearest even and keep NaN a NaN; the
- * instruction also takes denormal inputs as zero, which weights,
- * features and activations never are in practice (and one function for all
- * of them keeps the mirror and a pass's own conversion identical). */
-#if defined(__x86_64__) && defined(__GNUC__)
-__attribute__((target("avx512f,avx512bf16,avx512vl")))
-static size_t bf16_avx512(const float *x, uint16_t *y, size_t n) {
-    size_t i = 0;
-    for (; i + 16 <= n; i += 16)
-        _mm256_storeu_si256((__m256i *)(y + i), (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(x + i)));
-    return i;
-}
-#endif
-
-void duet_embed_bf16(const float *x, uint16_t *y, size_t n) {
-    size_t done = 0;
-#if defined(__x86_64__) && defined(__GNUC__)
-    static atomic_int has = -1; /* every thread that looks first stores the same */
-    int h = atomic_load_explicit(&has, memory_order_relaxed);
-    if (h < 0) {
-        h = __builtin_cpu_supports("avx512bf16") != 0;
-        atomic_store_explicit(&has, h, memory_order_relaxed);
-    }
-    if (h) done = bf16_avx512(x, y, n);
-#endif
-    duet_f32_to_bf16(x + done, y + done, n - done);
-}
-
 /* y = bf16(x) for rows x cols floats, on the threads. */
 typedef struct conv_job {
     const float *x;
@@ -85,7 +48,7 @@ typedef struct conv_job {
 
 static void conv_rows(void *ctx, size_t r0, size_t r1) {
     conv_job *j = ctx;
-    duet_embed_bf16(j->x + r0 * j->cols, j->y + r0 * j->cols, (r1 - r0) * j->cols);
+    duet_f32_to_bf16(j->x + r0 * j->cols, j->y + r0 * j->cols, (r1 - r0) * j->cols);
 }
 
 void duet_embed_bf16_rows(const float *x, size_t rows, size_t cols, uint16_t *y) {

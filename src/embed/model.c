@@ -224,7 +224,7 @@ static void mirror_views(duet_model *m) {
 }
 
 void duet_model_sync_bf16(duet_model *m) {
-    if (m->params_h) duet_embed_bf16(m->params, m->params_h, m->n_params);
+    if (m->params_h) duet_f32_to_bf16(m->params, m->params_h, m->n_params);
 }
 
 duet_status duet_model_set_precision(duet_model *m, duet_precision p, duet_error *err) {

@@ -77,7 +77,7 @@ static void opt_range(void *ctx, size_t b, size_t e) {
             block(j, t[0], t[1], t[2], t[3]);
             for (int k = 0; k < (j->adam ? 3 : 2); k++) memcpy(src[k], t[k], n * sizeof(float));
         }
-        if (j->wh) duet_embed_bf16(j->w + i, j->wh + i, n);
+        if (j->wh) duet_f32_to_bf16(j->w + i, j->wh + i, n);
     }
 }
 

@@ -153,7 +153,7 @@ static void gather_range(void *ctx, size_t r0, size_t r1) {
     for (size_t r = r0; r < r1; r++) {
         const float *row = j->src + j->rows[r] * j->cols;
         if (j->dst) memcpy(j->dst + r * j->cols, row, j->cols * sizeof(float));
-        else duet_embed_bf16(row, j->dst_h + r * j->cols, j->cols);
+        else duet_f32_to_bf16(row, j->dst_h + r * j->cols, j->cols);
     }
 }
 

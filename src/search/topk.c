@@ -206,7 +206,8 @@ static int rerank(const duet_searcher *s, const float *q, const duet_hit *heap, 
 /* ------------------------------------------------------------ blocks */
 
 /* The matmul plans of one call: full blocks share one, the last gallery
- * block of a different size gets its own. */
+ * block (always the same size, n mod GBLOCK) its own; a query block of
+ * another size (the last) starts them afresh. */
 typedef struct plans {
     duet_gemm full, tail;
     size_t mq;
@@ -228,10 +229,6 @@ static duet_status score_block(duet_searcher *s, plans *pl, const float *Q, cons
     duet_gemm *g = mg == gbn ? &pl->full : &pl->tail;
     duet_status st = DUET_OK;
     if (!g->prim) st = duet_gemm_plan(&s->dnn, g, bf ? dnnl_bf16 : dnnl_f32, mq, mg, s->d, s->d, s->d, mg, 1, 0, err);
-    if (!st && g->n != mg) { /* a second, different tail (cannot happen within one call) */
-        duet_gemm_free(g);
-        st = duet_gemm_plan(&s->dnn, g, bf ? dnnl_bf16 : dnnl_f32, mq, mg, s->d, s->d, s->d, mg, 1, 0, err);
-    }
     if (!st) st = bf ? duet_gemm_run(&s->dnn, g, qb, s->gb + g0 * s->d, scores, err)
                      : duet_gemm_run(&s->dnn, g, Q, s->g + g0 * s->d, scores, err);
     return st;
