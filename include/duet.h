@@ -192,6 +192,28 @@ duet_status duet_comm_bcast(duet_comm *c, void *buf, size_t bytes,
 /* Returns when every rank has called it; a rank waiting here sleeps in
  * short steps instead of spinning, leaving its cores to the others. */
 duet_status duet_comm_wait_all(duet_comm *c, duet_error *err);
+/* The collectives of data-parallel training (every rank must call each, in
+ * the same order; in a job of one they do nothing, or copy):
+ * allreduce_sum: buf[0..n) summed over the ranks, in place; every rank gets
+ * the same sums. allreduce_start: the same, started (MPI_Iallreduce) and
+ * finished by allreduce_wait (buf must stay untouched until then; at most
+ * 16 in flight). any: *flag = 1 on every rank when it is nonzero on one.
+ * allgather_rows: counts[r] rows of row_bytes from each rank r (counts the
+ * same on every rank), in rank order, into all; mine may be all's own
+ * slice of this rank. */
+duet_status duet_comm_allreduce_sum(duet_comm *c, float *buf, size_t n,
+                                    duet_error *err);
+duet_status duet_comm_allreduce_start(duet_comm *c, float *buf, size_t n,
+                                      duet_error *err);
+duet_status duet_comm_allreduce_wait(duet_comm *c, duet_error *err);
+duet_status duet_comm_any(duet_comm *c, int *flag, duet_error *err);
+duet_status duet_comm_allgather_rows(duet_comm *c, const void *mine,
+                                     const size_t *counts, size_t row_bytes,
+                                     void *all, duet_error *err);
+/* Bytes this rank has sent in those collectives so far, counted as the
+ * ring algorithms send them: 2 (N-1)/N of an allreduce's array, N-1 times
+ * its own rows of an allgather (docs/SCALE.md). */
+double duet_comm_bytes_sent(const duet_comm *c);
 
 /* --------------------------------------------------------------- .npy files
  *
@@ -695,6 +717,15 @@ typedef struct duet_train_opts {
     duet_progress_fn progress; void *progress_user;
     duet_epoch_fn on_epoch;    void *epoch_user;
     const volatile int *cancel;   /* polled between steps                  */
+    /* The job (NULL: this process alone). With several ranks training is
+     * data-parallel (docs/SCALE.md): every rank calls duet_train with the
+     * same arguments; each embeds its share of every batch, the loss sees
+     * the whole batch, batch-norm statistics and gradients are summed over
+     * the ranks, and the result equals one process's up to float rounding.
+     * Only rank 0 writes the checkpoint; on resume it reads it and hands
+     * the state to the others. The batch must have at least one image per
+     * rank. */
+    duet_comm *comm;
 } duet_train_opts;
 
 /* Trains a model on the train split of d, selecting the epoch with the best

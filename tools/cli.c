@@ -199,6 +199,7 @@ int get_precision(const char *cmd, const char *value, duet_precision *out) {
         return usage_error(cmd, "%s '%s' is not auto, f32 or bf16", value ? "--precision" : "DUET_PRECISION", v);
     duet_error e = {0};
     if (duet_precision_resolve((duet_precision)p, out, &e)) return fail(cmd, &e);
-    fprintf(stderr, "duet %s: %s on %s\n", cmd, duet_precision_name(*out), duet_cpu_isa());
+    if (duet_comm_rank(g_comm) == 0) /* once per job */
+        fprintf(stderr, "duet %s: %s on %s\n", cmd, duet_precision_name(*out), duet_cpu_isa());
     return 0;
 }

@@ -119,13 +119,18 @@ int cmd_train(int argc, char **argv) {
         return rc;
     if ((rc = finish_train_params(cmd, opt, prec, &p))) return rc;
     duet_error e = {0};
+    /* under mpirun: data-parallel, each rank on its share of the cores;
+     * rank 0 reports and writes the model and the checkpoint */
+    duet_comm *comm = cli_comm();
+    int rank0 = duet_comm_rank(comm) == 0;
+    p.threads = cli_threads(p.threads);
 
     char ckbuf[4096];
     if (!ckpt) {
         snprintf(ckbuf, sizeof ckbuf, "%s.ckpt", out);
         ckpt = ckbuf;
     }
-    if (resume && !file_exists(ckpt))
+    if (resume && rank0 && !file_exists(ckpt))
         fprintf(stderr, "duet train: no checkpoint at %s; starting from scratch\n", ckpt);
     char text_hash[32] = "";
     if (text_model) {
@@ -137,7 +142,8 @@ int cmd_train(int argc, char **argv) {
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     progress pr = {isatty(2), p.epochs, now_seconds(), 0};
-    duet_train_opts o = {ckpt, resume, on_step, &pr, on_epoch, &pr, &g_interrupted};
+    duet_train_opts o = {ckpt, resume, rank0 ? on_step : NULL, &pr, rank0 ? on_epoch : NULL, &pr,
+                         &g_interrupted, comm};
     duet_model *m = NULL;
     duet_epoch_log *logs = NULL;
     size_t nlogs = 0;
@@ -145,9 +151,15 @@ int cmd_train(int argc, char **argv) {
     if (st) {
         if (pr.tty) fputs("\r\033[K", stderr);
         inputs_free(&in);
-        if (st == DUET_ERR_INTERRUPTED && file_exists(ckpt))
+        if (st == DUET_ERR_INTERRUPTED && rank0 && file_exists(ckpt))
             fprintf(stderr, "duet train: interrupted; `--resume` continues from %s\n", ckpt);
         return fail(cmd, &e);
+    }
+    if (!rank0) { /* rank 0 writes and reports */
+        free(logs);
+        duet_model_free(m);
+        inputs_free(&in);
+        return 0;
     }
     duet_model_info *info = duet_model_info_of(m);
     info->image_features = strdup(in.img_path);

@@ -9,9 +9,14 @@
 #include <string.h>
 #include <time.h>
 
+#define DUET_COMM_PENDING 16 /* sums in flight at once, at most */
+
 struct duet_comm {
     int mpi;              /* 1: MPI_Init was called here */
     int rank, size, local_size;
+    MPI_Request pending[DUET_COMM_PENDING]; /* sums in flight (allreduce_start) */
+    int n_pending;
+    double bytes_sent;    /* by the collectives of training, as counted there */
 };
 
 /* Launched as one rank of several: Open MPI's mpirun, PMIx (srun with
@@ -162,3 +167,88 @@ duet_status duet_comm_wait_all(duet_comm *c, duet_error *err) {
     }
     return rc == MPI_SUCCESS ? DUET_OK : mpi_fail(rc, err, "waiting for the other ranks");
 }
+
+/* ------------------------------------------------------ training's collectives */
+
+/* MPI counts are ints: a large array goes in pieces of CHUNK elements. */
+#define CHUNK ((size_t)1 << 28)
+
+/* What a rank sends for a sum over all ranks of `bytes` bytes, counted as the
+ * ring algorithm sends it: 2 (N-1)/N of the array. */
+static void count_allreduce(duet_comm *c, size_t bytes) {
+    c->bytes_sent += 2.0 * (double)(c->size - 1) / (double)c->size * (double)bytes;
+}
+
+duet_status duet_comm_allreduce_sum(duet_comm *c, float *buf, size_t n, duet_error *err) {
+    if (!c || !c->mpi || c->size == 1) return DUET_OK;
+    for (size_t at = 0; at < n; at += CHUNK) {
+        size_t k = n - at < CHUNK ? n - at : CHUNK;
+        int rc = MPI_Allreduce(MPI_IN_PLACE, buf + at, (int)k, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+        if (rc != MPI_SUCCESS) return mpi_fail(rc, err, "summing over the ranks");
+    }
+    count_allreduce(c, n * sizeof(float));
+    return DUET_OK;
+}
+
+duet_status duet_comm_allreduce_start(duet_comm *c, float *buf, size_t n, duet_error *err) {
+    if (!c || !c->mpi || c->size == 1) return DUET_OK;
+    for (size_t at = 0; at < n; at += CHUNK) {
+        if (c->n_pending == DUET_COMM_PENDING)
+            return duet_fail(err, DUET_ERR_INVALID_ARG, "comm: over %d sums in flight", DUET_COMM_PENDING);
+        size_t k = n - at < CHUNK ? n - at : CHUNK;
+        int rc = MPI_Iallreduce(MPI_IN_PLACE, buf + at, (int)k, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD,
+                                &c->pending[c->n_pending]);
+        if (rc != MPI_SUCCESS) return mpi_fail(rc, err, "starting a sum over the ranks");
+        c->n_pending++;
+    }
+    count_allreduce(c, n * sizeof(float));
+    return DUET_OK;
+}
+
+duet_status duet_comm_allreduce_wait(duet_comm *c, duet_error *err) {
+    if (!c || !c->n_pending) return DUET_OK;
+    int rc = MPI_Waitall(c->n_pending, c->pending, MPI_STATUSES_IGNORE);
+    c->n_pending = 0;
+    return rc == MPI_SUCCESS ? DUET_OK : mpi_fail(rc, err, "finishing the sums over the ranks");
+}
+
+duet_status duet_comm_any(duet_comm *c, int *flag, duet_error *err) {
+    if (!c || !c->mpi || c->size == 1) return DUET_OK;
+    int in = *flag != 0, out = 0;
+    int rc = MPI_Allreduce(&in, &out, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    if (rc != MPI_SUCCESS) return mpi_fail(rc, err, "agreeing on a flag");
+    *flag = out;
+    return DUET_OK;
+}
+
+duet_status duet_comm_allgather_rows(duet_comm *c, const void *mine, const size_t *counts,
+                                     size_t row_bytes, void *all, duet_error *err) {
+    int me = duet_comm_rank(c), n = duet_comm_size(c);
+    if (!c || !c->mpi || n == 1) {
+        if (counts[0] > 0 && row_bytes > 0 && mine != all) memmove(all, mine, counts[0] * row_bytes);
+        return DUET_OK;
+    }
+    int *cnt = calloc((size_t)n, sizeof(int)), *displs = calloc((size_t)n, sizeof(int));
+    if (!cnt || !displs) { free(cnt); free(displs); return duet_fail(err, DUET_ERR_NOMEM, "allgather: out of memory"); }
+    size_t sum = 0;
+    duet_status st = DUET_OK;
+    for (int r = 0; r < n && !st; r++) {
+        size_t b = counts[r] * row_bytes;
+        if (b > INT_MAX || sum > INT_MAX)
+            st = duet_fail(err, DUET_ERR_INVALID_ARG, "allgather: over %d bytes in one message", INT_MAX);
+        cnt[r] = (int)b;
+        displs[r] = (int)sum;
+        sum += b;
+    }
+    if (!st) {
+        int rc = MPI_Allgatherv(mine == (const char *)all + displs[me] ? MPI_IN_PLACE : mine, cnt[me], MPI_BYTE,
+                                all, cnt, displs, MPI_BYTE, MPI_COMM_WORLD);
+        if (rc != MPI_SUCCESS) st = mpi_fail(rc, err, "gathering rows on every rank");
+        else c->bytes_sent += (double)(n - 1) * (double)cnt[me];
+    }
+    free(cnt);
+    free(displs);
+    return st;
+}
+
+double duet_comm_bytes_sent(const duet_comm *c) { return c ? c->bytes_sent : 0.0; }

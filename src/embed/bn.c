@@ -26,6 +26,11 @@ typedef struct bn_job {
     int train, drop;
     uint64_t mask_seed;
     const float *mask_override;
+    size_t n_all;      /* rows over every rank (n alone)                    */
+    int synced;        /* the batch statistics are in ws (summed over ranks) */
+    int phase;         /* sums_tiles: 0 sums, 1 squared deviations;
+                          backward_tiles: 0 both halves, 1 the gradient sums,
+                          2 dZ1 from them                                    */
 } bn_job;
 
 static size_t tiles(size_t h) { return (h + BT - 1) / BT; }
@@ -50,13 +55,14 @@ TILE stat_tile(const float *restrict z, size_t n, size_t h, size_t w, float *res
 
 /* Column tiles [t0, t1): batch mean and biased variance (training) or the
  * running statistics (evaluation), the running-statistic update,
- * 1/sqrt(var+eps). */
+ * 1/sqrt(var+eps). With synced, the batch statistics of every rank's rows
+ * are already in ws->mean/var. */
 static void stats_tiles(void *ctx, size_t t0, size_t t1) {
     bn_job *j = ctx;
     duet_branch_ws *ws = j->ws;
-    size_t n = j->n, h = j->h, c0 = t0 * BT, c1 = t1 * BT < h ? t1 * BT : h;
+    size_t n = j->n_all, h = j->h, c0 = t0 * BT, c1 = t1 * BT < h ? t1 * BT : h;
     if (j->train) {
-        for (size_t c = c0; c < c1; c += BT) {
+        for (size_t c = c0; c < c1 && !j->synced; c += BT) {
             if (c + BT <= c1) stat_tile(ws->xh + c, n, h, BT, ws->mean + c, ws->var + c);
             else stat_tile(ws->xh + c, n, h, c1 - c, ws->mean + c, ws->var + c);
         }
@@ -69,6 +75,43 @@ static void stats_tiles(void *ctx, size_t t0, size_t t1) {
         for (size_t c = c0; c < c1; c++) { ws->mean[c] = j->bn->mean[c]; ws->var[c] = j->bn->var[c]; }
     }
     for (size_t c = c0; c < c1; c++) ws->inv_std[c] = 1.0f / sqrtf(ws->var[c] + j->p->bn_eps);
+}
+
+/* Column tiles [t0, t1) of this rank's rows, for statistics summed over
+ * the ranks: phase 0 the column sums into ws->mean, phase 1 the sums of
+ * squared deviations from ws->mean (by then the mean of every rank's rows)
+ * into ws->var; the same operations as stat_tile, in row order. */
+static void sums_tiles(void *ctx, size_t t0, size_t t1) {
+    bn_job *j = ctx;
+    duet_branch_ws *ws = j->ws;
+    size_t n = j->n, h = j->h, c0 = t0 * BT, c1 = t1 * BT < h ? t1 * BT : h;
+    for (size_t c = c0; c < c1; c += BT) {
+        size_t w = c1 - c < BT ? c1 - c : BT;
+        float s[BT] = {0};
+        for (size_t r = 0; r < n; r++)
+            for (size_t k = 0; k < w; k++) {
+                float z = ws->xh[r * h + c + k], dv = z - ws->mean[c + k];
+                s[k] += j->phase ? dv * dv : z;
+            }
+        memcpy((j->phase ? ws->var : ws->mean) + c, s, w * sizeof(float));
+    }
+}
+
+/* The batch mean and biased variance of every rank's rows into ws->mean
+ * and ws->var: the sums of this rank's rows, summed over the ranks. */
+static duet_status synced_stats(bn_job *j) {
+    duet_branch_ws *ws = j->ws;
+    float fn = (float)j->n_all;
+    duet_status st = DUET_OK;
+    for (int ph = 0; ph < 2 && !st; ph++) {
+        j->phase = ph;
+        float *a = ph ? ws->var : ws->mean;
+        duet_embed_parallel_for(tiles(j->h), BT * j->n, sums_tiles, j);
+        st = duet_comm_allreduce_sum(ws->comm, a, j->h, &ws->err);
+        for (size_t c = 0; c < j->h; c++) a[c] /= fn;
+    }
+    j->synced = 1;
+    return st;
 }
 
 /* w entries of a row: xh = (z - mean) * inv_std in place, d = relu(gamma xh
@@ -114,8 +157,8 @@ static void rows_forward(void *ctx, size_t r0, size_t r1) {
         float *zr = ws->xh + r * h;
         float *dr = ws->bf16 ? ws->dd + r0 * h : ws->d + r * h; /* bf16: a row of scratch */
         duet_rng rr = {{0, 0, 0, 0}};
-        if (j->drop && !j->mask_override)
-            duet_rng_seed(&rr, j->mask_seed ^ (0x9e3779b97f4a7c15ULL * (r + 1)));
+        if (j->drop && !j->mask_override) /* the row's place in the whole batch */
+            duet_rng_seed(&rr, j->mask_seed ^ (0x9e3779b97f4a7c15ULL * (ws->row0 + r + 1)));
         uint64_t st[4] = {rr.s[0], rr.s[1], rr.s[2], rr.s[3]};
         for (size_t c = 0; c < h; c += BT) {
             size_t w = h - c < BT ? h - c : BT;
@@ -130,16 +173,27 @@ static void rows_forward(void *ctx, size_t r0, size_t r1) {
     }
 }
 
-void duet_bn_forward(const duet_bparams *w, duet_bnstats *bn, const duet_params *p, size_t n,
-                     size_t h, int train, duet_rng *rng, const float *mask_override,
-                     duet_branch_ws *ws) {
-    bn_job j = {w, NULL, bn, p, ws, n, h, train, train && p->dropout > 0.0f, 0, mask_override};
+/* Several ranks: the training statistics are those of every rank's rows. */
+static int sharded(const duet_branch_ws *ws, int train) {
+    return train && duet_comm_size(ws->comm) > 1;
+}
+
+duet_status duet_bn_forward(const duet_bparams *w, duet_bnstats *bn, const duet_params *p, size_t n,
+                            size_t h, int train, duet_rng *rng, const float *mask_override,
+                            duet_branch_ws *ws) {
+    bn_job j = {w, NULL, bn, p, ws, n, h, train, train && p->dropout > 0.0f, 0, mask_override,
+                sharded(ws, train) ? ws->n_all : n, 0, 0};
     if (j.drop && !mask_override) j.mask_seed = duet_rng_u64(rng);
     /* what the backward pass needs of the masks */
     ws->mask_src = mask_override;
     ws->drop_scale = j.drop ? 1.0f / (1.0f - p->dropout) : 1.0f;
+    if (sharded(ws, train)) {
+        duet_status st = synced_stats(&j);
+        if (st) return st;
+    }
     duet_embed_parallel_for(tiles(h), BT * 2 * n, stats_tiles, &j);
     duet_embed_parallel_for(n, 4 * h, rows_forward, &j);
+    return DUET_OK;
 }
 
 /* w columns of a row: dY = dD * M where D > 0 (keep), into dd; dgamma +=
@@ -155,14 +209,13 @@ TILE grad_tile(float *restrict dd, const float *restrict xh, const uint32_t *res
 }
 
 /* w columns of a row: dZ1 = inv_std/n * (n dY gamma - dbeta gamma - xh
- * dgamma gamma); db1 = sum(dZ1). */
+ * dgamma gamma). */
 TILE dz_tile(float *restrict dd, const float *restrict xh, const float *restrict gamma,
              const float *restrict inv_std, const float *restrict dg, const float *restrict dbeta,
-             float *restrict db1, float fn, size_t w) {
+             float fn, size_t w) {
     for (size_t k = 0; k < w; k++) {
         float gm = gamma[k];
         dd[k] = inv_std[k] / fn * (fn * dd[k] * gm - dbeta[k] * gm - xh[k] * dg[k] * gm);
-        db1[k] += dd[k];
     }
 }
 
@@ -176,13 +229,20 @@ static void backward_tiles(void *ctx, size_t t0, size_t t1) {
     bn_job *j = ctx;
     duet_branch_ws *ws = j->ws;
     size_t n = j->n, h = j->h, c0 = t0 * BT, c1 = t1 * BT < h ? t1 * BT : h;
-    float fn = (float)n, *dg = j->g->gamma, *db = j->g->beta, *db1 = j->g->b1;
+    float fn = (float)j->n_all, *dg = j->g->gamma, *db = j->g->beta, *db1 = j->g->b1;
     const float *d = ws->bf16 ? NULL : ws->d;
     const int16_t *hb = (const int16_t *)ws->hb;
-    memset(dg + c0, 0, (c1 - c0) * sizeof(float));
-    memset(db + c0, 0, (c1 - c0) * sizeof(float));
-    memset(db1 + c0, 0, (c1 - c0) * sizeof(float));
-    for (size_t r = 0; r < n; r++)
+    if (j->phase != 2) {
+        memset(dg + c0, 0, (c1 - c0) * sizeof(float));
+        memset(db + c0, 0, (c1 - c0) * sizeof(float));
+    }
+    /* db1 = the column sums of dZ1, which are exactly zero (batch-norm
+     * subtracts the batch mean): stored as the exact zero, as the PyTorch
+     * reference does (tools/ref/ref_loss_fixture.py, snap_b1), so that Adam
+     * does not turn their round-off into steps of +-lr (which would also
+     * make N ranks differ from one process by more than rounding) */
+    if (j->phase != 1) memset(db1 + c0, 0, (c1 - c0) * sizeof(float));
+    for (size_t r = 0; r < n && j->phase != 2; r++)
         for (size_t c = c0; c < c1; c += BT) {
             size_t w = c1 - c < BT ? c1 - c : BT, at = r * h + c;
             float m[BT];
@@ -194,22 +254,33 @@ static void backward_tiles(void *ctx, size_t t0, size_t t1) {
             if (w == BT) grad_tile(ws->dd + at, ws->xh + at, keep, m, dg + c, db + c, BT);
             else grad_tile(ws->dd + at, ws->xh + at, keep, m, dg + c, db + c, w);
         }
-    for (size_t r = 0; r < n; r++) {
+    for (size_t r = 0; r < n && j->phase != 1; r++) {
         for (size_t c = c0; c < c1; c += BT) {
             size_t w = c1 - c < BT ? c1 - c : BT, at = r * h + c;
             if (w == BT)
                 dz_tile(ws->dd + at, ws->xh + at, j->w->gamma + c, ws->inv_std + c, dg + c, db + c,
-                        db1 + c, fn, BT);
+                        fn, BT);
             else
                 dz_tile(ws->dd + at, ws->xh + at, j->w->gamma + c, ws->inv_std + c, dg + c, db + c,
-                        db1 + c, fn, w);
+                        fn, w);
         }
         if (ws->bf16) duet_f32_to_bf16(ws->dd + r * h + c0, ws->hb + r * h + c0, c1 - c0);
     }
 }
 
-void duet_bn_backward(const duet_bparams *w, duet_bparams *g, size_t n, size_t h,
-                      duet_branch_ws *ws) {
-    bn_job j = {w, g, NULL, NULL, ws, n, h, 1, 0, 0, NULL};
-    duet_embed_parallel_for(tiles(h), BT * 3 * n, backward_tiles, &j);
+duet_status duet_bn_backward(const duet_bparams *w, duet_bparams *g, size_t n, size_t h,
+                             duet_branch_ws *ws) {
+    bn_job j = {w, g, NULL, NULL, ws, n, h, 1, 0, 0, NULL, sharded(ws, 1) ? ws->n_all : n, 0, 0};
+    if (!sharded(ws, 1)) {
+        duet_embed_parallel_for(tiles(h), BT * 3 * n, backward_tiles, &j);
+        return DUET_OK;
+    }
+    /* dZ1 needs dgamma and dbeta of every rank's rows (adjacent in g) */
+    j.phase = 1;
+    duet_embed_parallel_for(tiles(h), BT * 2 * n, backward_tiles, &j);
+    duet_status st = duet_comm_allreduce_sum(ws->comm, g->gamma, 2 * h, &ws->err);
+    if (st) return st;
+    j.phase = 2;
+    duet_embed_parallel_for(tiles(h), BT * n, backward_tiles, &j);
+    return DUET_OK;
 }

@@ -220,13 +220,18 @@ duet_status duet_branch_forward(const duet_branch *b, const duet_bparams *w,
     } else {
         duet_status st = product(ws, np, h, d, xa, 0, w1, 0, w->b1, ws->xh, err); /* [n x h] */
         if (st) return st;
-        duet_bn_forward(w, bn, p, n, h, train, rng, mask_override, ws);
+        if ((st = duet_bn_forward(w, bn, p, n, h, train, rng, mask_override, ws))) return st;
         st = product(ws, np, o, h, ws->bf16 ? (const void *)ws->hb : ws->d, 0, w2, 0,
                      w->b2, ws->e, err);                                         /* [n x o] */
         if (st) return st;
     }
     l2_normalize_rows(ws->e, n, o, ws->inv_norm);
     return DUET_OK;
+}
+
+/* Data-parallel training: starts summing n gradients at g over the ranks. */
+static duet_status reduce(duet_branch_ws *ws, float *g, size_t n) {
+    return duet_comm_size(ws->comm) > 1 ? duet_comm_allreduce_start(ws->comm, g, n, &ws->err) : DUET_OK;
 }
 
 duet_status duet_branch_backward(const duet_branch *b, const duet_bparams *w,
@@ -244,15 +249,17 @@ duet_status duet_branch_backward(const duet_branch *b, const duet_bparams *w,
     }
     if (b->linear) { /* dW1 = X^T dZ, db1 = sums of dZ */
         col_sums(ws->de, n, o, g->b1);
-        return product(ws, d, o, np, xa, 1, dz2, 0, NULL, g->W1, err);
+        duet_status st = product(ws, d, o, np, xa, 1, dz2, 0, NULL, g->W1, err);
+        return st ? st : reduce(ws, g->W1, d * o + o);
     }
     /* dW2 [h x o] = D^T dZ2, db2 = sums of dZ2, dD [n x h] = dZ2 W2^T */
     duet_status st = product(ws, h, o, np, bf ? (const void *)ws->hb : ws->d, 1, dz2, 0, NULL, g->W2, err);
     col_sums(ws->de, n, o, g->b2);
     const void *w2 = w->W2;
     if (bf) w2 = w->W2h ? w->W2h : ws->wb + d * h; /* as converted by the forward pass */
+    if (!st) st = reduce(ws, g->W2, h * o + o);                  /* W2, b2: adjacent */
     if (!st) st = product(ws, np, h, o, dz2, 0, w2, 1, NULL, ws->dd, err);
-    if (st) return st;
-    duet_bn_backward(w, g, n, h, ws);                             /* dZ1, dgamma, dbeta, db1 */
-    return product(ws, d, h, np, xa, 1, bf ? (const void *)ws->hb : ws->dd, 0, NULL, g->W1, err);
+    if (!st) st = duet_bn_backward(w, g, n, h, ws);               /* dZ1, dgamma, dbeta, db1 */
+    if (!st) st = product(ws, d, h, np, xa, 1, bf ? (const void *)ws->hb : ws->dd, 0, NULL, g->W1, err);
+    return st ? st : reduce(ws, g->W1, d * h + h);                  /* W1, b1: adjacent */
 }

@@ -138,6 +138,15 @@ typedef struct duet_branch_ws {
     float drop_scale;  /* 1/(1-p) in training with dropout, else 1           */
     duet_mm_cache mm;
     duet_error err;  /* what the last failed forward/backward said          */
+    /* data-parallel training (train.c sets them; zero: one process): this
+     * rank holds rows [row0, row0 + n) of a batch of n_all rows split over
+     * the ranks of comm. Batch-norm statistics and its gamma/beta gradients
+     * are summed over the ranks, dropout masks follow the global row, and
+     * the backward pass starts summing the fc gradients over the ranks as
+     * soon as each is known (the caller finishes with
+     * duet_comm_allreduce_wait). */
+    duet_comm *comm;
+    size_t n_all, row0;
 } duet_branch_ws;
 
 /* dnn: the engine and precision the products use (borrowed; it must outlive
@@ -172,12 +181,12 @@ duet_status duet_branch_forward(const duet_branch *b, const duet_bparams *w,
  * running statistics into ws->mean/var/inv_std (train also updates bn),
  * D = dropout(relu(gamma xh + beta)) into ws->d (f32) or its bf16 copy into
  * ws->hb. Backward: dD in ws->dd -> dZ1 (and bf16 into ws->hb), with the
- * gradients of gamma, beta and b1 into g. */
-void duet_bn_forward(const duet_bparams *w, duet_bnstats *bn, const duet_params *p, size_t n,
-                     size_t h, int train, duet_rng *rng, const float *mask_override,
-                     duet_branch_ws *ws);
-void duet_bn_backward(const duet_bparams *w, duet_bparams *g, size_t n, size_t h,
-                      duet_branch_ws *ws);
+ * gradients of gamma and beta into g, and b1's, which is exactly zero. */
+duet_status duet_bn_forward(const duet_bparams *w, duet_bnstats *bn, const duet_params *p,
+                            size_t n, size_t h, int train, duet_rng *rng,
+                            const float *mask_override, duet_branch_ws *ws);
+duet_status duet_bn_backward(const duet_bparams *w, duet_bparams *g, size_t n, size_t h,
+                             duet_branch_ws *ws);
 
 /* Backward pass of the last training forward (same x, or NULL as there):
  * dE [n x o] is the gradient of the loss with respect to ws->e; writes

@@ -14,53 +14,17 @@
  * branches take bf16 inputs (the model's bf16 mirror of W1/W2, rewritten by
  * every optimizer step) and accumulate in f32; the loss, batch-norm, the
  * gradients, the master weights and the optimizer state stay f32. */
-#include "embed/embed.h"
-#include <jansson.h>
+#include "embed/train.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-static const char CKPT_MAGIC[8] = {'D', 'U', 'E', 'T', 'C', 'K', 'P', 'T'};
-#define CKPT_VERSION 1
-
-typedef struct trainer {
-    const duet_dataset *d;
-    const duet_mat *img, *txt;
-    duet_params p;
-    duet_model *m;
-    duet_dnn dnn;                   /* engine, stream and resolved precision   */
-    float *grad, *m1, *m2;          /* [n_params] each (m2 unused for SGD)     */
-    float *best_params, *best_buf;  /* copies of the best epoch                */
-    duet_bparams g[2];              /* views into grad                         */
-    duet_rng rng;
-    size_t *train0;                 /* training images (with captions), sorted */
-    size_t *train;                  /* this epoch's order                      */
-    size_t n_train;
-    /* batch buffers */
-    float *xi, *xt;                 /* [B x d_img], [B*S x d_txt] (f32 only;
-                                       bf16 gathers into ws[s].xb)             */
-    size_t *img_rows, *cap_rows;    /* [B], [B*S]: the batch's feature rows    */
-    float *de_i, *de_t;             /* [B x o], [B*S x o]                      */
-    size_t *sent_img;               /* [B*S]                                   */
-    size_t *pick;                   /* caption sampling scratch                */
-    size_t pick_cap;
-    duet_branch_ws ws[2];
-    duet_loss_ws lws;
-    /* progress */
-    int epoch;                      /* epochs completed                        */
-    long long adam_t;               /* optimizer steps taken                   */
-    float lr;
-    int best_epoch, bad_epochs;
-    double best_rsum;
-    duet_epoch_log *log;
-    size_t n_log;
-} trainer;
 
 static void trainer_free(trainer *t) {
     free(t->grad); free(t->m1); free(t->m2);
     free(t->best_params); free(t->best_buf);
     free(t->train0); free(t->train); free(t->xi); free(t->xt); free(t->de_i); free(t->de_t);
     free(t->sent_img); free(t->pick); free(t->img_rows); free(t->cap_rows);
+    free(t->counts); free(t->e_all[0]); free(t->e_all[1]);
     duet_branch_ws_free(&t->ws[0]);
     duet_branch_ws_free(&t->ws[1]);
     duet_loss_ws_free(&t->lws);
@@ -99,10 +63,38 @@ static duet_status branch_fail(const duet_branch_ws *ws, duet_status st, duet_er
     return st;
 }
 
+/* This rank's images [lo, hi) of every batch (all of it alone), the images
+ * and sentences of each rank, and the gathered embeddings' buffers. */
+static duet_status split_batch(trainer *t, duet_error *err) {
+    size_t B = batch_cap(t), S = t->p.sents_per_image, R = (size_t)t->ranks;
+    size_t me = (size_t)duet_comm_rank(t->comm);
+    if (B < R)
+        return duet_fail(err, DUET_ERR_INVALID_ARG,
+                         "train: a batch of %zu images cannot be split over %zu ranks "
+                         "(fewer ranks, or more training images)", B, R);
+    t->counts = duet_alloc_array(2 * R, sizeof(size_t));
+    if (!t->counts) return duet_fail(err, DUET_ERR_NOMEM, "train: out of memory");
+    for (size_t r = 0; r < R; r++) {
+        t->counts[r] = B * (r + 1) / R - B * r / R;
+        t->counts[R + r] = t->counts[r] * S;
+    }
+    t->lo = B * me / R;
+    t->hi = B * (me + 1) / R;
+    if (R > 1) {
+        t->e_all[0] = duet_alloc_array(B, t->p.embed_dim * sizeof(float));
+        t->e_all[1] = duet_alloc_array(B * S, t->p.embed_dim * sizeof(float));
+        if (!t->e_all[0] || !t->e_all[1]) return duet_fail(err, DUET_ERR_NOMEM, "train: out of memory");
+    }
+    return DUET_OK;
+}
+
 static duet_status alloc_buffers(trainer *t, duet_error *err) {
     duet_model *m = t->m;
     size_t B = batch_cap(t), S = t->p.sents_per_image, ns = B * S,
            o = t->p.embed_dim;
+    duet_status st = split_batch(t, err);
+    if (st) return st;
+    size_t Bl = t->hi - t->lo, nsl = Bl * S; /* this rank's rows */
     size_t maxc = 0;
     for (size_t i = 0; i < t->d->n_images; i++) {
         size_t c = t->d->image_cap_start[i + 1] - t->d->image_cap_start[i];
@@ -116,8 +108,8 @@ static duet_status alloc_buffers(trainer *t, duet_error *err) {
     t->best_buf = duet_alloc_array(m->n_buffers, sizeof(float));
     int f32 = t->dnn.prec != DUET_PRECISION_BF16;
     if (f32) {
-        t->xi = duet_embed_alloc(B, m->br[0].d_in * sizeof(float), 0);
-        t->xt = duet_embed_alloc(ns, m->br[1].d_in * sizeof(float), 0);
+        t->xi = duet_embed_alloc(Bl, m->br[0].d_in * sizeof(float), 0);
+        t->xt = duet_embed_alloc(nsl, m->br[1].d_in * sizeof(float), 0);
     }
     t->de_i = duet_alloc_array(B, o * sizeof(float));
     t->de_t = duet_alloc_array(ns, o * sizeof(float));
@@ -132,11 +124,16 @@ static duet_status alloc_buffers(trainer *t, duet_error *err) {
     duet_model_views(m, t->grad, t->g);
     memcpy(t->best_params, m->params, m->n_params * sizeof(float));
     memcpy(t->best_buf, m->buffers, m->n_buffers * sizeof(float));
-    duet_status st;
-    if ((st = duet_branch_ws_init_dnn(&t->ws[0], &m->br[0], B, &t->dnn, err)) ||
-        (st = duet_branch_ws_init_dnn(&t->ws[1], &m->br[1], ns, &t->dnn, err)) ||
+    if ((st = duet_branch_ws_init_dnn(&t->ws[0], &m->br[0], Bl, &t->dnn, err)) ||
+        (st = duet_branch_ws_init_dnn(&t->ws[1], &m->br[1], nsl, &t->dnn, err)) ||
         (st = duet_loss_ws_init_dnn(&t->lws, B, ns, t->p.top_k, &t->dnn, err)))
         return st;
+    size_t n_all[2] = {B, ns}, row0[2] = {t->lo, t->lo * S};
+    for (int s = 0; s < 2; s++) {
+        t->ws[s].comm = t->comm;
+        t->ws[s].n_all = n_all[s];
+        t->ws[s].row0 = row0[s];
+    }
     return DUET_OK;
 }
 
@@ -166,9 +163,9 @@ static void gather(const duet_mat *src, const size_t *rows, size_t n, float *dst
 
 /* Fills the batch of images ids[0..B): features and S sampled sentences each
  * (without replacement when the image has at least S captions). The
- * sampling runs first (it draws from the RNG), then the copies on the
- * threads: into t->xi / t->xt in f32, into the workspaces' bf16 inputs in
- * bf16. */
+ * sampling runs first (it draws from the RNG; every rank draws the whole
+ * batch), then the copies of this rank's rows on the threads: into t->xi /
+ * t->xt in f32, into the workspaces' bf16 inputs in bf16. */
 static void fill_batch(trainer *t, const size_t *ids, size_t B) {
     const duet_dataset *d = t->d;
     size_t S = t->p.sents_per_image;
@@ -191,33 +188,48 @@ static void fill_batch(trainer *t, const size_t *ids, size_t B) {
             t->sent_img[j] = b;
         }
     }
-    gather(t->img, t->img_rows, B, t->xi, t->ws[0].xb);
-    gather(t->txt, t->cap_rows, B * S, t->xt, t->ws[1].xb);
+    size_t lo = t->lo, n = t->hi - t->lo;
+    gather(t->img, t->img_rows + lo, n, t->xi, t->ws[0].xb);
+    gather(t->txt, t->cap_rows + lo * S, n * S, t->xt, t->ws[1].xb);
 }
 
-/* Forward, loss, backward and update on the batch fill_batch gathered. */
+/* Forward, loss, backward and update on the batch fill_batch gathered.
+ * Several ranks: each runs its rows through the branches; the loss sees
+ * the embeddings of the whole batch (gathered on every rank, which all
+ * compute the same loss and gradients), each rank back-propagates its rows'
+ * gradients, and the parameter gradients are summed over the ranks (started
+ * by the backward passes as each is known, finished here): every rank then
+ * takes the same optimizer step. */
 static duet_status train_step(trainer *t, size_t B, duet_loss_terms *lt,
                               duet_error *err) {
     duet_model *m = t->m;
-    size_t ns = B * t->p.sents_per_image, o = t->p.embed_dim;
+    size_t S = t->p.sents_per_image, ns = B * S, o = t->p.embed_dim, Bl = t->hi - t->lo;
     const float *x[2] = {t->xi, t->xt}; /* NULL in bf16: the rows are in ws[s].xb */
-    size_t n[2] = {B, ns};
+    size_t n[2] = {Bl, Bl * S};
     duet_status st;
     for (int s = 0; s < 2; s++)
         if ((st = duet_branch_forward(&m->br[s], &m->w[s], &m->bn[s], &m->p, x[s], n[s], 1,
                                       &t->rng, NULL, &t->ws[s])))
             return branch_fail(&t->ws[s], st, err);
-    st = duet_loss(&m->p, t->ws[0].e, B, t->ws[1].e, ns, o,
+    const float *e[2] = {t->ws[0].e, t->ws[1].e};
+    for (int s = 0; s < 2 && t->ranks > 1; s++) {
+        st = duet_comm_allgather_rows(t->comm, t->ws[s].e, t->counts + s * t->ranks, o * sizeof(float),
+                                      t->e_all[s], err);
+        if (st) return st;
+        e[s] = t->e_all[s];
+    }
+    st = duet_loss(&m->p, e[0], B, e[1], ns, o,
                    t->sent_img, NULL, lt, t->de_i, t->de_t, &t->lws, err);
     if (st) return st;
     if (!isfinite(lt->total))
         return duet_fail(err, DUET_ERR_NONFINITE,
                          "train: the loss became %g at epoch %d; lower --lr",
                          (double)lt->total, t->epoch + 1);
-    const float *de[2] = {t->de_i, t->de_t};
+    const float *de[2] = {t->de_i + t->lo * o, t->de_t + t->lo * S * o}; /* this rank's rows */
     for (int s = 0; s < 2; s++)
         if ((st = duet_branch_backward(&m->br[s], &m->w[s], x[s], n[s], de[s], &t->g[s], &t->ws[s])))
             return branch_fail(&t->ws[s], st, err);
+    if ((st = duet_comm_allreduce_wait(t->comm, err))) return st;
     duet_weight_decay(m, t->g, t->p.weight_decay);
     t->adam_t++;
     duet_optimizer_step_mirror(&t->p, m->params, m->params_h, t->grad, t->m1, t->m2,
@@ -232,144 +244,18 @@ static int has_val(const duet_dataset *d) {
     return 0;
 }
 
-/* ---------------------------------------------------------- checkpoints */
-
-static char *checkpoint_header(const trainer *t) {
-    char *mh = duet_model_header_json(t->m);
-    json_t *h = mh ? json_loads(mh, 0, NULL) : NULL;
-    free(mh);
-    if (!h) return NULL;
-    json_t *hist = json_array();
-    for (size_t i = 0; i < t->n_log; i++) {
-        const duet_epoch_log *l = &t->log[i];
-        json_array_append_new(hist, json_pack("{s:i, s:f, s:f, s:f, s:f}", "epoch", l->epoch,
-                                              "loss", l->loss, "val_rsum", l->val_rsum,
-                                              "seconds", l->seconds, "lr", (double)l->lr));
-    }
-    char rng[4][17];
-    for (int i = 0; i < 4; i++)
-        snprintf(rng[i], sizeof rng[i], "%016llx", (unsigned long long)t->rng.s[i]);
-    json_object_set_new(h, "kind", json_string("duet-checkpoint"));
-    json_object_set_new(h, "train", json_pack("{s:i, s:I, s:f, s:i, s:i, s:f, s:[s,s,s,s], s:o}",
-        "epoch", t->epoch, "adam_t", (json_int_t)t->adam_t, "lr", (double)t->lr,
-        "best_epoch", t->best_epoch, "bad_epochs", t->bad_epochs,
-        "best_rsum", t->best_rsum, "rng", rng[0], rng[1], rng[2], rng[3],
-        "history", hist));
-    char *s = json_dumps(h, JSON_PRESERVE_ORDER);
-    json_decref(h);
-    return s;
-}
-
-static duet_status save_checkpoint(const trainer *t, const char *path,
-                                   duet_error *err) {
-    char *hdr = checkpoint_header(t);
-    if (!hdr) return duet_fail(err, DUET_ERR_NOMEM, "%s: out of memory", path);
-    const duet_model *m = t->m;
-    duet_tf_array a[6] = {{"params", m->params, m->n_params},
-                          {"buffers", m->buffers, m->n_buffers},
-                          {"opt_m1", t->m1, m->n_params},
-                          {"opt_m2", t->m2, m->n_params},
-                          {"best_params", t->best_params, m->n_params},
-                          {"best_buffers", t->best_buf, m->n_buffers}};
-    duet_status st = duet_tf_write(path, CKPT_MAGIC, CKPT_VERSION, hdr, a, 6, err);
-    free(hdr);
-    return st;
-}
-
-/* The settings that must agree between a checkpoint and the run resuming it. */
-static int same_run(const duet_params *a, const duet_params *b) {
-    return a->linear == b->linear && a->hidden == b->hidden &&
-           a->embed_dim == b->embed_dim && a->dropout == b->dropout &&
-           a->margin == b->margin && a->top_k == b->top_k &&
-           a->w_i2t == b->w_i2t && a->w_t2i == b->w_t2i &&
-           a->w_img_struct == b->w_img_struct && a->w_txt_struct == b->w_txt_struct &&
-           a->one_way == b->one_way && a->batch_images == b->batch_images &&
-           a->sents_per_image == b->sents_per_image && a->optimizer == b->optimizer &&
-           a->lr == b->lr && a->lr_decay == b->lr_decay &&
-           a->weight_decay == b->weight_decay && a->seed == b->seed;
-}
-
-static duet_status restore_train_state(trainer *t, json_t *tr, const char *path,
-                                       duet_error *err) {
-    json_t *rng = json_object_get(tr, "rng"), *hist = json_object_get(tr, "history");
-    if (!json_is_object(tr) || !json_is_array(rng) || json_array_size(rng) != 4 ||
-        !json_is_array(hist))
-        return duet_fail(err, DUET_ERR_FORMAT, "%s: field 'train' is missing or incomplete", path);
-    for (int i = 0; i < 4; i++) {
-        const char *s = json_string_value(json_array_get(rng, (size_t)i));
-        if (!s) return duet_fail(err, DUET_ERR_FORMAT, "%s: field train.rng[%d] is not a string", path, i);
-        t->rng.s[i] = strtoull(s, NULL, 16);
-    }
-    t->epoch = (int)json_integer_value(json_object_get(tr, "epoch"));
-    t->adam_t = (long long)json_integer_value(json_object_get(tr, "adam_t"));
-    t->lr = (float)json_number_value(json_object_get(tr, "lr"));
-    t->best_epoch = (int)json_integer_value(json_object_get(tr, "best_epoch"));
-    t->bad_epochs = (int)json_integer_value(json_object_get(tr, "bad_epochs"));
-    t->best_rsum = json_number_value(json_object_get(tr, "best_rsum"));
-    size_t n = json_array_size(hist);
-    if (t->epoch < 0 || (size_t)t->epoch != n || !(t->lr > 0.0f))
-        return duet_fail(err, DUET_ERR_FORMAT, "%s: training state is inconsistent (epoch %d, %zu history records)",
-                         path, t->epoch, n);
-    t->log = duet_calloc_array(n + (size_t)t->p.epochs + 1, sizeof *t->log);
-    if (!t->log) return duet_fail(err, DUET_ERR_NOMEM, "%s: out of memory", path);
-    for (size_t i = 0; i < n; i++) {
-        json_t *r = json_array_get(hist, i);
-        t->log[i] = (duet_epoch_log){(int)json_integer_value(json_object_get(r, "epoch")),
-                                     json_number_value(json_object_get(r, "loss")),
-                                     json_number_value(json_object_get(r, "val_rsum")),
-                                     json_number_value(json_object_get(r, "seconds")),
-                                     (float)json_number_value(json_object_get(r, "lr"))};
-    }
-    t->n_log = n;
-    return DUET_OK;
-}
-
-static duet_status load_checkpoint(trainer *t, const char *path, duet_error *err) {
-    duet_tf_file tf;
-    duet_status st = duet_tf_read(path, CKPT_MAGIC, CKPT_VERSION, "checkpoint", &tf, err);
-    if (st) return st;
-    json_t *h = tf.header;
-    json_t *kind = json_object_get(h, "kind");
-    duet_model *m = NULL;
-    if (!json_is_string(kind) || strcmp(json_string_value(kind), "duet-checkpoint") != 0)
-        st = duet_fail(err, DUET_ERR_FORMAT, "%s: field 'kind' is not \"duet-checkpoint\"", path);
-    else /* the model part reads like a model file */
-        json_object_set_new(h, "kind", json_string("duet-model"));
-    if (!st) st = duet_model_from_tf(&tf, path, &m, err);
-    if (!st && m->p.precision != t->p.precision)
-        st = duet_fail(err, DUET_ERR_INVALID_ARG,
-                       "%s: the checkpoint was trained in %s, this run computes in %s; "
-                       "resume with --precision %s", path, duet_precision_name(m->p.precision),
-                       duet_precision_name(t->p.precision), duet_precision_name(m->p.precision));
-    if (!st && (m->br[0].d_in != t->img->cols || m->br[1].d_in != t->txt->cols ||
-                !same_run(&m->p, &t->p)))
-        st = duet_fail(err, DUET_ERR_INVALID_ARG,
-                       "%s: the checkpoint was made with other settings or feature "
-                       "widths (%zu/%zu); resume with the flags of the original run",
-                       path, m->br[0].d_in, m->br[1].d_in);
-    if (!st) {
-        /* keep the run's own epochs/patience/threads; take the weights */
-        memcpy(t->m->params, m->params, m->n_params * sizeof(float));
-        memcpy(t->m->buffers, m->buffers, m->n_buffers * sizeof(float));
-        duet_model_sync_bf16(t->m);
-        const char *names[4] = {"opt_m1", "opt_m2", "best_params", "best_buffers"};
-        float *dst[4] = {t->m1, t->m2, t->best_params, t->best_buf};
-        size_t cnt[4] = {m->n_params, m->n_params, m->n_params, m->n_buffers};
-        for (int i = 0; i < 4 && !st; i++) {
-            const float *src = duet_tf_array_get(&tf, path, names[i], cnt[i], NULL, err);
-            if (!src) st = err ? err->status : DUET_ERR_FORMAT;
-            else memcpy(dst[i], src, cnt[i] * sizeof(float));
-        }
-    }
-    if (!st) st = restore_train_state(t, json_object_get(h, "train"), path, err);
-    duet_model_free(m);
-    duet_tf_free(&tf);
-    return st;
-}
-
 /* ---------------------------------------------------------------- epochs */
 
-static int cancelled(const duet_train_opts *o) { return o && o->cancel && *o->cancel; }
+/* Whether to stop before the next step: asked by the caller (cancel, or
+ * the progress callback) on any rank; the ranks agree, so that all stop at
+ * the same step. */
+static duet_status should_stop(trainer *t, const duet_train_opts *o, int *stop, duet_error *err) {
+    *stop = t->stop_req || (o && o->cancel && *o->cancel);
+    duet_status st = duet_comm_any(t->comm, stop, err);
+    if (!st && *stop)
+        st = duet_fail(err, DUET_ERR_INTERRUPTED, "train: interrupted in epoch %d", t->epoch + 1);
+    return st;
+}
 
 static duet_status run_epoch(trainer *t, const duet_train_opts *o,
                              double *mean_loss, duet_error *err) {
@@ -380,20 +266,20 @@ static duet_status run_epoch(trainer *t, const duet_train_opts *o,
     memcpy(t->train, t->train0, t->n_train * sizeof(size_t));
     duet_rng_shuffle(&t->rng, t->train, t->n_train);
     double sum = 0.0;
+    int stop;
+    duet_status st;
     for (size_t s = 0; s < steps; s++) {
-        if (cancelled(o))
-            return duet_fail(err, DUET_ERR_INTERRUPTED, "train: interrupted in epoch %d", t->epoch + 1);
+        if ((st = should_stop(t, o, &stop, err))) return st;
         fill_batch(t, t->train + s * B, B);
         duet_loss_terms lt;
-        duet_status st = train_step(t, B, &lt, err);
-        if (st) return st;
+        if ((st = train_step(t, B, &lt, err))) return st;
         sum += lt.total;
         if (o && o->progress &&
             o->progress(o->progress_user, t->epoch + 1, s + 1, steps, sum / (double)(s + 1)))
-            return duet_fail(err, DUET_ERR_INTERRUPTED, "train: interrupted in epoch %d", t->epoch + 1);
+            t->stop_req = 1;
     }
     *mean_loss = sum / (double)steps;
-    return DUET_OK;
+    return should_stop(t, o, &stop, err);
 }
 
 /* Validation, best-model bookkeeping, the log record and the checkpoint. */
@@ -402,7 +288,13 @@ static duet_status end_epoch(trainer *t, int val, double loss, double secs,
                              duet_error *err) {
     duet_model *m = t->m;
     double rsum = -1.0;
-    if (val) {
+    if (t->ranks > 1) { /* the ranks hold the same parameters; rank 0's are the record */
+        duet_status st = duet_comm_bcast(t->comm, m->params, m->n_params * sizeof(float), err);
+        if (!st) st = duet_comm_bcast(t->comm, m->buffers, m->n_buffers * sizeof(float), err);
+        if (st) return st;
+        duet_model_sync_bf16(m);
+    }
+    if (val) { /* every rank evaluates (the same figures): it needs them to choose */
         duet_eval_result r;
         duet_status st = duet_evaluate(m, t->d, t->img, t->txt, DUET_SPLIT_VAL, 0, &r, err);
         if (st) return st;
@@ -422,7 +314,8 @@ static duet_status end_epoch(trainer *t, int val, double loss, double secs,
     t->lr *= t->p.lr_decay;
     if (o && o->on_epoch) o->on_epoch(o->epoch_user, &t->log[t->n_log - 1]);
     *stop = t->p.patience > 0 && t->bad_epochs >= t->p.patience;
-    if (o && o->checkpoint_path) return save_checkpoint(t, o->checkpoint_path, err);
+    if (o && o->checkpoint_path && duet_comm_rank(t->comm) == 0)
+        return duet_train_save_checkpoint(t, o->checkpoint_path, err);
     return DUET_OK;
 }
 
@@ -432,6 +325,8 @@ static duet_status train_setup(trainer *t, const duet_dataset *d,
                                duet_error *err) {
     memset(t, 0, sizeof *t);
     t->d = d; t->img = img; t->txt = txt; t->p = *p;
+    t->comm = o ? o->comm : NULL;
+    t->ranks = duet_comm_size(t->comm);
     duet_status st = duet_params_validate(p, err);
     if (!st) st = duet_check_features(d, img, "image features", txt, "text features", err);
     if (st) return st;
@@ -453,13 +348,20 @@ static duet_status train_setup(trainer *t, const duet_dataset *d,
     if ((st = alloc_buffers(t, err))) return st;
     t->lr = p->lr;
     t->best_rsum = -1.0;
-    if (o && o->resume && o->checkpoint_path) {
+    /* rank 0 reads the checkpoint and hands its state to the others */
+    int resumed = 0;
+    if (o && o->resume && o->checkpoint_path && duet_comm_rank(t->comm) == 0) {
         FILE *f = fopen(o->checkpoint_path, "rb");
         if (f) {
             fclose(f);
-            return load_checkpoint(t, o->checkpoint_path, err);
+            st = duet_train_load_checkpoint(t, o->checkpoint_path, err);
+            resumed = 1;
         }
     }
+    if (t->ranks > 1 && (st = duet_comm_all_ok(t->comm, st, err))) return st;
+    if (st) return st;
+    if (t->ranks > 1 && (st = duet_comm_bcast(t->comm, &resumed, sizeof resumed, err))) return st;
+    if (resumed) return t->ranks > 1 ? duet_train_share_state(t, err) : DUET_OK;
     t->log = duet_calloc_array((size_t)p->epochs + 1, sizeof *t->log);
     if (!t->log) return duet_fail(err, DUET_ERR_NOMEM, "train: out of memory");
     return DUET_OK;

@@ -115,14 +115,20 @@ duet_status duet_run(const duet_run_config *c, const duet_run_hooks *h, duet_run
     st = load_dataset(&rs, err);
     duet_status (*const stages[DUET_STAGE_COUNT])(duet_run_state *, duet_error *) = {
         duet_stage_image, duet_stage_vectors, duet_stage_text, duet_stage_train, duet_stage_eval, duet_stage_index};
-    /* under MPI every rank computes its share of the image stage; rank 0
-     * then runs the rest alone, on all of its machine's cores unless
-     * --threads says otherwise, while the others wait quietly */
-    int last = rank == 0 ? DUET_STAGE_COUNT : DUET_STAGE_IMAGE + 1;
-    for (int s = 0; !st && s < last; s++) {
+    /* under MPI every rank computes its share of the image stage and trains
+     * (data-parallel) on its share of the machine's cores; rank 0 runs the
+     * other stages alone, on all of them unless --threads says otherwise,
+     * while the others wait quietly */
+    int ranks = duet_comm_size(c->comm);
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    for (int s = 0; !st && s < DUET_STAGE_COUNT; s++) {
+        if (rank != 0 && s != DUET_STAGE_IMAGE && s != DUET_STAGE_TRAIN) continue;
         if (duet_run_cancelled(&rs)) { st = duet_run_interrupted(s, err); break; }
-        if (s == DUET_STAGE_IMAGE + 1 && duet_comm_size(c->comm) > 1 && c->train.threads <= 0)
-            duet_set_threads((int)sysconf(_SC_NPROCESSORS_ONLN));
+        if (ranks > 1 && s == DUET_STAGE_TRAIN && (st = duet_comm_wait_all(c->comm, err))) break;
+        if (ranks > 1 && c->train.threads <= 0 && s > DUET_STAGE_IMAGE) {
+            long share = s == DUET_STAGE_TRAIN ? cores / duet_comm_local_size(c->comm) : cores;
+            duet_set_threads(share > 0 ? (int)share : 1);
+        }
         st = stages[s](&rs, err);
         if (st && st != DUET_ERR_INTERRUPTED)
             duet_fail_wrap(err, st, "stage %s", duet_stage_name(s));

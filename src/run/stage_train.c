@@ -45,32 +45,61 @@ static duet_status train_key(const duet_run_state *rs, duet_sbuf *in) {
     return DUET_OK;
 }
 
-duet_status duet_stage_train(duet_run_state *rs, duet_error *err) {
-    const int S = DUET_STAGE_TRAIN;
-    duet_sbuf in = {0};
-    int done;
-    train_key(rs, &in);
-    duet_status st = duet_stage_open(rs, S, &in, &done, err);
-    if (st || done) { duet_sb_free(&in); return st; }
+/* What rank 0 tells the other ranks of the train stage: whether it is to
+ * be built, and the files (rank 0 alone knows the stages before it). */
+typedef struct train_share {
+    int st, done;
     duet_upstream u;
     char ck[PATH_MAX];
-    duet_upstream_paths(rs, &u);
-    duet_stage_path(rs, S, "model.ckpt", ck, sizeof ck);
+} train_share;
+
+/* Under MPI every rank trains (data-parallel, docs/SCALE.md) on the
+ * features rank 0 wrote, which every rank must be able to read at the same
+ * path; rank 0 alone writes the model and the stage. */
+duet_status duet_stage_train(duet_run_state *rs, duet_error *err) {
+    const int S = DUET_STAGE_TRAIN;
+    duet_comm *comm = rs->c->comm;
+    int rank0 = duet_comm_rank(comm) == 0;
+    duet_sbuf in = {0};
+    train_share sh = {0};
+    duet_status st = DUET_OK;
+    if (rank0) {
+        train_key(rs, &in);
+        st = duet_stage_open(rs, S, &in, &sh.done, err);
+        if (!st && !sh.done) {
+            duet_upstream_paths(rs, &sh.u);
+            duet_stage_path(rs, S, "model.ckpt", sh.ck, sizeof sh.ck);
+        }
+        sh.st = st;
+    }
+    if (duet_comm_size(comm) > 1) {
+        duet_status b = duet_comm_bcast(comm, &sh, sizeof sh, err);
+        if (b) st = b;
+        else if (!rank0 && sh.st) st = duet_fail(err, DUET_ERR_IO, "rank 0 failed to open the train stage");
+    }
+    if (st || sh.done) { duet_sb_free(&in); return st; }
+    duet_upstream u = sh.u;
+    const char *ck = sh.ck;
     duet_mat img = {0}, txt = {0};
     duet_model *m = NULL;
     duet_epoch_log *logs = NULL;
     size_t nlogs = 0;
     st = duet_run_load_features(rs, &u, &img, &txt, err);
-    FILE *probe = st ? NULL : fopen(ck, "rb");
+    FILE *probe = st || !rank0 ? NULL : fopen(ck, "rb");
     if (probe) { fclose(probe); duet_run_say(rs, "train   resuming from %s", ck); }
     train_ctx tc = {rs, rs->c->train.epochs};
-    duet_train_opts o = {ck, 1, train_step, &tc, train_epoch, &tc, rs->h ? rs->h->cancel : NULL};
+    duet_train_opts o = {ck, 1, train_step, &tc, train_epoch, &tc, rs->h ? rs->h->cancel : NULL, comm};
     duet_params tp = rs->c->train;
     tp.precision = rs->prec;
     if (!st) st = duet_train(rs->d, &img, &txt, &tp, &o, &m, &logs, &nlogs, err);
     if (st == DUET_ERR_INTERRUPTED) duet_run_interrupted(S, err);
     duet_mat_free(&img);
     duet_mat_free(&txt);
+    if (!rank0) { /* rank 0 writes the model */
+        free(logs);
+        duet_model_free(m);
+        return st;
+    }
     if (!st) {
         duet_model_info *info = duet_model_info_of(m);
         const char *hash = json_string_value(json_object_get(rs->man[DUET_STAGE_TEXT], "text_model_hash"));

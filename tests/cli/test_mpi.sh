@@ -49,6 +49,62 @@ for np in 2 3; do
   cmp -s "$T/t1.npy" "$T/t$np.npy" && ok || bad "features text -np $np differs from one process"
 done
 
+# --- data-parallel training ---------------------------------------------------------
+# 20 steps (1,000 synthetic training images, batches of 50, one epoch), f32:
+# -np 2 and -np 3 against one process: every parameter within 1e-5 relative
+# (of the larger of its value and its tensor's RMS).
+"$DUET" synth -o "$T/syn" >/dev/null 2>&1 && ok || bad "synth failed"
+TRAIN=(train --dataset "tsv:$T/syn/captions.tsv" --image-features "$T/syn/images.npy"
+       --text-features "$T/syn/texts.npy" --hidden 256 --embed-dim 64 --batch-images 50 --precision f32 --threads 1)
+"$DUET" "${TRAIN[@]}" --epochs 1 -o "$T/m1.duet" >/dev/null 2>"$T/m1.err" && ok || bad "train (one process): $(tail -2 "$T/m1.err")"
+same_params() { # A B: every parameter of model B within 1e-5 relative of model A's
+  "$PYTHON" - "$1" "$2" <<'PY'
+import json, struct, sys
+import numpy as np
+def load(p):
+    b = open(p, "rb").read()
+    n = struct.unpack("<Q", b[16:24])[0]
+    h = json.loads(b[24:24 + n])
+    off, arr = 24 + n, {}
+    for a in h["arrays"]:
+        arr[a["name"]] = np.frombuffer(b, "<f4", a["count"], off)
+        off += 4 * a["count"]
+    return h, arr["params"].astype(np.float64)
+(h, a), (_, b) = load(sys.argv[1]), load(sys.argv[2])
+hid, o, off, worst, names = h["params"]["hidden"], h["params"]["embed_dim"], 0, 0.0, []
+for side, d in (("image", h["d_image"]), ("text", h["d_text"])):
+    for name, n in (("W1", d * hid), ("b1", hid), ("gamma", hid), ("beta", hid), ("W2", hid * o), ("b2", o)):
+        x, y = a[off:off + n], b[off:off + n]
+        off += n
+        rel = (np.abs(x - y) / np.maximum(np.abs(x), max(np.sqrt((x * x).mean()), 1e-30))).max()
+        worst = max(worst, rel)
+        if rel > 1e-5: names.append("%s %s %.1e" % (side, name, rel))
+assert off == a.size, (off, a.size)
+print("worst %.2e" % worst, file=sys.stderr)
+if names:
+    print(", ".join(names), file=sys.stderr)
+    sys.exit(1)
+PY
+}
+for np in 2 3; do
+  "${MPIRUN[@]}" -np $np "$DUET" "${TRAIN[@]}" --epochs 1 -o "$T/m$np.duet" >"$T/m$np.out" 2>"$T/m$np.err" && ok ||
+    bad "train -np $np: $(tail -3 "$T/m$np.err")"
+  same_params "$T/m1.duet" "$T/m$np.duet" 2>>"$T/m$np.err" && ok || bad "train -np $np: parameters differ from one process: $(tail -4 "$T/m$np.err")"
+  [ "$(grep -c '^wrote' "$T/m$np.out")" = 1 ] && ok || bad "train -np $np: not exactly one summary (rank 0's)"
+done
+# a batch with fewer images than ranks is refused with a message
+"${MPIRUN[@]}" -np 3 "$DUET" "${TRAIN[@]}" --batch-images 2 --epochs 1 -o "$T/mx.duet" >/dev/null 2>"$T/mx.err" &&
+  bad "-np 3 with 2-image batches succeeded" || { grep -q "cannot be split over 3 ranks" "$T/mx.err" && ok || bad "no message: $(tail -3 "$T/mx.err")"; }
+# resume under -np 2 from a one-process checkpoint of epoch 1 (kept because
+# writing the model fails), against two epochs in one process
+"$DUET" "${TRAIN[@]}" --epochs 1 --checkpoint "$T/c.ckpt" -o "$T/no/such/dir/m.duet" >/dev/null 2>&1
+[ -f "$T/c.ckpt" ] && ok || bad "no checkpoint kept"
+"$DUET" "${TRAIN[@]}" --epochs 2 -o "$T/s1.duet" >/dev/null 2>&1 && ok || bad "train 2 epochs (one process)"
+"${MPIRUN[@]}" -np 2 "$DUET" "${TRAIN[@]}" --epochs 2 --resume --checkpoint "$T/c.ckpt" -o "$T/s2.duet" >/dev/null 2>"$T/s2.err" &&
+  ok || bad "resume -np 2: $(tail -3 "$T/s2.err")"
+same_params "$T/s1.duet" "$T/s2.duet" 2>>"$T/s2.err" && ok || bad "resumed -np 2 differs: $(tail -4 "$T/s2.err")"
+[ ! -f "$T/c.ckpt" ] && ok || bad "the checkpoint was not removed after the resumed run"
+
 # --- image features ------------------------------------------------------------------
 if [ ! -f "$MOB" ] || [ ! -d "$FLK" ]; then
   echo "SKIP: mpi image features: needs ../shared/data (MobileNetV2 and Flickr8K images)" >&2
