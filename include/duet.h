@@ -241,6 +241,59 @@ duet_status duet_npy_write(const char *path, const duet_mat *m, duet_error *err)
 duet_status duet_mat_check_finite(const duet_mat *m, const char *name,
                                   duet_error *err);
 
+/* The element types duet writes: float32 ('<f4'), or float16 ('<f2', half
+ * the bytes; values rounded to nearest even, numpy's astype(np.float16)). */
+typedef enum duet_dtype {
+    DUET_DTYPE_F32 = 0,
+    DUET_DTYPE_F16 = 1
+} duet_dtype;
+/* "f32", "f16" -> the value; -1 for anything else. */
+int duet_dtype_parse(const char *s);
+/* duet_npy_write in dtype dt. */
+duet_status duet_npy_write_as(const char *path, const duet_mat *m,
+                              duet_dtype dt, duet_error *err);
+
+/* ----------------------------------------------------------- feature sources
+ * Feature matrices larger than memory (docs/SCALE.md): a duet_features is
+ * the rows of a .npy file (any dtype duet_npy_read takes: float16, float32,
+ * float64) mapped read-only (mmap, MAP_SHARED: the ranks of a machine share
+ * one copy in the page cache), or a view of a duet_mat in memory. Readers
+ * take the rows they need as float32, converting row by row, and release
+ * the file's pages when done with a batch, so that a process holds no more
+ * of the file than a batch's rows however large the file is. Training,
+ * evaluation and the index build read their features through it. */
+typedef struct duet_features duet_features;
+/* Maps the .npy at path (header and size validated; the data is not read).
+ * *out: caller frees with duet_features_close. */
+duet_status duet_features_open(const char *path, duet_features **out,
+                               duet_error *err);
+/* A view of m (borrowed: it must outlive *out, which the caller frees with
+ * duet_features_close). */
+duet_status duet_features_wrap(const duet_mat *m, duet_features **out,
+                               duet_error *err);
+void duet_features_close(duet_features *f);              /* NULL-safe */
+size_t duet_features_rows(const duet_features *f);
+size_t duet_features_cols(const duet_features *f);
+/* "f32", "f16" or "f64": the file's element type (a view: "f32"). */
+const char *duet_features_dtype(const duet_features *f);
+/* Row r (< rows) as float32: a pointer into the file or the view when it
+ * holds native float32, else converted into scratch [cols] (which the
+ * result then points to). Thread-safe. */
+const float *duet_features_row(const duet_features *f, size_t r,
+                               float *scratch);
+/* rows idx[0..n) into dst [n x cols] float32. Thread-safe. */
+void duet_features_gather(const duet_features *f, const size_t *idx, size_t n,
+                          float *dst);
+/* Drops the file's pages from this process (madvise MADV_DONTNEED; they
+ * stay in the page cache): call after a batch's rows are copied. Nothing
+ * for a view. */
+void duet_features_release(const duet_features *f);
+/* DUET_OK when every element is finite, else DUET_ERR_NONFINITE naming
+ * `name` and the first bad (row, col); reads the file once, releasing as
+ * it goes. */
+duet_status duet_features_check_finite(const duet_features *f,
+                                       const char *name, duet_error *err);
+
 /* ------------------------------------------------------------------ data */
 
 typedef enum duet_split {
@@ -659,6 +712,12 @@ enum { DUET_SIDE_IMAGE = 0, DUET_SIDE_TEXT = 1 };
  * Works in chunks; needs no workspace from the caller. */
 duet_status duet_model_embed(const duet_model *m, int side, const duet_mat *x,
                              duet_mat *out, duet_error *err);
+/* duet_model_embed of rows[0..n) of the source x (rows NULL: its first n
+ * rows) into out ([n x embed_dim], caller-owned), in chunks: a chunk's rows
+ * are gathered, released from the mapping and embedded before the next. */
+duet_status duet_model_embed_rows(const duet_model *m, int side,
+                                  const duet_features *x, const size_t *rows,
+                                  size_t n, duet_mat *out, duet_error *err);
 /* Sets the precision duet_model_embed computes in (a loaded model embeds
  * in f32; a model from duet_train in its training precision). bf16 on a CPU
  * without native bf16 is DUET_ERR_UNSUPPORTED. bf16 keeps a bf16 copy of
@@ -742,6 +801,16 @@ duet_status duet_train(const duet_dataset *d, const duet_mat *img,
                        duet_epoch_log **logs, size_t *n_logs,
                        duet_error *err);
 
+/* duet_train on feature sources (duet_features_open: files larger than
+ * memory, float16 or float32): each step gathers its batch's rows and
+ * releases the files' pages, validation embeds in chunks; the same model
+ * as duet_train on the same values in memory. */
+duet_status duet_train_features(const duet_dataset *d, const duet_features *img,
+                                const duet_features *txt, const duet_params *p,
+                                const duet_train_opts *opts, duet_model **out,
+                                duet_epoch_log **logs, size_t *n_logs,
+                                duet_error *err);
+
 /* Evaluates m on split s. fold_size 0: the whole split as one gallery;
  * otherwise consecutive folds of fold_size images (the last partial fold is
  * dropped if there are full ones), metrics averaged over folds. */
@@ -761,6 +830,24 @@ duet_status duet_evaluate_ensemble(const duet_model *const *ms,
                                    size_t fold_size, duet_eval_result *res,
                                    duet_error *err);
 
+/* duet_evaluate and duet_evaluate_ensemble on feature sources (files
+ * larger than memory: each split's rows are gathered and embedded in
+ * chunks, the file's pages released after each). check_finite: also scan
+ * the whole sources for NaN/Inf first (0 when they were checked before). */
+duet_status duet_evaluate_features(const duet_model *m, const duet_dataset *d,
+                                   const duet_features *img,
+                                   const duet_features *txt, duet_split s,
+                                   size_t fold_size, int check_finite,
+                                   duet_eval_result *res, duet_error *err);
+duet_status duet_evaluate_ensemble_features(const duet_model *const *ms,
+                                            const duet_features *const *img,
+                                            const duet_features *const *txt,
+                                            size_t n_models,
+                                            const duet_dataset *d, duet_split s,
+                                            size_t fold_size, int check_finite,
+                                            duet_eval_result *res,
+                                            duet_error *err);
+
 /* Recall@K from embeddings already computed: img_emb [ni x k], txt_emb
  * [nc x k], cap_img[j] in [0, ni) the image of caption j. */
 duet_status duet_recall_from_embeddings(const duet_mat *img_emb,
@@ -774,6 +861,14 @@ duet_status duet_recall_from_embeddings(const duet_mat *img_emb,
 duet_status duet_check_features(const duet_dataset *d, const duet_mat *img,
                                 const char *img_name, const duet_mat *txt,
                                 const char *txt_name, duet_error *err);
+/* The same for feature sources (either may be NULL); the scan for NaN/Inf
+ * (which reads every row) only when finite is nonzero. */
+duet_status duet_check_feature_sources(const duet_dataset *d,
+                                       const duet_features *img,
+                                       const char *img_name,
+                                       const duet_features *txt,
+                                       const char *txt_name, int finite,
+                                       duet_error *err);
 
 /* ------------------------------------------------------------------ search
  * a gallery index, exact top-k, query encoding (docs/SEARCH.md) */

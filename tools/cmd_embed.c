@@ -12,23 +12,33 @@
 
 /* ------------------------------------------------------- shared loading */
 
+/* The dataset and its feature files: memory-mapped (read row by row, any
+ * size), or with in_memory read whole into memory (duet_npy_read). */
 typedef struct inputs {
     const char *dataset, *img_path, *txt_path;
+    int in_memory;
     duet_dataset *d;
-    duet_mat img, txt;
+    duet_mat mem[2];
+    duet_features *img, *txt;
 } inputs;
 
 static void inputs_free(inputs *in) {
     duet_dataset_free(in->d);
-    duet_mat_free(&in->img);
-    duet_mat_free(&in->txt);
+    duet_features_close(in->img);
+    duet_features_close(in->txt);
+    duet_mat_free(&in->mem[0]);
+    duet_mat_free(&in->mem[1]);
 }
 
 static duet_status inputs_load(inputs *in, duet_error *e) {
     duet_status st = duet_dataset_load(in->dataset, &in->d, e);
-    if (!st) st = duet_npy_read(in->img_path, &in->img, e);
-    if (!st) st = duet_npy_read(in->txt_path, &in->txt, e);
-    if (!st) st = duet_check_features(in->d, &in->img, in->img_path, &in->txt, in->txt_path, e);
+    const char *path[2] = {in->img_path, in->txt_path};
+    duet_features **f[2] = {&in->img, &in->txt};
+    for (int s = 0; s < 2 && !st; s++) {
+        if (!in->in_memory) st = duet_features_open(path[s], f[s], e);
+        else if (!(st = duet_npy_read(path[s], &in->mem[s], e))) st = duet_features_wrap(&in->mem[s], f[s], e);
+    }
+    if (!st) st = duet_check_feature_sources(in->d, in->img, in->img_path, in->txt, in->txt_path, 0, e);
     return st;
 }
 
@@ -100,8 +110,9 @@ int cmd_train(int argc, char **argv) {
         {"dataset", F_STR, &in.dataset, "flickr8k:DIR, karpathy:FILE.json or tsv:FILE"},
         {"image-features", F_STR, &in.img_path, ".npy, one row per dataset image"},
         {"text-features", F_STR, &in.txt_path, ".npy, one row per dataset caption"},
-        {"out", F_STR, &out, "model file to write (-o)"}};
-    size_t nf = 4;
+        {"out", F_STR, &out, "model file to write (-o)"},
+        {"in-memory", F_BOOL, &in.in_memory, "read the feature files into memory (default: map them, row by row)"}};
+    size_t nf = 5;
     nf += train_param_flags(flags + nf, 40, &p, &opt, &prec);
     const flag tail[] = {
         {"checkpoint", F_STR, &ckpt, "checkpoint file written after every epoch (default: OUT.ckpt)"},
@@ -147,7 +158,7 @@ int cmd_train(int argc, char **argv) {
     duet_model *m = NULL;
     duet_epoch_log *logs = NULL;
     size_t nlogs = 0;
-    duet_status st = duet_train(in.d, &in.img, &in.txt, &p, &o, &m, &logs, &nlogs, &e);
+    duet_status st = duet_train_features(in.d, in.img, in.txt, &p, &o, &m, &logs, &nlogs, &e);
     if (st) {
         if (pr.tty) fputs("\r\033[K", stderr);
         inputs_free(&in);
@@ -260,27 +271,27 @@ int cmd_eval(int argc, char **argv) {
     duet_error e = {0};
     duet_dataset *d = NULL;
     duet_model *m[MAX_ENSEMBLE] = {0};
-    duet_mat img[MAX_ENSEMBLE] = {{0}}, txt[MAX_ENSEMBLE] = {{0}};
-    const duet_mat *ia[MAX_ENSEMBLE], *ta[MAX_ENSEMBLE];
+    duet_features *img[MAX_ENSEMBLE] = {0}, *txt[MAX_ENSEMBLE] = {0}; /* mapped */
+    const duet_features *ia[MAX_ENSEMBLE], *ta[MAX_ENSEMBLE];
     duet_eval_result r;
     duet_status st = duet_dataset_load(dataset, &d, &e);
     for (size_t k = 0; k < nm && !st; k++) {
         st = duet_model_load(mp[k], &m[k], &e);
-        if (!st && k < ni) st = duet_npy_read(ip[k], &img[k], &e);
-        if (!st && k < nt) st = duet_npy_read(tp[k], &txt[k], &e);
+        if (!st && k < ni) st = duet_features_open(ip[k], &img[k], &e);
+        if (!st && k < nt) st = duet_features_open(tp[k], &txt[k], &e);
         if (!st && (k < ni || k < nt))
-            st = duet_check_features(d, k < ni ? &img[k] : NULL, ip[k < ni ? k : 0],
-                                     k < nt ? &txt[k] : NULL, tp[k < nt ? k : 0], &e);
-        ia[k] = &img[k < ni ? k : 0];
-        ta[k] = &txt[k < nt ? k : 0];
+            st = duet_check_feature_sources(d, k < ni ? img[k] : NULL, ip[k < ni ? k : 0],
+                                            k < nt ? txt[k] : NULL, tp[k < nt ? k : 0], 1, &e);
+        ia[k] = img[k < ni ? k : 0];
+        ta[k] = txt[k < nt ? k : 0];
     }
-    if (!st) st = duet_evaluate_ensemble((const duet_model *const *)m, ia, ta, nm, d, (duet_split)s,
-                                         strcmp(protocol, "folds") == 0 ? fold : 0, &r, &e);
+    if (!st) st = duet_evaluate_ensemble_features((const duet_model *const *)m, ia, ta, nm, d, (duet_split)s,
+                                                  strcmp(protocol, "folds") == 0 ? fold : 0, 0, &r, &e);
     if (!st) {
         if (json) { print_recall_json(stdout, &r); putchar('\n'); }
         else print_recall_table(stdout, &r);
     }
-    for (size_t k = 0; k < nm; k++) { duet_model_free(m[k]); duet_mat_free(&img[k]); duet_mat_free(&txt[k]); }
+    for (size_t k = 0; k < nm; k++) { duet_model_free(m[k]); duet_features_close(img[k]); duet_features_close(txt[k]); }
     duet_dataset_free(d);
     return st ? fail(cmd, &e) : 0;
 }

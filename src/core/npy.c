@@ -38,8 +38,8 @@ static float half_to_float(uint16_t h) {
 }
 
 /* Converts n file elements at src (layout per in) into dst[0..n). */
-static void npy_convert(const unsigned char *src, size_t n, const npy_info *in,
-                        float *dst) {
+void duet_npy_convert(const unsigned char *src, size_t n, const npy_info *in,
+                      float *dst) {
     size_t i;
     if (in->itemsize == 4 && in->big == host_big()) {
         if (n) memcpy(dst, src, n * sizeof *dst);
@@ -63,8 +63,8 @@ static void npy_convert(const unsigned char *src, size_t n, const npy_info *in,
 /* ------------------------------------------------------------ checks */
 
 /* The message for a header that runs past the end of the input. */
-static duet_status npy_header_past_end(const char *name, size_t hlen,
-                                       size_t avail, duet_error *err) {
+duet_status duet_npy_header_past_end(const char *name, size_t hlen,
+                                     size_t avail, duet_error *err) {
     return duet_fail(err, DUET_ERR_FORMAT,
                      "%s: truncated: header length %zu runs past the end of "
                      "the file (only %zu header bytes follow the preamble)",
@@ -76,8 +76,8 @@ static const char *npy_type_name(size_t itemsize) {
 }
 
 /* DUET_OK if exactly in->data_bytes follow the header (have). */
-static duet_status npy_check_length(const char *name, const npy_info *in,
-                                    uintmax_t have, duet_error *err) {
+duet_status duet_npy_check_length(const char *name, const npy_info *in,
+                                  uintmax_t have, duet_error *err) {
     if (have == in->data_bytes) return DUET_OK;
     return duet_fail(err, DUET_ERR_FORMAT,
                      have < in->data_bytes
@@ -105,15 +105,15 @@ duet_status duet_npy_parse(const void *buf, size_t len, const char *name,
     npy_info in;
     duet_status st = duet_npy_preamble(p, len, name, &pre, &hlen, err);
     if (st != DUET_OK) return st;
-    if (len - pre < hlen) return npy_header_past_end(name, hlen, len - pre, err);
+    if (len - pre < hlen) return duet_npy_header_past_end(name, hlen, len - pre, err);
     st = duet_npy_header((const char *)p + pre, hlen, name, &in, err);
-    if (st == DUET_OK) st = npy_check_length(name, &in, len - pre - hlen, err);
+    if (st == DUET_OK) st = duet_npy_check_length(name, &in, len - pre - hlen, err);
     if (st != DUET_OK) return st;
     float *d = duet_alloc_array(in.count, sizeof(float));
     if (!d)
         return duet_fail(err, DUET_ERR_NOMEM, "%s: out of memory for %zu x %zu "
                          "floats", name, in.rows, in.cols);
-    npy_convert(p + pre + hlen, in.count, &in, d);
+    duet_npy_convert(p + pre + hlen, in.count, &in, d);
     *out = (duet_mat){d, in.rows, in.cols};
     return DUET_OK;
 }
@@ -125,7 +125,7 @@ static duet_status npy_short_read(FILE *fp, const char *path,
     if (ferror(fp))
         return duet_fail(err, DUET_ERR_IO, "%s: read error: %s", path,
                          strerror(errno));
-    return npy_check_length(path, in, got, err);
+    return duet_npy_check_length(path, in, got, err);
 }
 
 /* Reads the data (positioned at its start) into dst[0..in->count): straight
@@ -148,7 +148,7 @@ static duet_status npy_read_data(FILE *fp, const char *path,
         if (got != k * in->itemsize)
             st = npy_short_read(fp, path, in, done * in->itemsize + got, err);
         else
-            npy_convert(chunk, k, in, dst + done);
+            duet_npy_convert(chunk, k, in, dst + done);
         done += k;
     }
     free(chunk);
@@ -175,14 +175,14 @@ static duet_status npy_read_stream(FILE *fp, const char *path, duet_mat *out,
     if (got != hlen)
         st = ferror(fp) ? duet_fail(err, DUET_ERR_IO, "%s: read error: %s",
                                     path, strerror(errno))
-                        : npy_header_past_end(path, hlen, got, err);
+                        : duet_npy_header_past_end(path, hlen, got, err);
     else
         st = duet_npy_header(h, hlen, path, &in, err);
     free(h);
     if (st != DUET_OK) return st;
     if (sized) { /* refuse a wrong size before allocating */
         uintmax_t size = (uintmax_t)sb.st_size, start = pre_len + hlen;
-        st = npy_check_length(path, &in, size > start ? size - start : 0, err);
+        st = duet_npy_check_length(path, &in, size > start ? size - start : 0, err);
         if (st != DUET_OK) return st;
     }
     out->data = duet_alloc_array(in.count, sizeof(float));
@@ -217,9 +217,43 @@ duet_status duet_npy_read(const char *path, duet_mat *out, duet_error *err) {
     return st;
 }
 
-/* Writes count floats as little-endian float32 (data borrowed). */
+/* float -> IEEE half, rounded to nearest even (numpy's astype(float16)):
+ * overflow to +-Inf, underflow through the subnormals to +-0. */
+static uint16_t float_to_half(float f) {
+    uint32_t x;
+    memcpy(&x, &f, sizeof x);
+    uint32_t sign = (x >> 16) & 0x8000u, ax = x & 0x7fffffffu;
+    if (ax >= 0x7f800000u) /* Inf, NaN (kept quiet) */
+        return (uint16_t)(sign | 0x7c00u | (ax > 0x7f800000u ? 0x200u | (ax >> 13 & 0x3ffu) : 0));
+    if (ax >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u); /* rounds past 65504 */
+    if (ax < 0x38800000u) { /* below 2^-14: a subnormal half (or zero) */
+        float a;
+        memcpy(&a, &ax, sizeof a);
+        /* a * 2^24 is the subnormal's integer; rint rounds half to even */
+        return (uint16_t)(sign | (uint32_t)__builtin_rintf(a * 0x1p24f));
+    }
+    uint32_t r = ax + 0xfffu + (ax >> 13 & 1u) - (112u << 23); /* rebias, round to even */
+    return (uint16_t)(sign | r >> 13);
+}
+
+/* Writes count floats as little-endian float32, or float16 when half
+ * (data borrowed). */
 static duet_status npy_write_data(duet_atomic_file *af, const float *data,
-                                  size_t count, duet_error *err) {
+                                  size_t count, int half, duet_error *err) {
+    if (half) {
+        unsigned char chunk[4096];
+        duet_status st = DUET_OK;
+        for (size_t i = 0; i < count && st == DUET_OK; i += sizeof chunk / 2) {
+            size_t k = count - i < sizeof chunk / 2 ? count - i : sizeof chunk / 2;
+            for (size_t j = 0; j < k; j++) {
+                uint16_t h = float_to_half(data[i + j]);
+                chunk[2 * j] = (unsigned char)h;
+                chunk[2 * j + 1] = (unsigned char)(h >> 8);
+            }
+            st = duet_atomic_write(af, chunk, 2 * k, err);
+        }
+        return st;
+    }
     if (!host_big()) return duet_atomic_write(af, data, count * sizeof *data, err);
     unsigned char chunk[4096];
     duet_status st = DUET_OK;
@@ -239,6 +273,11 @@ static duet_status npy_write_data(duet_atomic_file *af, const float *data,
  * failure the temporary is removed and path is left untouched. */
 duet_status duet_npy_write(const char *path, const duet_mat *m,
                            duet_error *err) {
+    return duet_npy_write_as(path, m, DUET_DTYPE_F32, err);
+}
+
+duet_status duet_npy_write_as(const char *path, const duet_mat *m, duet_dtype dt,
+                              duet_error *err) {
     if (!path || !m)
         return duet_fail(err, DUET_ERR_INVALID_ARG,
                          "duet_npy_write: NULL path or matrix");
@@ -253,12 +292,14 @@ duet_status duet_npy_write(const char *path, const duet_mat *m,
                          "%s: matrix %zu x %zu has no data", path, m->rows,
                          m->cols);
     unsigned char hdr[256];
-    size_t hl = duet_npy_make_header(hdr, m->rows, m->cols);
+    if (dt != DUET_DTYPE_F32 && dt != DUET_DTYPE_F16)
+        return duet_fail(err, DUET_ERR_INVALID_ARG, "%s: writes float32 or float16, not dtype %d", path, (int)dt);
+    size_t hl = duet_npy_make_header_dtype(hdr, m->rows, m->cols, dt == DUET_DTYPE_F16 ? "<f2" : "<f4");
     duet_atomic_file af;
     duet_status st = duet_atomic_open(&af, path, err);
     if (st != DUET_OK) return st;
     st = duet_atomic_write(&af, hdr, hl, err);
-    if (st == DUET_OK) st = npy_write_data(&af, m->data, count, err);
+    if (st == DUET_OK) st = npy_write_data(&af, m->data, count, dt == DUET_DTYPE_F16, err);
     if (st != DUET_OK) {
         duet_atomic_abort(&af);
         return st;

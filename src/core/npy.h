@@ -5,6 +5,7 @@
 #define DUET_NPY_H
 
 #include "core.h"
+#include <stdint.h>
 #include <string.h>
 
 /* What a header says about the data that follows it. */
@@ -54,5 +55,20 @@ duet_status duet_npy_header(const char *h, size_t hlen, const char *name,
 /* Fills buf (cap >= 256) with a v1.0 preamble and '<f4' header padded so
  * that the data starts at a multiple of 64; returns its length. */
 size_t duet_npy_make_header(unsigned char *buf, size_t rows, size_t cols);
+/* The same with another dtype descr ("<f2"). */
+size_t duet_npy_make_header_dtype(unsigned char *buf, size_t rows, size_t cols,
+                                  const char *descr);
+
+/* ------------------------------------------------------------ data (npy.c) */
+
+/* Converts n file elements at src (layout per in) into dst[0..n). */
+void duet_npy_convert(const unsigned char *src, size_t n, const npy_info *in,
+                      float *dst);
+/* The message for a header running past the end (avail bytes follow). */
+duet_status duet_npy_header_past_end(const char *name, size_t hlen, size_t avail,
+                                     duet_error *err);
+/* DUET_OK if exactly in->data_bytes follow the header (have). */
+duet_status duet_npy_check_length(const char *name, const npy_info *in,
+                                  uintmax_t have, duet_error *err);
 
 #endif

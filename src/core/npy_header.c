@@ -303,12 +303,16 @@ duet_status duet_npy_header(const char *h, size_t hlen, const char *name,
 /* Fills buf (cap >= 256) with a v1.0 preamble and '<f4' header padded so
  * that the data starts at a multiple of NPY_ALIGN; returns its length. */
 size_t duet_npy_make_header(unsigned char *buf, size_t rows, size_t cols) {
+    return duet_npy_make_header_dtype(buf, rows, cols, "<f4");
+}
+
+size_t duet_npy_make_header_dtype(unsigned char *buf, size_t rows, size_t cols, const char *descr) {
     memcpy(buf, npy_magic, sizeof npy_magic);
     buf[6] = 1;
     buf[7] = 0;
     int n = snprintf((char *)buf + 10, 246,
-                     "{'descr': '<f4', 'fortran_order': False, "
-                     "'shape': (%zu, %zu), }", rows, cols);
+                     "{'descr': '%.3s', 'fortran_order': False, "
+                     "'shape': (%zu, %zu), }", descr, rows, cols);
     size_t used = 10 + (size_t)n + 1; /* + '\n' */
     size_t total = (used + NPY_ALIGN - 1) / NPY_ALIGN * NPY_ALIGN;
     memset(buf + 10 + n, ' ', total - used);

@@ -116,7 +116,7 @@ duet_status duet_train_load_checkpoint(trainer *t, const char *path, duet_error 
                        "%s: the checkpoint was trained in %s, this run computes in %s; "
                        "resume with --precision %s", path, duet_precision_name(m->p.precision),
                        duet_precision_name(t->p.precision), duet_precision_name(m->p.precision));
-    if (!st && (m->br[0].d_in != t->img->cols || m->br[1].d_in != t->txt->cols ||
+    if (!st && (m->br[0].d_in != duet_features_cols(t->img) || m->br[1].d_in != duet_features_cols(t->txt) ||
                 !same_run(&m->p, &t->p)))
         st = duet_fail(err, DUET_ERR_INVALID_ARG,
                        "%s: the checkpoint was made with other settings or feature "

@@ -127,25 +127,61 @@ duet_status duet_check_features(const duet_dataset *d, const duet_mat *img,
     return st;
 }
 
-/* Gathers rows idx[0..n) of src into a new matrix (caller frees data). */
-static duet_status gather_rows(const duet_mat *src, const size_t *idx, size_t n,
-                               duet_mat *out, duet_error *err) {
-    out->rows = n;
-    out->cols = src->cols;
-    out->data = duet_alloc_array(n, src->cols * sizeof(float));
-    if (!out->data) return duet_fail(err, DUET_ERR_NOMEM, "evaluate: out of memory");
-    for (size_t r = 0; r < n; r++)
-        memcpy(out->data + r * src->cols, src->data + idx[r] * src->cols,
-               src->cols * sizeof(float));
-    return DUET_OK;
+duet_status duet_check_feature_sources(const duet_dataset *d, const duet_features *img,
+                                       const char *img_name, const duet_features *txt,
+                                       const char *txt_name, int finite, duet_error *err) {
+    duet_mat shape_i = {NULL, img ? duet_features_rows(img) : 0, 0};
+    duet_mat shape_t = {NULL, txt ? duet_features_rows(txt) : 0, 0};
+    duet_status st = DUET_OK;
+    if (img && shape_i.rows != d->n_images) st = duet_check_features(d, &shape_i, img_name, NULL, NULL, err);
+    if (!st && txt && shape_t.rows != d->n_captions) st = duet_check_features(d, NULL, NULL, &shape_t, txt_name, err);
+    if (!st && finite && img) st = duet_features_check_finite(img, img_name, err);
+    if (!st && finite && txt) st = duet_features_check_finite(txt, txt_name, err);
+    return st;
+}
+
+/* Rows embedded per chunk by duet_model_embed_rows (a chunk's features are
+ * gathered, embedded and released before the next). */
+#define EMBED_CHUNK 2048
+
+duet_status duet_model_embed_rows(const duet_model *m, int side, const duet_features *x,
+                                  const size_t *rows, size_t n, duet_mat *out, duet_error *err) {
+    size_t c = duet_features_cols(x), nr = duet_features_rows(x), o = duet_model_embed_dim(m);
+    if (out->rows != n || out->cols != o)
+        return duet_fail(err, DUET_ERR_SHAPE, "embed: the output is %zu x %zu, not %zu x %zu", out->rows, out->cols,
+                         n, o);
+    for (size_t i = 0; rows && i < n; i++)
+        if (rows[i] >= nr)
+            return duet_fail(err, DUET_ERR_INVALID_ARG, "embed: row %zu of %zu features", rows[i], nr);
+    if (!rows && n > nr) return duet_fail(err, DUET_ERR_INVALID_ARG, "embed: %zu rows of %zu features", n, nr);
+    size_t cap = n < EMBED_CHUNK ? n : EMBED_CHUNK;
+    duet_mat xb = {duet_alloc_array(cap ? cap : 1, c * sizeof(float)), 0, c};
+    size_t *seq = rows ? NULL : duet_alloc_array(cap ? cap : 1, sizeof(size_t));
+    if (!xb.data || (!rows && !seq)) {
+        free(xb.data); free(seq);
+        return duet_fail(err, DUET_ERR_NOMEM, "embed: out of memory for %zu rows of %zu", cap, c);
+    }
+    duet_status st = DUET_OK;
+    for (size_t r0 = 0; r0 < n && !st; r0 += cap) {
+        size_t k = n - r0 < cap ? n - r0 : cap;
+        for (size_t i = 0; seq && i < k; i++) seq[i] = r0 + i;
+        duet_features_gather(x, rows ? rows + r0 : seq, k, xb.data);
+        duet_features_release(x);
+        xb.rows = k;
+        duet_mat ob = {out->data + r0 * o, k, o};
+        st = duet_model_embed(m, side, &xb, &ob, err);
+    }
+    free(xb.data);
+    free(seq);
+    return st;
 }
 
 /* Evaluates the images imgs[0..ni) of d (with all their captions) with the
  * ensemble ms[0..n): each model embeds its own features, the L2-normalized
  * embeddings are concatenated, so a score is the sum of the models' cosine
  * similarities. */
-static duet_status evaluate_images(const duet_model *const *ms, const duet_mat *const *img,
-                                   const duet_mat *const *txt, size_t n_models,
+static duet_status evaluate_images(const duet_model *const *ms, const duet_features *const *img,
+                                   const duet_features *const *txt, size_t n_models,
                                    const duet_dataset *d, const size_t *imgs, size_t ni,
                                    duet_eval_result *res, duet_error *err) {
     size_t nc = 0, o = 0;
@@ -154,7 +190,7 @@ static duet_status evaluate_images(const duet_model *const *ms, const duet_mat *
     for (size_t k = 0; k < n_models; k++) o += ms[k]->p.embed_dim;
     size_t *caps = duet_alloc_array(nc, sizeof(size_t));
     size_t *cap_img = duet_alloc_array(nc, sizeof(size_t));
-    duet_mat xi = {0}, xt = {0}, ei = {0}, et = {0}, mi = {0}, mt = {0};
+    duet_mat ei = {0}, et = {0}, mi = {0}, mt = {0};
     duet_status st = DUET_OK;
     if (!caps || !cap_img) { st = duet_fail(err, DUET_ERR_NOMEM, "evaluate: out of memory"); goto out; }
     size_t c = 0;
@@ -171,20 +207,18 @@ static duet_status evaluate_images(const duet_model *const *ms, const duet_mat *
         mi = (duet_mat){duet_alloc_array(ni, ok * sizeof(float)), ni, ok};
         mt = (duet_mat){duet_alloc_array(nc, ok * sizeof(float)), nc, ok};
         if (!mi.data || !mt.data) st = duet_fail(err, DUET_ERR_NOMEM, "evaluate: out of memory");
-        if (!st) st = gather_rows(img[k], imgs, ni, &xi, err);
-        if (!st) st = gather_rows(txt[k], caps, nc, &xt, err);
-        if (!st) st = duet_model_embed(ms[k], DUET_SIDE_IMAGE, &xi, &mi, err);
-        if (!st) st = duet_model_embed(ms[k], DUET_SIDE_TEXT, &xt, &mt, err);
+        if (!st) st = duet_model_embed_rows(ms[k], DUET_SIDE_IMAGE, img[k], imgs, ni, &mi, err);
+        if (!st) st = duet_model_embed_rows(ms[k], DUET_SIDE_TEXT, txt[k], caps, nc, &mt, err);
         /* [ni x ok] -> columns col..col+ok of [ni x o] */
         for (size_t r = 0; !st && r < ni; r++) memcpy(ei.data + r * o + col, mi.data + r * ok, ok * sizeof(float));
         for (size_t r = 0; !st && r < nc; r++) memcpy(et.data + r * o + col, mt.data + r * ok, ok * sizeof(float));
         col += ok;
-        duet_mat_free(&xi); duet_mat_free(&xt); duet_mat_free(&mi); duet_mat_free(&mt);
+        duet_mat_free(&mi); duet_mat_free(&mt);
     }
     if (!st) st = duet_recall_from_embeddings(&ei, &et, cap_img, res, err);
 out:
     free(caps); free(cap_img);
-    duet_mat_free(&xi); duet_mat_free(&xt); duet_mat_free(&ei); duet_mat_free(&et);
+    duet_mat_free(&ei); duet_mat_free(&et);
     duet_mat_free(&mi); duet_mat_free(&mt);
     return st;
 }
@@ -209,10 +243,36 @@ duet_status duet_evaluate(const duet_model *m, const duet_dataset *d,
     return duet_evaluate_ensemble(&m, &img, &txt, 1, d, s, fold_size, res, err);
 }
 
+duet_status duet_evaluate_features(const duet_model *m, const duet_dataset *d,
+                                   const duet_features *img, const duet_features *txt,
+                                   duet_split s, size_t fold_size, int check_finite,
+                                   duet_eval_result *res, duet_error *err) {
+    return duet_evaluate_ensemble_features(&m, &img, &txt, 1, d, s, fold_size, check_finite, res, err);
+}
+
 duet_status duet_evaluate_ensemble(const duet_model *const *ms, const duet_mat *const *img,
                                    const duet_mat *const *txt, size_t n_models,
                                    const duet_dataset *d, duet_split s, size_t fold_size,
                                    duet_eval_result *res, duet_error *err) {
+    memset(res, 0, sizeof *res);
+    duet_features **fs = duet_calloc_array(2 * n_models + 1, sizeof *fs);
+    if (!fs) return duet_fail(err, DUET_ERR_NOMEM, "evaluate: out of memory");
+    duet_status st = DUET_OK;
+    for (size_t k = 0; k < n_models && !st; k++)
+        if (!(st = duet_features_wrap(img[k], &fs[k], err))) st = duet_features_wrap(txt[k], &fs[n_models + k], err);
+    if (!st)
+        st = duet_evaluate_ensemble_features(ms, (const duet_features *const *)fs,
+                                             (const duet_features *const *)fs + n_models, n_models, d, s,
+                                             fold_size, 1, res, err);
+    for (size_t k = 0; k < 2 * n_models; k++) duet_features_close(fs[k]);
+    free(fs);
+    return st;
+}
+
+duet_status duet_evaluate_ensemble_features(const duet_model *const *ms, const duet_features *const *img,
+                                            const duet_features *const *txt, size_t n_models,
+                                            const duet_dataset *d, duet_split s, size_t fold_size,
+                                            int check_finite, duet_eval_result *res, duet_error *err) {
     memset(res, 0, sizeof *res);
     if (n_models == 0) return duet_fail(err, DUET_ERR_INVALID_ARG, "evaluate: no model");
     duet_status st = DUET_OK;
@@ -220,12 +280,13 @@ duet_status duet_evaluate_ensemble(const duet_model *const *ms, const duet_mat *
         char in[64], tn[64];
         snprintf(in, sizeof in, n_models > 1 ? "image features of model %zu" : "image features", k + 1);
         snprintf(tn, sizeof tn, n_models > 1 ? "text features of model %zu" : "text features", k + 1);
-        if ((st = duet_check_features(d, img[k], in, txt[k], tn, err))) return st;
-        if (img[k]->cols != ms[k]->br[0].d_in || txt[k]->cols != ms[k]->br[1].d_in)
+        if ((st = duet_check_feature_sources(d, img[k], in, txt[k], tn, check_finite, err))) return st;
+        size_t ci = duet_features_cols(img[k]), ct = duet_features_cols(txt[k]);
+        if (ci != ms[k]->br[0].d_in || ct != ms[k]->br[1].d_in)
             return duet_fail(err, DUET_ERR_SHAPE,
                              "evaluate: %s are %zu-D (image) and %zu-D (text), the "
                              "model takes %zu-D and %zu-D", n_models > 1 ? "an ensemble member's features" : "features",
-                             img[k]->cols, txt[k]->cols, ms[k]->br[0].d_in, ms[k]->br[1].d_in);
+                             ci, ct, ms[k]->br[0].d_in, ms[k]->br[1].d_in);
     }
     size_t *all = NULL, n_all = 0;
     if ((st = duet_dataset_split_images(d, s, &all, &n_all, err))) return st;

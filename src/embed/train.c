@@ -24,7 +24,7 @@ static void trainer_free(trainer *t) {
     free(t->best_params); free(t->best_buf);
     free(t->train0); free(t->train); free(t->xi); free(t->xt); free(t->de_i); free(t->de_t);
     free(t->sent_img); free(t->pick); free(t->img_rows); free(t->cap_rows);
-    free(t->counts); free(t->e_all[0]); free(t->e_all[1]);
+    free(t->counts); free(t->e_all[0]); free(t->e_all[1]); free(t->scratch);
     duet_branch_ws_free(&t->ws[0]);
     duet_branch_ws_free(&t->ws[1]);
     duet_loss_ws_free(&t->lws);
@@ -116,10 +116,12 @@ static duet_status alloc_buffers(trainer *t, duet_error *err) {
     t->sent_img = duet_alloc_array(ns, sizeof(size_t));
     t->pick = duet_alloc_array(t->pick_cap, sizeof(size_t));
     t->img_rows = duet_alloc_array(B, sizeof(size_t));
+    size_t wide = m->br[0].d_in > m->br[1].d_in ? m->br[0].d_in : m->br[1].d_in;
+    t->scratch = duet_alloc_array(duet_embed_max_threads(), wide * sizeof(float));
     t->cap_rows = duet_alloc_array(ns, sizeof(size_t));
     if (!t->grad || !t->m1 || !t->m2 || !t->best_params || !t->best_buf ||
         (f32 && (!t->xi || !t->xt)) || !t->de_i || !t->de_t || !t->sent_img || !t->pick ||
-        !t->img_rows || !t->cap_rows)
+        !t->img_rows || !t->cap_rows || !t->scratch)
         return duet_fail(err, DUET_ERR_NOMEM, "train: out of memory for batch buffers");
     duet_model_views(m, t->grad, t->g);
     memcpy(t->best_params, m->params, m->n_params * sizeof(float));
@@ -138,27 +140,35 @@ static duet_status alloc_buffers(trainer *t, duet_error *err) {
 }
 
 typedef struct gather_job {
-    const float *src;       /* feature matrix                               */
+    const duet_features *src; /* the feature rows                           */
     const size_t *rows;     /* [n] its rows to take                         */
     size_t cols;
     float *dst;             /* [n x cols], or NULL                          */
     uint16_t *dst_h;        /* [n x cols] bf16, when dst is NULL            */
+    float *scratch;         /* [threads x cols]: rows converted from f16    */
 } gather_job;
 
 static void gather_range(void *ctx, size_t r0, size_t r1) {
     gather_job *j = ctx;
+    float *tmp = j->scratch + duet_embed_thread() * j->cols;
     for (size_t r = r0; r < r1; r++) {
-        const float *row = j->src + j->rows[r] * j->cols;
-        if (j->dst) memcpy(j->dst + r * j->cols, row, j->cols * sizeof(float));
-        else duet_f32_to_bf16(row, j->dst_h + r * j->cols, j->cols);
+        float *d = j->dst ? j->dst + r * j->cols : tmp;
+        const float *row = duet_features_row(j->src, j->rows[r], d);
+        if (j->dst) {
+            if (row != d) memcpy(d, row, j->cols * sizeof(float));
+        } else {
+            duet_f32_to_bf16(row, j->dst_h + r * j->cols, j->cols);
+        }
     }
 }
 
-/* Copies rows[0..n) of src into dst (f32) or dst_h (bf16), on the threads. */
-static void gather(const duet_mat *src, const size_t *rows, size_t n, float *dst,
-                   uint16_t *dst_h) {
-    gather_job j = {src->data, rows, src->cols, dst, dst_h};
-    duet_embed_parallel_for(n, src->cols, gather_range, &j);
+/* Copies rows[0..n) of src into dst (f32) or dst_h (bf16), on the threads,
+ * then releases the source's pages (the rows are in the batch now). */
+static void gather(const duet_features *src, const size_t *rows, size_t n, float *dst,
+                   uint16_t *dst_h, float *scratch) {
+    gather_job j = {src, rows, duet_features_cols(src), dst, dst_h, scratch};
+    duet_embed_parallel_for(n, j.cols, gather_range, &j);
+    duet_features_release(src);
 }
 
 /* Fills the batch of images ids[0..B): features and S sampled sentences each
@@ -189,8 +199,8 @@ static void fill_batch(trainer *t, const size_t *ids, size_t B) {
         }
     }
     size_t lo = t->lo, n = t->hi - t->lo;
-    gather(t->img, t->img_rows + lo, n, t->xi, t->ws[0].xb);
-    gather(t->txt, t->cap_rows + lo * S, n * S, t->xt, t->ws[1].xb);
+    gather(t->img, t->img_rows + lo, n, t->xi, t->ws[0].xb, t->scratch);
+    gather(t->txt, t->cap_rows + lo * S, n * S, t->xt, t->ws[1].xb, t->scratch);
 }
 
 /* Forward, loss, backward and update on the batch fill_batch gathered.
@@ -296,7 +306,7 @@ static duet_status end_epoch(trainer *t, int val, double loss, double secs,
     }
     if (val) { /* every rank evaluates (the same figures): it needs them to choose */
         duet_eval_result r;
-        duet_status st = duet_evaluate(m, t->d, t->img, t->txt, DUET_SPLIT_VAL, 0, &r, err);
+        duet_status st = duet_evaluate_features(m, t->d, t->img, t->txt, DUET_SPLIT_VAL, 0, 0, &r, err);
         if (st) return st;
         rsum = r.rsum;
     }
@@ -320,7 +330,7 @@ static duet_status end_epoch(trainer *t, int val, double loss, double secs,
 }
 
 static duet_status train_setup(trainer *t, const duet_dataset *d,
-                               const duet_mat *img, const duet_mat *txt,
+                               const duet_features *img, const duet_features *txt,
                                const duet_params *p, const duet_train_opts *o,
                                duet_error *err) {
     memset(t, 0, sizeof *t);
@@ -328,7 +338,7 @@ static duet_status train_setup(trainer *t, const duet_dataset *d,
     t->comm = o ? o->comm : NULL;
     t->ranks = duet_comm_size(t->comm);
     duet_status st = duet_params_validate(p, err);
-    if (!st) st = duet_check_features(d, img, "image features", txt, "text features", err);
+    if (!st) st = duet_check_feature_sources(d, img, "image features", txt, "text features", 1, err);
     if (st) return st;
     if (p->w_img_struct != 0.0f)
         return duet_fail(err, DUET_ERR_INVALID_ARG,
@@ -340,7 +350,8 @@ static duet_status train_setup(trainer *t, const duet_dataset *d,
     t->p.precision = t->dnn.prec; /* resolved: what the model file records */
     duet_rng_seed(&t->rng, p->seed);
     if ((st = collect_train(t, err))) return st;
-    if ((st = duet_model_create(img->cols, txt->cols, &t->p, &t->rng, &t->m, err))) return st;
+    if ((st = duet_model_create(duet_features_cols(img), duet_features_cols(txt), &t->p, &t->rng, &t->m, err)))
+        return st;
     snprintf(t->m->isa, sizeof t->m->isa, "%s", duet_cpu_isa());
     /* the products read the model's bf16 mirror, which validation also
      * embeds with */
@@ -372,6 +383,19 @@ duet_status duet_train(const duet_dataset *d, const duet_mat *img,
                        const duet_train_opts *opts, duet_model **out,
                        duet_epoch_log **logs, size_t *n_logs,
                        duet_error *err) {
+    *out = NULL;
+    duet_features *fi = NULL, *ft = NULL;
+    duet_status st = duet_features_wrap(img, &fi, err);
+    if (!st) st = duet_features_wrap(txt, &ft, err);
+    if (!st) st = duet_train_features(d, fi, ft, p, opts, out, logs, n_logs, err);
+    duet_features_close(fi);
+    duet_features_close(ft);
+    return st;
+}
+
+duet_status duet_train_features(const duet_dataset *d, const duet_features *img, const duet_features *txt,
+                                const duet_params *p, const duet_train_opts *opts, duet_model **out,
+                                duet_epoch_log **logs, size_t *n_logs, duet_error *err) {
     *out = NULL;
     if (logs) *logs = NULL;
     if (n_logs) *n_logs = 0;

@@ -7,7 +7,7 @@
 
 typedef struct trainer {
     const duet_dataset *d;
-    const duet_mat *img, *txt;
+    const duet_features *img, *txt;
     duet_params p;
     duet_model *m;
     duet_dnn dnn;                   /* engine, stream and resolved precision   */
@@ -37,6 +37,8 @@ typedef struct trainer {
     size_t *counts;                 /* [2 ranks]: images, sentences per rank   */
     float *e_all[2];                /* [B x o], [B*S x o] gathered embeddings  */
     int stop_req;                   /* the progress callback asked to stop     */
+    float *scratch;                 /* [threads x widest input]: rows converted
+                                       from float16 on their way to bf16       */
     /* progress */
     int epoch;                      /* epochs completed                        */
     long long adam_t;               /* optimizer steps taken                   */
