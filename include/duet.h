@@ -256,14 +256,14 @@ duet_status duet_npy_write_as(const char *path, const duet_mat *m,
 /* ----------------------------------------------------------- feature sources
  * Feature matrices larger than memory (docs/SCALE.md): a duet_features is
  * the rows of a .npy file (any dtype duet_npy_read takes: float16, float32,
- * float64) mapped read-only (mmap, MAP_SHARED: the ranks of a machine share
- * one copy in the page cache), or a view of a duet_mat in memory. Readers
- * take the rows they need as float32, converting row by row, and release
- * the file's pages when done with a batch, so that a process holds no more
- * of the file than a batch's rows however large the file is. Training,
- * evaluation and the index build read their features through it. */
+ * float64), read row by row with positioned reads (pread: the file's pages
+ * stay in the page cache, shared by the ranks of a machine, and in no
+ * process's resident set), or a view of a duet_mat in memory. Readers take
+ * the rows they need as float32, converted row by row, so that a process
+ * holds no more of the file than a batch's rows however large it is.
+ * Training, evaluation and the index build read their features so. */
 typedef struct duet_features duet_features;
-/* Maps the .npy at path (header and size validated; the data is not read).
+/* Opens the .npy at path (header and size validated; no row is read).
  * *out: caller frees with duet_features_close. */
 duet_status duet_features_open(const char *path, duet_features **out,
                                duet_error *err);
@@ -274,23 +274,21 @@ duet_status duet_features_wrap(const duet_mat *m, duet_features **out,
 void duet_features_close(duet_features *f);              /* NULL-safe */
 size_t duet_features_rows(const duet_features *f);
 size_t duet_features_cols(const duet_features *f);
+int duet_features_is_file(const duet_features *f); /* 0 for a view      */
 /* "f32", "f16" or "f64": the file's element type (a view: "f32"). */
 const char *duet_features_dtype(const duet_features *f);
-/* Row r (< rows) as float32: a pointer into the file or the view when it
- * holds native float32, else converted into scratch [cols] (which the
- * result then points to). Thread-safe. */
+/* Row r (< rows) as float32: a pointer into the view, or the row read (and
+ * converted) into scratch [cols]; NULL with err set when the read fails
+ * (DUET_ERR_IO) or, for a file, the row holds NaN or Inf
+ * (DUET_ERR_NONFINITE, naming the file, row and column: rows are checked as
+ * they are read). Thread-safe (give each thread its own err). */
 const float *duet_features_row(const duet_features *f, size_t r,
-                               float *scratch);
+                               float *scratch, duet_error *err);
 /* rows idx[0..n) into dst [n x cols] float32. Thread-safe. */
-void duet_features_gather(const duet_features *f, const size_t *idx, size_t n,
-                          float *dst);
-/* Drops the file's pages from this process (madvise MADV_DONTNEED; they
- * stay in the page cache): call after a batch's rows are copied. Nothing
- * for a view. */
-void duet_features_release(const duet_features *f);
+duet_status duet_features_gather(const duet_features *f, const size_t *idx,
+                                 size_t n, float *dst, duet_error *err);
 /* DUET_OK when every element is finite, else DUET_ERR_NONFINITE naming
- * `name` and the first bad (row, col); reads the file once, releasing as
- * it goes. */
+ * `name` and the first bad (row, col); reads the file once, in blocks. */
 duet_status duet_features_check_finite(const duet_features *f,
                                        const char *name, duet_error *err);
 
@@ -714,7 +712,7 @@ duet_status duet_model_embed(const duet_model *m, int side, const duet_mat *x,
                              duet_mat *out, duet_error *err);
 /* duet_model_embed of rows[0..n) of the source x (rows NULL: its first n
  * rows) into out ([n x embed_dim], caller-owned), in chunks: a chunk's rows
- * are gathered, released from the mapping and embedded before the next. */
+ * are read and embedded before the next. */
 duet_status duet_model_embed_rows(const duet_model *m, int side,
                                   const duet_features *x, const size_t *rows,
                                   size_t n, duet_mat *out, duet_error *err);
@@ -802,8 +800,8 @@ duet_status duet_train(const duet_dataset *d, const duet_mat *img,
                        duet_error *err);
 
 /* duet_train on feature sources (duet_features_open: files larger than
- * memory, float16 or float32): each step gathers its batch's rows and
- * releases the files' pages, validation embeds in chunks; the same model
+ * memory, float16 or float32): each step reads its batch's rows (this
+ * rank's share), validation embeds in chunks; the same model
  * as duet_train on the same values in memory. */
 duet_status duet_train_features(const duet_dataset *d, const duet_features *img,
                                 const duet_features *txt, const duet_params *p,
@@ -832,7 +830,7 @@ duet_status duet_evaluate_ensemble(const duet_model *const *ms,
 
 /* duet_evaluate and duet_evaluate_ensemble on feature sources (files
  * larger than memory: each split's rows are gathered and embedded in
- * chunks, the file's pages released after each). check_finite: also scan
+ * chunks). check_finite: also scan
  * the whole sources for NaN/Inf first (0 when they were checked before). */
 duet_status duet_evaluate_features(const duet_model *m, const duet_dataset *d,
                                    const duet_features *img,
@@ -861,8 +859,9 @@ duet_status duet_recall_from_embeddings(const duet_mat *img_emb,
 duet_status duet_check_features(const duet_dataset *d, const duet_mat *img,
                                 const char *img_name, const duet_mat *txt,
                                 const char *txt_name, duet_error *err);
-/* The same for feature sources (either may be NULL); the scan for NaN/Inf
- * (which reads every row) only when finite is nonzero. */
+/* The same for feature sources (either may be NULL): the rows against the
+ * dataset, and when finite is nonzero a view's values (a file's rows are
+ * checked as they are read, so that a large file is not read whole first). */
 duet_status duet_check_feature_sources(const duet_dataset *d,
                                        const duet_features *img,
                                        const char *img_name,
@@ -1238,8 +1237,11 @@ typedef struct duet_run_config {
     size_t examples;         /* test queries kept for the report, default 6  */
     int build_index;         /* 1 (default): the index stage                  */
     duet_comm *comm;         /* the job (NULL: this process alone): the image
-                                stage is split between the ranks, rank 0 runs
-                                the others and writes every file           */
+                                stage is split between the ranks and every
+                                rank trains (data-parallel); rank 0 runs the
+                                others and writes every file               */
+    duet_dtype feature_dtype; /* the text stage's features.npy: f32 (default)
+                                or f16 (half the bytes)                      */
 } duet_run_config;
 /* Fills the defaults (strings NULL, cnn "resnet50"). */
 void duet_run_default_config(duet_run_config *c);

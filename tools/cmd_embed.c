@@ -12,7 +12,7 @@
 
 /* ------------------------------------------------------- shared loading */
 
-/* The dataset and its feature files: memory-mapped (read row by row, any
+/* The dataset and its feature files: read row by row as needed (any
  * size), or with in_memory read whole into memory (duet_npy_read). */
 typedef struct inputs {
     const char *dataset, *img_path, *txt_path;
@@ -111,7 +111,7 @@ int cmd_train(int argc, char **argv) {
         {"image-features", F_STR, &in.img_path, ".npy, one row per dataset image"},
         {"text-features", F_STR, &in.txt_path, ".npy, one row per dataset caption"},
         {"out", F_STR, &out, "model file to write (-o)"},
-        {"in-memory", F_BOOL, &in.in_memory, "read the feature files into memory (default: map them, row by row)"}};
+        {"in-memory", F_BOOL, &in.in_memory, "read the feature files into memory (default: read rows as needed, any size)"}};
     size_t nf = 5;
     nf += train_param_flags(flags + nf, 40, &p, &opt, &prec);
     const flag tail[] = {
@@ -271,7 +271,7 @@ int cmd_eval(int argc, char **argv) {
     duet_error e = {0};
     duet_dataset *d = NULL;
     duet_model *m[MAX_ENSEMBLE] = {0};
-    duet_features *img[MAX_ENSEMBLE] = {0}, *txt[MAX_ENSEMBLE] = {0}; /* mapped */
+    duet_features *img[MAX_ENSEMBLE] = {0}, *txt[MAX_ENSEMBLE] = {0}; /* read by row */
     const duet_features *ia[MAX_ENSEMBLE], *ta[MAX_ENSEMBLE];
     duet_eval_result r;
     duet_status st = duet_dataset_load(dataset, &d, &e);

@@ -80,6 +80,7 @@ int cmd_run(int argc, char **argv) {
     duet_run_default_config(&c);
     const char *data = NULL, *images = NULL, *work = NULL, *cnn = "resnet50", *weights = NULL, *vectors = NULL;
     const char *enc = duet_encoder_name(c.text.encoder), *opt = "adam", *prec = NULL;
+    const char *fdtype = "f32";
     int json = 0, ablation = 0, no_index = 0, no_report = 0;
     flag flags[72] = {
         {"data", F_STR, &data, "Flickr8K directory (unset: $DUET_DATA, else " FLICKR8K_DEFAULT ")"},
@@ -97,6 +98,7 @@ int cmd_run(int argc, char **argv) {
         {"limit", F_SIZE, &c.limit, "only the first N images of each split (0: all; for tests)"},
         {"fold-size", F_SIZE, &c.fold_size, "test in folds of N images, averaged (0: the whole split; COCO: 1000)"},
         {"examples", F_SIZE, &c.examples, "test queries shown in the report"},
+        {"feature-dtype", F_STR, &fdtype, "text features on disk: f32, or f16 (half the bytes; docs/SCALE.md)"},
         {"no-index", F_BOOL, &no_index, "skip the search-index stage"},
         {"no-report", F_BOOL, &no_report, "do not write WORK/report.html"},
         {"ablation", F_BOOL, &ablation, "run the ablation grid (WORK/ablation.md, .json), then the main configuration"},
@@ -114,6 +116,9 @@ int cmd_run(int argc, char **argv) {
     if (e < 0) return usage_error(cmd, "--encoder: unknown encoder '%s'", enc);
     c.text.encoder = (duet_encoder)e;
     if (c.crops != 1 && c.crops != 10) return usage_error(cmd, "--crops must be 1 or 10");
+    int fdt = duet_dtype_parse(fdtype);
+    if (fdt < 0) return usage_error(cmd, "--feature-dtype: '%s' is not f32 or f16", fdtype);
+    c.feature_dtype = (duet_dtype)fdt;
     if (c.train.threads < 0) return usage_error(cmd, "--threads must be >= 0");
 
     /* the dataset spec, its images and the work directory */

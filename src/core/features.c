@@ -1,13 +1,15 @@
 /* features.c -- feature sources (duet.h, "feature sources"): a .npy file
- * mapped read-only, or a view of a matrix in memory, read row by row.
+ * read row by row with positioned reads, or a view of a matrix in memory.
  *
- * A file-backed mapping counts the pages a process has touched in its
- * resident set (RssFile) until they are unmapped: reading every row of a
- * 15 GB file over an epoch would leave 15 GB resident. duet_features_release
- * drops them (MADV_DONTNEED on a shared read-only file mapping only unmaps:
- * the data stays in the page cache, where the next touch finds it). The
- * mapping is MADV_RANDOM: a batch's rows are scattered, read-ahead would
- * only fetch rows nobody asked for. */
+ * Rows are read with pread(2), not through a memory map: a mapped file
+ * counts in the resident set every page a fault brings in, and on this
+ * kernel a fault maps the page cache's whole large folio (measured: 100
+ * scattered 8 KB rows of a mapped file -> 58 MB resident), so that a batch
+ * of a few MB of rows showed as hundreds of MB. pread copies just the rows;
+ * the file's pages stay in the page cache, shared by every process of the
+ * machine that reads the file (the ranks of a job), and count in none of
+ * their resident sets. POSIX_FADV_RANDOM: a batch's rows are scattered,
+ * read-ahead would fetch rows nobody asked for. */
 #define _DEFAULT_SOURCE
 #define _FILE_OFFSET_BITS 64
 #include "npy.h"
@@ -16,17 +18,16 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 struct duet_features {
     const float *mem;            /* a view: the matrix's data, else NULL       */
-    void *map;                   /* the file's mapping                         */
-    size_t map_len;
-    const unsigned char *data;   /* the file's first element                   */
+    int fd;                      /* the file (-1 for a view)                   */
+    off_t data_off;              /* where its first element is                 */
     npy_info in;                 /* rows, cols, element size and byte order   */
     int native;                  /* the file holds this host's float32         */
+    char *path;
 };
 
 int duet_dtype_parse(const char *s) {
@@ -41,6 +42,7 @@ duet_status duet_features_wrap(const duet_mat *m, duet_features **out, duet_erro
     duet_features *f = calloc(1, sizeof *f);
     if (!f) return duet_fail(err, DUET_ERR_NOMEM, "features: out of memory");
     f->mem = m->data;
+    f->fd = -1;
     f->in = (npy_info){m->rows, m->cols, sizeof(float), host_big(), m->rows * m->cols,
                        m->rows * m->cols * sizeof(float)};
     f->native = 1;
@@ -48,132 +50,184 @@ duet_status duet_features_wrap(const duet_mat *m, duet_features **out, duet_erro
     return DUET_OK;
 }
 
-/* Validates the mapped file (len bytes at p) and fills f's layout. */
-static duet_status parse_mapped(duet_features *f, const unsigned char *p, size_t len, const char *path,
-                                duet_error *err) {
-    size_t pre, hlen;
-    duet_status st = duet_npy_preamble(p, len, path, &pre, &hlen, err);
-    if (st) return st;
-    if (len - pre < hlen) return duet_npy_header_past_end(path, hlen, len - pre, err);
-    if ((st = duet_npy_header((const char *)p + pre, hlen, path, &f->in, err))) return st;
-    if ((st = duet_npy_check_length(path, &f->in, len - pre - hlen, err))) return st;
-    f->data = p + pre + hlen;
-    /* rows are read in place only when aligned for float loads */
-    f->native = f->in.itemsize == 4 && f->in.big == host_big() && (uintptr_t)f->data % sizeof(float) == 0;
+/* n bytes at offset off of f's file into buf: DUET_OK, or DUET_ERR_IO. */
+static duet_status read_at(const duet_features *f, void *buf, size_t n, off_t off, duet_error *err) {
+    unsigned char *p = buf;
+    while (n > 0) {
+        ssize_t got = pread(f->fd, p, n, off);
+        if (got < 0 && errno == EINTR) continue;
+        if (got <= 0)
+            return duet_fail(err, DUET_ERR_IO, "%s: read error at byte %jd: %s", f->path, (intmax_t)off,
+                             got < 0 ? strerror(errno) : "the file shrank");
+        p += got;
+        n -= (size_t)got;
+        off += got;
+    }
     return DUET_OK;
+}
+
+#define HEAD_MAX 65536 /* preamble and header read at once (longer: refused) */
+
+/* Reads and validates the preamble and header (the file's size against
+ * them: truncated and over-long files are refused before any row). */
+static duet_status parse_head(duet_features *f, uintmax_t size, duet_error *err) {
+    size_t avail = size < HEAD_MAX ? (size_t)size : HEAD_MAX, pre, hlen;
+    unsigned char *h = malloc(avail ? avail : 1);
+    if (!h) return duet_fail(err, DUET_ERR_NOMEM, "features: out of memory");
+    duet_status st = read_at(f, h, avail, 0, err);
+    if (!st) st = duet_npy_preamble(h, avail, f->path, &pre, &hlen, err);
+    if (!st && avail - pre < hlen)
+        st = size > HEAD_MAX ? duet_fail(err, DUET_ERR_FORMAT, "%s: header of %zu bytes is too long", f->path, hlen)
+                             : duet_npy_header_past_end(f->path, hlen, avail - pre, err);
+    if (!st) st = duet_npy_header((const char *)h + pre, hlen, f->path, &f->in, err);
+    if (!st) st = duet_npy_check_length(f->path, &f->in, size - pre - hlen, err);
+    free(h);
+    f->data_off = (off_t)(pre + hlen);
+    f->native = f->in.itemsize == 4 && f->in.big == host_big();
+    return st;
 }
 
 duet_status duet_features_open(const char *path, duet_features **out, duet_error *err) {
     *out = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return duet_fail(err, DUET_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat sb;
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        close(fd);
-        return duet_fail(err, DUET_ERR_IO, "%s: not a regular file (a feature file is mapped)", path);
-    }
-    if ((uintmax_t)sb.st_size > SIZE_MAX || sb.st_size == 0) {
-        close(fd);
-        return duet_fail(err, DUET_ERR_FORMAT, "%s: %s", path, sb.st_size ? "too large to map" : "empty file");
-    }
-    size_t len = (size_t)sb.st_size;
-    void *map = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
-    close(fd); /* the mapping keeps the file */
-    if (map == MAP_FAILED) return duet_fail(err, DUET_ERR_IO, "%s: cannot map: %s", path, strerror(errno));
     duet_features *f = calloc(1, sizeof *f);
-    duet_status st = f ? parse_mapped(f, map, len, path, err)
-                       : duet_fail(err, DUET_ERR_NOMEM, "features: out of memory");
-    if (st) {
-        munmap(map, len);
+    if (!f || !(f->path = duet_strdup(path))) {
         free(f);
+        return duet_fail(err, DUET_ERR_NOMEM, "features: out of memory");
+    }
+    f->fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat sb;
+    duet_status st = DUET_OK;
+    if (f->fd < 0) st = duet_fail(err, DUET_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    else if (fstat(f->fd, &sb) != 0 || !S_ISREG(sb.st_mode))
+        st = duet_fail(err, DUET_ERR_IO, "%s: not a regular file (feature files are read by row)", path);
+    else st = parse_head(f, (uintmax_t)sb.st_size, err);
+    if (st) {
+        duet_features_close(f);
         return st;
     }
-    madvise(map, len, MADV_RANDOM);
-    f->map = map;
-    f->map_len = len;
+    posix_fadvise(f->fd, 0, 0, POSIX_FADV_RANDOM);
     *out = f;
     return DUET_OK;
 }
 
 void duet_features_close(duet_features *f) {
     if (!f) return;
-    if (f->map) munmap(f->map, f->map_len);
+    if (f->fd >= 0) close(f->fd);
+    free(f->path);
     free(f);
 }
 
 size_t duet_features_rows(const duet_features *f) { return f->in.rows; }
+int duet_features_is_file(const duet_features *f) { return f->mem == NULL; }
 size_t duet_features_cols(const duet_features *f) { return f->in.cols; }
 
 const char *duet_features_dtype(const duet_features *f) {
     return f->in.itemsize == 2 ? "f16" : f->in.itemsize == 4 ? "f32" : "f64";
 }
 
-const float *duet_features_row(const duet_features *f, size_t r, float *scratch) {
-    size_t c = f->in.cols;
-    if (f->mem) return f->mem + r * c;
-    const unsigned char *src = f->data + r * c * f->in.itemsize;
-    if (f->native) return (const float *)(const void *)src;
-    duet_npy_convert(src, c, &f->in, scratch);
-    return scratch;
+/* Rows [r0, r1) as float32 into dst ([r1 - r0 x cols]); raw [bytes] is
+ * scratch for a dtype other than native float32. */
+static duet_status read_rows(const duet_features *f, size_t r0, size_t r1, float *dst, unsigned char *raw,
+                             duet_error *err) {
+    size_t c = f->in.cols, rb = c * f->in.itemsize;
+    off_t off = f->data_off + (off_t)(r0 * rb);
+    if (f->native) return read_at(f, dst, (r1 - r0) * rb, off, err);
+    duet_status st = read_at(f, raw, (r1 - r0) * rb, off, err);
+    if (!st) duet_npy_convert(raw, (r1 - r0) * c, &f->in, dst);
+    return st;
 }
 
-void duet_features_gather(const duet_features *f, const size_t *idx, size_t n, float *dst) {
+static const float *read_row(const duet_features *f, size_t r, float *scratch, duet_error *err);
+
+/* The row just read (c floats at row) if finite, else NULL with err naming
+ * the file, row and column. */
+static const float *finite_row(const duet_features *f, size_t r, const float *row, duet_error *err) {
+    size_t c = f->in.cols;
+    uint32_t bad = 0;
+    for (size_t i = 0; i < c; i++) { /* the exponent bits: a loop the compiler vectorizes */
+        uint32_t u;
+        memcpy(&u, row + i, sizeof u);
+        bad |= (u & 0x7f800000u) == 0x7f800000u;
+    }
+    if (!bad) return row;
+    size_t i = 0;
+    while (row[i] - row[i] == 0.0f) i++;
+    duet_fail(err, DUET_ERR_NONFINITE, "%s: non-finite value (%s) at row %zu, column %zu", f->path,
+              row[i] != row[i] ? "NaN" : "Inf", r, i);
+    return NULL;
+}
+
+const float *duet_features_row(const duet_features *f, size_t r, float *scratch, duet_error *err) {
+    if (f->mem) return f->mem + r * f->in.cols;
+    const float *row = read_row(f, r, scratch, err);
+    return row ? finite_row(f, r, row, err) : NULL;
+}
+
+/* Row r of the file read (and converted) into scratch; NULL on failure. */
+static const float *read_row(const duet_features *f, size_t r, float *scratch, duet_error *err) {
+    if (f->native) return read_rows(f, r, r + 1, scratch, NULL, err) ? NULL : scratch;
+    size_t c = f->in.cols, rb = c * f->in.itemsize;
+    if (f->in.itemsize == 2) {
+        /* the float16 bytes in the top half of scratch, converted from the
+         * front: element i (read at 2c + 2i) is read before float i+1
+         * (bytes 4i+4..) could reach it */
+        unsigned char *raw = (unsigned char *)scratch + c * sizeof(float) - rb;
+        if (read_at(f, raw, rb, f->data_off + (off_t)(r * rb), err)) return NULL;
+        duet_npy_convert(raw, c, &f->in, scratch);
+        return scratch;
+    }
+    unsigned char *raw = malloc(rb); /* float64: wider than the result */
+    duet_status st = raw ? read_rows(f, r, r + 1, scratch, raw, err)
+                         : duet_fail(err, DUET_ERR_NOMEM, "features: out of memory");
+    free(raw);
+    return st ? NULL : scratch;
+}
+
+duet_status duet_features_gather(const duet_features *f, const size_t *idx, size_t n, float *dst,
+                                 duet_error *err) {
     size_t c = f->in.cols;
     for (size_t i = 0; i < n; i++) {
         float *d = dst + i * c;
-        const float *row = duet_features_row(f, idx[i], d);
+        const float *row = duet_features_row(f, idx[i], d, err);
+        if (!row) return err ? err->status : DUET_ERR_IO;
         if (row != d) memcpy(d, row, c * sizeof(float));
     }
+    return DUET_OK;
 }
 
-void duet_features_release(const duet_features *f) {
-    if (f && f->map) madvise(f->map, f->map_len, MADV_DONTNEED);
-}
-
-/* 1 when one of n elements at p (f's element type) may be NaN or Inf: an
- * all-ones exponent, tested on the bits (a loop the compiler vectorizes). */
-static int any_nonfinite(const duet_features *f, const unsigned char *p, size_t n) {
-    uint32_t bad = 0;
-    if (f->in.itemsize == 2) {
-        for (size_t i = 0; i < n; i++) {
-            uint16_t h = ld16(p + 2 * i, f->in.big);
-            bad |= (h & 0x7c00u) == 0x7c00u;
-        }
-    } else if (f->in.itemsize == 4) {
-        for (size_t i = 0; i < n; i++) {
-            uint32_t u = ld32(p + 4 * i, f->in.big);
-            bad |= (u & 0x7f800000u) == 0x7f800000u;
-        }
-    } else { /* float64 may also overflow float32: check the converted rows */
-        bad = n > 0;
-    }
-    return bad != 0;
-}
-
-#define CHECK_BLOCK ((size_t)64 << 20) /* bytes read between releases */
+#define CHECK_BLOCK ((size_t)16 << 20) /* bytes read at once by the scan */
 
 duet_status duet_features_check_finite(const duet_features *f, const char *name, duet_error *err) {
+    size_t c = f->in.cols;
     if (f->mem) {
-        duet_mat m = {(float *)f->mem, f->in.rows, f->in.cols};
+        duet_mat m = {(float *)f->mem, f->in.rows, c};
         return duet_mat_check_finite(&m, name, err);
     }
-    size_t row_bytes = f->in.cols * f->in.itemsize;
-    size_t per = row_bytes ? CHECK_BLOCK / row_bytes + 1 : f->in.rows;
-    float *scratch = duet_alloc_array(f->in.cols ? f->in.cols : 1, sizeof(float));
-    if (!scratch) return duet_fail(err, DUET_ERR_NOMEM, "%s: out of memory", name);
+    size_t per = c ? CHECK_BLOCK / (c * sizeof(float)) + 1 : f->in.rows;
+    if (per > f->in.rows) per = f->in.rows ? f->in.rows : 1;
+    float *buf = duet_alloc_array(per, (c ? c : 1) * sizeof(float));
+    unsigned char *raw = f->native ? NULL : duet_alloc_array(per, (c ? c : 1) * f->in.itemsize);
+    if (!buf || (!f->native && !raw)) {
+        free(buf); free(raw);
+        return duet_fail(err, DUET_ERR_NOMEM, "%s: out of memory", name);
+    }
     duet_status st = DUET_OK;
     for (size_t r0 = 0; r0 < f->in.rows && !st; r0 += per) {
         size_t r1 = f->in.rows - r0 < per ? f->in.rows : r0 + per;
-        if (any_nonfinite(f, f->data + r0 * row_bytes, (r1 - r0) * f->in.cols))
-            for (size_t r = r0; r < r1 && !st; r++) { /* where: the row's float32 values */
-                const float *row = duet_features_row(f, r, scratch);
-                for (size_t c = 0; c < f->in.cols && !st; c++)
-                    if (row[c] - row[c] != 0.0f)
-                        st = duet_fail(err, DUET_ERR_NONFINITE, "%s: non-finite value (%s) at row %zu, column %zu",
-                                       name, row[c] != row[c] ? "NaN" : "Inf", r, c);
+        if ((st = read_rows(f, r0, r1, buf, raw, err))) break;
+        duet_mat m = {buf, r1 - r0, c};
+        if ((st = duet_mat_check_finite(&m, name, err)) == DUET_ERR_NONFINITE) {
+            size_t r, col = 0; /* the message names the block's row: name the file's */
+            const char *what = strstr(err->msg, "(NaN)") ? "NaN" : "Inf";
+            for (r = 0; r < m.rows; r++) {
+                for (col = 0; col < c && buf[r * c + col] - buf[r * c + col] == 0.0f; col++) {}
+                if (col < c) break;
             }
-        duet_features_release(f);
+            st = duet_fail(err, DUET_ERR_NONFINITE, "%s: non-finite value (%s) at row %zu, column %zu", name,
+                           what, r0 + r, col);
+        }
     }
-    free(scratch);
+    free(buf);
+    free(raw);
     return st;
 }

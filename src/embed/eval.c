@@ -135,13 +135,14 @@ duet_status duet_check_feature_sources(const duet_dataset *d, const duet_feature
     duet_status st = DUET_OK;
     if (img && shape_i.rows != d->n_images) st = duet_check_features(d, &shape_i, img_name, NULL, NULL, err);
     if (!st && txt && shape_t.rows != d->n_captions) st = duet_check_features(d, NULL, NULL, &shape_t, txt_name, err);
-    if (!st && finite && img) st = duet_features_check_finite(img, img_name, err);
-    if (!st && finite && txt) st = duet_features_check_finite(txt, txt_name, err);
+    /* a file's rows are checked as they are read (duet_features_row) */
+    if (!st && finite && img && !duet_features_is_file(img)) st = duet_features_check_finite(img, img_name, err);
+    if (!st && finite && txt && !duet_features_is_file(txt)) st = duet_features_check_finite(txt, txt_name, err);
     return st;
 }
 
 /* Rows embedded per chunk by duet_model_embed_rows (a chunk's features are
- * gathered, embedded and released before the next). */
+ * read and embedded before the next). */
 #define EMBED_CHUNK 2048
 
 duet_status duet_model_embed_rows(const duet_model *m, int side, const duet_features *x,
@@ -165,11 +166,10 @@ duet_status duet_model_embed_rows(const duet_model *m, int side, const duet_feat
     for (size_t r0 = 0; r0 < n && !st; r0 += cap) {
         size_t k = n - r0 < cap ? n - r0 : cap;
         for (size_t i = 0; seq && i < k; i++) seq[i] = r0 + i;
-        duet_features_gather(x, rows ? rows + r0 : seq, k, xb.data);
-        duet_features_release(x);
+        st = duet_features_gather(x, rows ? rows + r0 : seq, k, xb.data, err);
         xb.rows = k;
         duet_mat ob = {out->data + r0 * o, k, o};
-        st = duet_model_embed(m, side, &xb, &ob, err);
+        if (!st) st = duet_model_embed(m, side, &xb, &ob, err);
     }
     free(xb.data);
     free(seq);

@@ -24,7 +24,7 @@ static void trainer_free(trainer *t) {
     free(t->best_params); free(t->best_buf);
     free(t->train0); free(t->train); free(t->xi); free(t->xt); free(t->de_i); free(t->de_t);
     free(t->sent_img); free(t->pick); free(t->img_rows); free(t->cap_rows);
-    free(t->counts); free(t->e_all[0]); free(t->e_all[1]); free(t->scratch);
+    free(t->counts); free(t->e_all[0]); free(t->e_all[1]); free(t->scratch); free(t->errs);
     duet_branch_ws_free(&t->ws[0]);
     duet_branch_ws_free(&t->ws[1]);
     duet_loss_ws_free(&t->lws);
@@ -118,10 +118,11 @@ static duet_status alloc_buffers(trainer *t, duet_error *err) {
     t->img_rows = duet_alloc_array(B, sizeof(size_t));
     size_t wide = m->br[0].d_in > m->br[1].d_in ? m->br[0].d_in : m->br[1].d_in;
     t->scratch = duet_alloc_array(duet_embed_max_threads(), wide * sizeof(float));
+    t->errs = duet_calloc_array(duet_embed_max_threads(), sizeof *t->errs);
     t->cap_rows = duet_alloc_array(ns, sizeof(size_t));
     if (!t->grad || !t->m1 || !t->m2 || !t->best_params || !t->best_buf ||
         (f32 && (!t->xi || !t->xt)) || !t->de_i || !t->de_t || !t->sent_img || !t->pick ||
-        !t->img_rows || !t->cap_rows || !t->scratch)
+        !t->img_rows || !t->cap_rows || !t->scratch || !t->errs)
         return duet_fail(err, DUET_ERR_NOMEM, "train: out of memory for batch buffers");
     duet_model_views(m, t->grad, t->g);
     memcpy(t->best_params, m->params, m->n_params * sizeof(float));
@@ -145,15 +146,22 @@ typedef struct gather_job {
     size_t cols;
     float *dst;             /* [n x cols], or NULL                          */
     uint16_t *dst_h;        /* [n x cols] bf16, when dst is NULL            */
-    float *scratch;         /* [threads x cols]: rows converted from f16    */
+    float *scratch;         /* [threads x cols]: rows on their way to bf16  */
+    duet_error *errs;       /* [threads]                                    */
+    int failed;             /* a read failed (its thread's errs says how)   */
 } gather_job;
 
 static void gather_range(void *ctx, size_t r0, size_t r1) {
     gather_job *j = ctx;
-    float *tmp = j->scratch + duet_embed_thread() * j->cols;
+    size_t th = duet_embed_thread();
+    float *tmp = j->scratch + th * j->cols;
     for (size_t r = r0; r < r1; r++) {
         float *d = j->dst ? j->dst + r * j->cols : tmp;
-        const float *row = duet_features_row(j->src, j->rows[r], d);
+        const float *row = duet_features_row(j->src, j->rows[r], d, &j->errs[th]);
+        if (!row) {
+            __atomic_store_n(&j->failed, (int)th + 1, __ATOMIC_RELAXED);
+            return;
+        }
         if (j->dst) {
             if (row != d) memcpy(d, row, j->cols * sizeof(float));
         } else {
@@ -162,13 +170,14 @@ static void gather_range(void *ctx, size_t r0, size_t r1) {
     }
 }
 
-/* Copies rows[0..n) of src into dst (f32) or dst_h (bf16), on the threads,
- * then releases the source's pages (the rows are in the batch now). */
-static void gather(const duet_features *src, const size_t *rows, size_t n, float *dst,
-                   uint16_t *dst_h, float *scratch) {
-    gather_job j = {src, rows, duet_features_cols(src), dst, dst_h, scratch};
+/* Copies rows[0..n) of src into dst (f32) or dst_h (bf16), on the threads. */
+static duet_status gather(trainer *t, const duet_features *src, const size_t *rows, size_t n, float *dst,
+                          uint16_t *dst_h, duet_error *err) {
+    gather_job j = {src, rows, duet_features_cols(src), dst, dst_h, t->scratch, t->errs, 0};
     duet_embed_parallel_for(n, j.cols, gather_range, &j);
-    duet_features_release(src);
+    if (!j.failed) return DUET_OK;
+    if (err) *err = t->errs[j.failed - 1];
+    return t->errs[j.failed - 1].status;
 }
 
 /* Fills the batch of images ids[0..B): features and S sampled sentences each
@@ -176,7 +185,7 @@ static void gather(const duet_features *src, const size_t *rows, size_t n, float
  * sampling runs first (it draws from the RNG; every rank draws the whole
  * batch), then the copies of this rank's rows on the threads: into t->xi /
  * t->xt in f32, into the workspaces' bf16 inputs in bf16. */
-static void fill_batch(trainer *t, const size_t *ids, size_t B) {
+static duet_status fill_batch(trainer *t, const size_t *ids, size_t B, duet_error *err) {
     const duet_dataset *d = t->d;
     size_t S = t->p.sents_per_image;
     for (size_t b = 0; b < B; b++) {
@@ -199,8 +208,8 @@ static void fill_batch(trainer *t, const size_t *ids, size_t B) {
         }
     }
     size_t lo = t->lo, n = t->hi - t->lo;
-    gather(t->img, t->img_rows + lo, n, t->xi, t->ws[0].xb, t->scratch);
-    gather(t->txt, t->cap_rows + lo * S, n * S, t->xt, t->ws[1].xb, t->scratch);
+    duet_status st = gather(t, t->img, t->img_rows + lo, n, t->xi, t->ws[0].xb, err);
+    return st ? st : gather(t, t->txt, t->cap_rows + lo * S, n * S, t->xt, t->ws[1].xb, err);
 }
 
 /* Forward, loss, backward and update on the batch fill_batch gathered.
@@ -280,9 +289,8 @@ static duet_status run_epoch(trainer *t, const duet_train_opts *o,
     duet_status st;
     for (size_t s = 0; s < steps; s++) {
         if ((st = should_stop(t, o, &stop, err))) return st;
-        fill_batch(t, t->train + s * B, B);
         duet_loss_terms lt;
-        if ((st = train_step(t, B, &lt, err))) return st;
+        if ((st = fill_batch(t, t->train + s * B, B, err)) || (st = train_step(t, B, &lt, err))) return st;
         sum += lt.total;
         if (o && o->progress &&
             o->progress(o->progress_user, t->epoch + 1, s + 1, steps, sum / (double)(s + 1)))

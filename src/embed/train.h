@@ -37,8 +37,9 @@ typedef struct trainer {
     size_t *counts;                 /* [2 ranks]: images, sentences per rank   */
     float *e_all[2];                /* [B x o], [B*S x o] gathered embeddings  */
     int stop_req;                   /* the progress callback asked to stop     */
-    float *scratch;                 /* [threads x widest input]: rows converted
-                                       from float16 on their way to bf16       */
+    float *scratch;                 /* [threads x widest input]: rows read on
+                                       their way to bf16                       */
+    duet_error *errs;               /* [threads]: a failed read's message      */
     /* progress */
     int epoch;                      /* epochs completed                        */
     long long adam_t;               /* optimizer steps taken                   */

@@ -85,13 +85,16 @@ typedef struct duet_upstream {
     char img[PATH_MAX], txt[PATH_MAX], textmodel[PATH_MAX], model[PATH_MAX];
 } duet_upstream;
 void duet_upstream_paths(const duet_run_state *rs, duet_upstream *u);
-/* Reads the image and caption features (caller frees both with
- * duet_mat_free, also on failure) and checks them against the dataset. */
+/* Opens the image and caption features (rows read as needed: features
+ * larger than memory work; caller closes both with duet_features_close,
+ * also on failure) and checks them against the dataset (the scan for
+ * NaN/Inf, which reads every row, only when finite). */
 duet_status duet_run_load_features(const duet_run_state *rs, const duet_upstream *u,
-                                   duet_mat *img, duet_mat *txt, duet_error *err);
+                                   duet_features **img, duet_features **txt,
+                                   int finite, duet_error *err);
 /* Embeds rows[0..n) of x with one branch into *out (allocated here; caller
- * frees with duet_mat_free, also on failure). */
-duet_status duet_run_embed_rows(const duet_model *m, int side, const duet_mat *x,
+ * frees with duet_mat_free, also on failure), in chunks. */
+duet_status duet_run_embed_rows(const duet_model *m, int side, const duet_features *x,
                                 const size_t *rows, size_t n, duet_mat *out,
                                 duet_error *err);
 

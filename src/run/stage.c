@@ -173,13 +173,14 @@ void duet_upstream_paths(const duet_run_state *rs, duet_upstream *u) {
     duet_stage_path(rs, DUET_STAGE_TRAIN, "model.duet", u->model, sizeof u->model);
 }
 
-/* Reads the image and caption features (caller frees both with
- * duet_mat_free, also on failure) and checks them against the dataset. */
-duet_status duet_run_load_features(const duet_run_state *rs, const duet_upstream *u, duet_mat *img, duet_mat *txt,
-                                 duet_error *err) {
-    duet_status st = duet_npy_read(u->img, img, err);
-    if (!st) st = duet_npy_read(u->txt, txt, err);
-    if (!st) st = duet_check_features(rs->d, img, u->img, txt, u->txt, err);
+/* Opens the image and caption features (caller closes both with
+ * duet_features_close, also on failure) and checks them against the
+ * dataset (the scan for NaN/Inf only when finite). */
+duet_status duet_run_load_features(const duet_run_state *rs, const duet_upstream *u, duet_features **img,
+                                   duet_features **txt, int finite, duet_error *err) {
+    duet_status st = duet_features_open(u->img, img, err);
+    if (!st) st = duet_features_open(u->txt, txt, err);
+    if (!st) st = duet_check_feature_sources(rs->d, *img, u->img, *txt, u->txt, finite, err);
     return st;
 }
 
@@ -206,17 +207,12 @@ int duet_run_lock(const char *work, duet_error *err) {
     return fd;
 }
 
-/* Embeds the rows `rows` of x (all when rows is NULL) with one branch. */
-duet_status duet_run_embed_rows(const duet_model *m, int side, const duet_mat *x, const size_t *rows, size_t n,
-                              duet_mat *out, duet_error *err) {
-    duet_mat sel = {duet_alloc_array(n, x->cols * sizeof(float)), n, x->cols};
-    out->rows = n;
-    out->cols = duet_model_embed_dim(m);
-    out->data = duet_alloc_array(n, out->cols * sizeof(float));
-    if (!sel.data || !out->data) { duet_mat_free(&sel); return duet_fail(err, DUET_ERR_NOMEM, "run: out of memory"); }
-    for (size_t i = 0; i < n; i++) memcpy(sel.data + i * x->cols, x->data + rows[i] * x->cols, x->cols * sizeof(float));
-    duet_status st = duet_model_embed(m, side, &sel, out, err);
-    duet_mat_free(&sel);
-    return st;
+/* Embeds the rows `rows` of x (its first n when rows is NULL) with one
+ * branch, in chunks (duet_model_embed_rows). */
+duet_status duet_run_embed_rows(const duet_model *m, int side, const duet_features *x, const size_t *rows, size_t n,
+                                duet_mat *out, duet_error *err) {
+    *out = (duet_mat){duet_alloc_array(n ? n : 1, duet_model_embed_dim(m) * sizeof(float)), n, duet_model_embed_dim(m)};
+    if (!out->data) return duet_fail(err, DUET_ERR_NOMEM, "run: out of memory");
+    return duet_model_embed_rows(m, side, x, rows, n, out, err);
 }
 

@@ -27,7 +27,8 @@ duet_status duet_stage_index(duet_run_state *rs, duet_error *err) {
     if (st || done) { duet_sb_free(&in); return st; }
     duet_upstream u;
     duet_upstream_paths(rs, &u);
-    duet_mat img = {0}, txt = {0}, ie = {0}, te = {0};
+    duet_features *img = NULL, *txt = NULL;
+    duet_mat ie = {0}, te = {0};
     duet_model *m = NULL;
     size_t *ti = NULL, nti = 0, *caps = NULL, nc = 0;
     const char **names = NULL, **texts = NULL;
@@ -35,7 +36,7 @@ duet_status duet_stage_index(duet_run_state *rs, duet_error *err) {
     st = duet_model_load(u.model, &m, err);
     if (!st) st = duet_model_set_precision(m, rs->prec, err);
     if (!st) st = duet_file_hash(u.model, mhex, err);
-    if (!st) st = duet_run_load_features(rs, &u, &img, &txt, err);
+    if (!st) st = duet_run_load_features(rs, &u, &img, &txt, 0, err); /* scanned by the train stage */
     if (!st) st = duet_dataset_split_images(rs->d, DUET_SPLIT_TEST, &ti, &nti, err);
     if (!st) {
         for (size_t k = 0; k < nti; k++) nc += rs->d->image_cap_start[ti[k] + 1] - rs->d->image_cap_start[ti[k]];
@@ -54,9 +55,9 @@ duet_status duet_stage_index(duet_run_state *rs, duet_error *err) {
                 j++;
             }
         }
-        st = duet_run_embed_rows(m, DUET_SIDE_IMAGE, &img, ti, nti, &ie, err);
+        st = duet_run_embed_rows(m, DUET_SIDE_IMAGE, img, ti, nti, &ie, err);
     }
-    if (!st) st = duet_run_embed_rows(m, DUET_SIDE_TEXT, &txt, caps, nc, &te, err);
+    if (!st) st = duet_run_embed_rows(m, DUET_SIDE_TEXT, txt, caps, nc, &te, err);
     if (!st) {
         snprintf(mhash, sizeof mhash, "fnv1a64:%s", mhex);
         duet_model_info *info = duet_model_info_of(m);
@@ -74,7 +75,7 @@ duet_status duet_stage_index(duet_run_state *rs, duet_error *err) {
         st = duet_stage_close(rs, S, json_pack("{s:s, s:I, s:I}", "index", "test.index", "images", (json_int_t)nti,
                                           "captions", (json_int_t)nc), &in, err);
     free(ti); free(caps); free(names); free(texts);
-    duet_mat_free(&img); duet_mat_free(&txt); duet_mat_free(&ie); duet_mat_free(&te);
+    duet_features_close(img); duet_features_close(txt); duet_mat_free(&ie); duet_mat_free(&te);
     duet_model_free(m);
     duet_sb_free(&in);
     return st;

@@ -56,6 +56,8 @@ duet_status duet_stage_text(duet_run_state *rs, duet_error *err) {
                    (unsigned long long)rs->data_hash, duet_encoder_name(p->encoder), p->components,
                    p->pca_dim, p->pca_samples, p->em_iters, p->em_tol, p->reg_covar, p->min_scale, p->ica,
                    (unsigned long long)p->seed);
+    if (rs->c->feature_dtype == DUET_DTYPE_F16) /* only then: f32 keys stay as they were */
+        duet_sb_printf(&in, "feature_dtype=f16\n");
     duet_status st = duet_stage_open(rs, S, &in, &done, err);
     if (st || done) { duet_sb_free(&in); return st; }
     duet_vectors *v = NULL;
@@ -77,7 +79,7 @@ duet_status duet_stage_text(duet_run_state *rs, duet_error *err) {
             st = duet_fail(err, DUET_ERR_NOMEM, "run: out of memory (%zu x %zu text features)", f.rows, f.cols);
     }
     if (!st) st = duet_textmodel_encode(m, (const char *const *)rs->d->captions, f.rows, &f, NULL, &es, err);
-    if (!st) st = duet_npy_write(fp, &f, err);
+    if (!st) st = duet_npy_write_as(fp, &f, rs->c->feature_dtype, err);
     char hex[17] = "";
     if (!st) st = duet_file_hash(mp, hex, err);
     if (!st) {
@@ -85,8 +87,9 @@ duet_status duet_stage_text(duet_run_state *rs, duet_error *err) {
         snprintf(hash, sizeof hash, "fnv1a64:%s", hex);
         duet_run_say(rs, "text    %s: %zu-D; %zu of %zu tokens known, %zu captions with no known word",
             duet_encoder_name(p->encoder), f.cols, es.n_known, es.n_tokens, es.n_empty);
-        st = duet_stage_close(rs, S, json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:f}", "text_model", "text.model",
-                                          "text_model_hash", hash, "features", "features.npy",
+        st = duet_stage_close(rs, S, json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:f}", "text_model",
+                                          "text.model", "text_model_hash", hash, "features", "features.npy",
+                                          "dtype", rs->c->feature_dtype == DUET_DTYPE_F16 ? "f16" : "f32",
                                           "dim", (json_int_t)f.cols, "tokens", (json_int_t)es.n_tokens,
                                           "known", (json_int_t)es.n_known, "empty", (json_int_t)es.n_empty,
                                           "fit_seconds", fs.seconds), &in, err);

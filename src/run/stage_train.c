@@ -10,6 +10,7 @@
 
 typedef struct train_ctx { duet_run_state *rs; int epochs; } train_ctx;
 
+
 static int train_step(void *user, int epoch, size_t step, size_t steps, double loss) {
     train_ctx *t = user;
     const duet_run_state *rs = t->rs;
@@ -80,21 +81,21 @@ duet_status duet_stage_train(duet_run_state *rs, duet_error *err) {
     if (st || sh.done) { duet_sb_free(&in); return st; }
     duet_upstream u = sh.u;
     const char *ck = sh.ck;
-    duet_mat img = {0}, txt = {0};
+    duet_features *img = NULL, *txt = NULL;
     duet_model *m = NULL;
     duet_epoch_log *logs = NULL;
     size_t nlogs = 0;
-    st = duet_run_load_features(rs, &u, &img, &txt, err);
+    st = duet_run_load_features(rs, &u, &img, &txt, 0, err); /* duet_train_features scans them */
     FILE *probe = st || !rank0 ? NULL : fopen(ck, "rb");
     if (probe) { fclose(probe); duet_run_say(rs, "train   resuming from %s", ck); }
     train_ctx tc = {rs, rs->c->train.epochs};
     duet_train_opts o = {ck, 1, train_step, &tc, train_epoch, &tc, rs->h ? rs->h->cancel : NULL, comm};
     duet_params tp = rs->c->train;
     tp.precision = rs->prec;
-    if (!st) st = duet_train(rs->d, &img, &txt, &tp, &o, &m, &logs, &nlogs, err);
+    if (!st) st = duet_train_features(rs->d, img, txt, &tp, &o, &m, &logs, &nlogs, err);
     if (st == DUET_ERR_INTERRUPTED) duet_run_interrupted(S, err);
-    duet_mat_free(&img);
-    duet_mat_free(&txt);
+    duet_features_close(img);
+    duet_features_close(txt);
     if (!rank0) { /* rank 0 writes the model */
         free(logs);
         duet_model_free(m);
@@ -132,7 +133,7 @@ duet_status duet_stage_train(duet_run_state *rs, duet_error *err) {
     return st;
 }
 
-static json_t *examples(duet_run_state *rs, const duet_model *m, const duet_mat *img, const duet_mat *txt,
+static json_t *examples(duet_run_state *rs, const duet_model *m, const duet_features *img, const duet_features *txt,
                         duet_error *err, duet_status *st) {
     json_t *arr = json_array();
     size_t *ti = NULL, nti = 0;
@@ -190,16 +191,16 @@ duet_status duet_stage_eval(duet_run_state *rs, duet_error *err) {
     if (st || done) { duet_sb_free(&in); return st; }
     duet_upstream u;
     duet_upstream_paths(rs, &u);
-    duet_mat img = {0}, txt = {0};
+    duet_features *img = NULL, *txt = NULL;
     duet_model *m = NULL;
     duet_eval_result val = {0}, test = {0};
     st = duet_model_load(u.model, &m, err);
     if (!st) st = duet_model_set_precision(m, rs->prec, err);
-    if (!st) st = duet_run_load_features(rs, &u, &img, &txt, err);
+    if (!st) st = duet_run_load_features(rs, &u, &img, &txt, 1, err);
     if (!st && rs->res->n_split[DUET_SPLIT_VAL])
-        st = duet_evaluate(m, rs->d, &img, &txt, DUET_SPLIT_VAL, 0, &val, err);
-    if (!st) st = duet_evaluate(m, rs->d, &img, &txt, DUET_SPLIT_TEST, rs->c->fold_size, &test, err);
-    json_t *ex = st ? NULL : examples(rs, m, &img, &txt, err, &st);
+        st = duet_evaluate_features(m, rs->d, img, txt, DUET_SPLIT_VAL, 0, 0, &val, err);
+    if (!st) st = duet_evaluate_features(m, rs->d, img, txt, DUET_SPLIT_TEST, rs->c->fold_size, 0, &test, err);
+    json_t *ex = st ? NULL : examples(rs, m, img, txt, err, &st);
     if (!st) {
         duet_run_say(rs, "eval    test R-sum %.1f (image->text R@1 %.1f, text->image R@1 %.1f)", test.rsum, test.i2t.r1,
             test.t2i.r1);
@@ -208,8 +209,8 @@ duet_status duet_stage_eval(duet_run_state *rs, duet_error *err) {
         ex = NULL;
     }
     json_decref(ex);
-    duet_mat_free(&img);
-    duet_mat_free(&txt);
+    duet_features_close(img);
+    duet_features_close(txt);
     duet_model_free(m);
     duet_sb_free(&in);
     return st;

@@ -61,6 +61,33 @@ def main():
     save("f4_fortran_3x4.npy", np.asfortranarray(grid(3, 4, "<f4")))
     save("f4_3d.npy", np.zeros((2, 2, 2), dtype="<f4"))
     save("f4_scalar.npy", np.array(1.5, dtype="<f4"))
+    # float32 -> float16 as numpy rounds it (duet_npy_write_as, DUET_DTYPE_F16)
+    x = f32_to_f16_inputs()
+    save("f32_to_f16_in.npy", x)
+    save("f32_to_f16_out.npy", x.astype("<f2"))
+
+
+def f32_to_f16_inputs():
+    """256 float32 values where float16 rounding is delicate: ties at every
+    scale (half-way between two float16 values, both parities), the edges of
+    the subnormals, of the normals and of overflow, specials, then random
+    values spread over the float16 range and beyond."""
+    v = [0.0, -0.0, 1.0, -1.0, 65504.0, 65519.99, 65520.0, -65520.0, 1e30,
+         2.0 ** -14, 2.0 ** -24, 2.0 ** -25, 3 * 2.0 ** -25, 2.0 ** -26,
+         1023 * 2.0 ** -24 + 2.0 ** -25, 2.0 ** -14 - 2.0 ** -25, 1e-8, 1e-30,
+         1 + 2.0 ** -11, 1 + 3 * 2.0 ** -11, 2048 + 1, 2048 + 3, 0.1, 1 / 3,
+         float("inf"), float("-inf"), float("nan")]
+    rng = np.random.default_rng(16)
+    for e in range(-24, 16):  # ties at exponents -24 .. 15 (ulp 2^(e-10))
+        k = int(rng.integers(0, 1024))
+        ulp = 2.0 ** max(e - 10, -24)
+        v.append(((1024 + k) if e >= -14 else k) * ulp + ulp / 2)
+    n = 256 - len(v)
+    mant = rng.uniform(1, 2, n)
+    expo = rng.integers(-27, 17, n)
+    sign = rng.choice([-1.0, 1.0], n)
+    v.extend(sign * mant * 2.0 ** expo)
+    return np.array(v, dtype="<f4")
 
 
 if __name__ == "__main__":
