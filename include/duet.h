@@ -284,7 +284,13 @@ const char *duet_features_dtype(const duet_features *f);
  * they are read). Thread-safe (give each thread its own err). */
 const float *duet_features_row(const duet_features *f, size_t r,
                                float *scratch, duet_error *err);
-/* rows idx[0..n) into dst [n x cols] float32. Thread-safe. */
+/* Asks the kernel to start reading rows idx[0..n) (POSIX_FADV_WILLNEED:
+ * the reads of a scattered batch proceed in parallel instead of one after
+ * another); nothing for a view. */
+void duet_features_prefetch(const duet_features *f, const size_t *idx,
+                            size_t n);
+/* rows idx[0..n) into dst [n x cols] float32 (prefetched first).
+ * Thread-safe. */
 duet_status duet_features_gather(const duet_features *f, const size_t *idx,
                                  size_t n, float *dst, duet_error *err);
 /* DUET_OK when every element is finite, else DUET_ERR_NONFINITE naming

@@ -74,10 +74,12 @@ typedef struct progress {
     int tty;
     int epochs;
     double t0, epoch_t0;
+    size_t steps_run;
 } progress;
 
 static int on_step(void *user, int epoch, size_t step, size_t steps, double loss) {
     progress *pr = user;
+    pr->steps_run++;
     if (!pr->tty) return 0;
     if (step == 1) pr->epoch_t0 = now_seconds();
     double el = now_seconds() - pr->epoch_t0;
@@ -152,7 +154,7 @@ int cmd_train(int argc, char **argv) {
     if (inputs_load(&in, &e)) { inputs_free(&in); return fail(cmd, &e); }
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
-    progress pr = {isatty(2), p.epochs, now_seconds(), 0};
+    progress pr = {isatty(2), p.epochs, now_seconds(), 0, 0};
     duet_train_opts o = {ckpt, resume, rank0 ? on_step : NULL, &pr, rank0 ? on_epoch : NULL, &pr,
                          &g_interrupted, comm};
     duet_model *m = NULL;
@@ -166,6 +168,9 @@ int cmd_train(int argc, char **argv) {
             fprintf(stderr, "duet train: interrupted; `--resume` continues from %s\n", ckpt);
         return fail(cmd, &e);
     }
+    if (duet_comm_size(comm) > 1 && rank0 && pr.steps_run)
+        fprintf(stderr, "duet train: %d ranks; rank 0 sent %.2f MB per step in the collectives (%zu steps)\n",
+                duet_comm_size(comm), duet_comm_bytes_sent(comm) / (double)pr.steps_run / 1e6, pr.steps_run);
     if (!rank0) { /* rank 0 writes and reports */
         free(logs);
         duet_model_free(m);

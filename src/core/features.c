@@ -183,9 +183,17 @@ static const float *read_row(const duet_features *f, size_t r, float *scratch, d
     return st ? NULL : scratch;
 }
 
+void duet_features_prefetch(const duet_features *f, const size_t *idx, size_t n) {
+    if (f->mem) return;
+    size_t rb = f->in.cols * f->in.itemsize;
+    for (size_t i = 0; i < n; i++)
+        posix_fadvise(f->fd, f->data_off + (off_t)(idx[i] * rb), (off_t)rb, POSIX_FADV_WILLNEED);
+}
+
 duet_status duet_features_gather(const duet_features *f, const size_t *idx, size_t n, float *dst,
                                  duet_error *err) {
     size_t c = f->in.cols;
+    duet_features_prefetch(f, idx, n);
     for (size_t i = 0; i < n; i++) {
         float *d = dst + i * c;
         const float *row = duet_features_row(f, idx[i], d, err);

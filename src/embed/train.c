@@ -174,6 +174,7 @@ static void gather_range(void *ctx, size_t r0, size_t r1) {
 static duet_status gather(trainer *t, const duet_features *src, const size_t *rows, size_t n, float *dst,
                           uint16_t *dst_h, duet_error *err) {
     gather_job j = {src, rows, duet_features_cols(src), dst, dst_h, t->scratch, t->errs, 0};
+    duet_features_prefetch(src, rows, n);
     duet_embed_parallel_for(n, j.cols, gather_range, &j);
     if (!j.failed) return DUET_OK;
     if (err) *err = t->errs[j.failed - 1];

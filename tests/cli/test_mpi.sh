@@ -142,6 +142,23 @@ else
   echo "SKIP: mpi main job: needs the GloVe vectors (scripts/vectors.sh) and Flickr8K" >&2; skip=$((skip + 1))
 fi
 
+# --- the main job with float16 text features ------------------------------------------
+# --feature-dtype f16: the text stage writes '<f2' (half the bytes), the train stage
+# reads it row by row on every rank; -np 2 gives one process's figures
+if [ -f "$WINK" ] && [ -f "$FLK/../Flickr8k.token.txt" ]; then
+  "$DUET" "${RUN[@]}" --feature-dtype f16 --work "$T/h1" --json >"$T/h1.json" 2>"$T/h1.err" && ok ||
+    bad "run --feature-dtype f16: $(tail -2 "$T/h1.err")"
+  head -c 128 "$T"/h1/text-*/features.npy | grep -q "'descr': '<f2'" && ok || bad "f16 text features are not '<f2'"
+  s32=$(stat -c %s "$T"/w1/text-*/features.npy) s16=$(stat -c %s "$T"/h1/text-*/features.npy)
+  [ $(( (s32 - 128) / 2 )) -eq $(( s16 - 128 )) ] && ok || bad "f16 features are $s16 bytes, f32 $s32"
+  "${MPIRUN[@]}" -np 2 "$DUET" "${RUN[@]}" --feature-dtype f16 --work "$T/h2" --json >"$T/h2.json" 2>"$T/h2.err" && ok ||
+    bad "run -np 2 --feature-dtype f16: $(tail -3 "$T/h2.err")"
+  [ -n "$(figures "$T/h1.json")" ] && [ "$(figures "$T/h1.json")" = "$(figures "$T/h2.json")" ] && ok ||
+    bad "run -np 2 f16 test figures differ: $(figures "$T/h2.json") vs $(figures "$T/h1.json")"
+  "$DUET" "${RUN[@]}" --feature-dtype f8 --work "$T/h3" >/dev/null 2>"$T/h3.err" &&
+    bad "--feature-dtype f8 accepted" || { grep -q "not f32 or f16" "$T/h3.err" && ok || bad "no message: $(cat "$T/h3.err")"; }
+fi
+
 # --- a rank killed in the middle -------------------------------------------------------
 # rank 1 is killed (SIGKILL) once it has written a checkpoint; the job must
 # end (not hang) within 30 s, saying which rank died; the rerun resumes
