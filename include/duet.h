@@ -426,7 +426,8 @@ void duet_labels_free(char **labels, size_t n);
  * with the header or the first row, truncated files, duplicate or empty
  * words, invalid UTF-8 words and NaN/Inf values are refused with a message
  * naming the file, line (or entry) and field.
- * duet's vectors file: duet tensor file "DUETVECS" version 1; header
+ * duet's vectors file: duet tensor file "DUETVECS" version 2 (1: before
+ * checksums, still read); header
  * {"n_words", "dim", "vocab_bytes", "format"}; arrays "vocab_utf8" (the
  * words, NUL-terminated, back to back, zero-padded to 4 bytes, stored in
  * float32 slots) and "vectors" [n_words x dim]; 64-byte aligned, so the
@@ -457,7 +458,7 @@ duet_status duet_vectors_import(const char *path, duet_vec_format fmt,
 duet_status duet_vectors_restrict(duet_vectors *v, const duet_dataset *d,
                                   duet_error *err);
 /* Writes duet's vectors file atomically. */
-#define DUET_VECTORS_FORMAT_VERSION 1
+#define DUET_VECTORS_FORMAT_VERSION 2
 duet_status duet_vectors_save(const duet_vectors *v, const char *path,
                               duet_error *err);
 /* Loads duet's vectors file. *out: caller frees with duet_vectors_free. */
@@ -541,12 +542,14 @@ duet_status duet_textmodel_encode(const duet_textmodel *m,
                                   duet_mat *out, uint8_t *flags,
                                   duet_text_stats *stats, duet_error *err);
 
-/* Text model file: duet tensor file "DUETTXTM", version 1: header with the
+/* Text model file: duet tensor file "DUETTXTM", version 2 (version 1, the
+ * same without a checksum, is still read): header with the
  * encoder settings and tokenizer rule, arrays for vocabularies, word
- * vectors, mixtures, idf and PCA. A file of another version is refused
- * with DUET_ERR_VERSION. The content hash is a 64-bit FNV-1a of the file
+ * vectors, mixtures, idf and PCA, and a CRC-32C of the file verified on
+ * load (a mismatch is DUET_ERR_FORMAT naming the file). A file of another
+ * version is refused with DUET_ERR_VERSION. The content hash is a 64-bit FNV-1a of the file
  * bytes, as 16 hex digits (for a model's provenance). */
-#define DUET_TEXTMODEL_FORMAT_VERSION 1
+#define DUET_TEXTMODEL_FORMAT_VERSION 2
 duet_status duet_textmodel_save(const duet_textmodel *m, const char *path,
                                 duet_error *err);
 duet_status duet_textmodel_load(const char *path, duet_textmodel **out,
@@ -646,10 +649,12 @@ duet_status duet_model_set_precision(duet_model *m, duet_precision p,
                                      duet_error *err);
 duet_precision duet_model_precision(const duet_model *m); /* resolved */
 
-/* Model file: "DUETMODL", format version, a JSON header (shapes, every
- * hyper-parameter, provenance), then the float32 parameters. Written to a
- * temporary file and renamed. */
-#define DUET_MODEL_FORMAT_VERSION 1
+/* Model file: "DUETMODL", format version 2, a JSON header (shapes, every
+ * hyper-parameter, provenance), the float32 parameters and a CRC-32C of the
+ * file, verified on load (a mismatch is DUET_ERR_FORMAT naming the file;
+ * version 1 files, without it, are still read). Written to a temporary file
+ * and renamed. */
+#define DUET_MODEL_FORMAT_VERSION 2
 duet_status duet_model_save(const duet_model *m, const char *path,
                             duet_error *err);
 /* *out: caller frees with duet_model_free. */
@@ -784,11 +789,11 @@ void duet_searcher_free(duet_searcher *s);
 
 /* A gallery index: image embeddings with their file names and, optionally,
  * caption embeddings with their texts, plus the model they belong to.
- * File: duet tensor file "DUETINDX" version 1 (docs/SEARCH.md), arrays
+ * File: duet tensor file "DUETINDX" version 2 (docs/SEARCH.md), arrays
  * "image_emb" [n_images x dim], "caption_emb" [n_captions x dim] and the
  * names and texts as NUL-terminated UTF-8 byte arrays ("image_names_utf8",
  * "caption_texts_utf8", zero-padded to 4 bytes, stored in float32 slots). */
-#define DUET_INDEX_FORMAT_VERSION 1
+#define DUET_INDEX_FORMAT_VERSION 2
 #define DUET_INDEX_MAX_ROWS ((size_t)1 << 28)
 #define DUET_INDEX_MAX_TEXT 65536      /* bytes of one name or caption */
 
@@ -826,12 +831,21 @@ duet_status duet_index_write(const char *path, const duet_index_meta *meta,
 typedef struct duet_index duet_index; /* opaque, read-only once open */
 
 /* Opens an index: memory-mapped (use_mmap = 1: read-only shared mapping, the
- * embeddings are used in place) or read into memory. Magic, version, header
- * fields, array sizes, names and texts are validated; a truncated or corrupt
- * file is refused with DUET_ERR_FORMAT naming the file and field.
+ * embeddings are used in place) or read into memory. The file's CRC-32C is
+ * verified first (a memory-mapped file is read through once at open, on the
+ * threads of duet_set_threads; docs/SEARCH.md has the cost), then magic,
+ * version, header fields, array sizes, names and texts; a truncated or
+ * corrupt file is refused with DUET_ERR_FORMAT naming the file (and field).
+ * A version-1 index (before checksums) opens unverified: see
+ * duet_index_verified. path may also be a sharded index's manifest
+ * (duet_index_write_sharded): every shard is opened and verified, and the
+ * index is their rows in order, read into memory (use_mmap is ignored).
  * *out: caller frees with duet_index_free. */
 duet_status duet_index_open(const char *path, int use_mmap, duet_index **out,
                             duet_error *err);
+/* 1 when every file of ix carried a checksum that was verified; 0 for an
+ * index file of version 1 (warn: corruption cannot be detected). */
+int duet_index_verified(const duet_index *ix);
 void duet_index_free(duet_index *ix); /* NULL-safe */
 
 /* side: DUET_SIDE_IMAGE or DUET_SIDE_TEXT (captions). Views owned by ix. */

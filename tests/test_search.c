@@ -234,6 +234,13 @@ static void put_bytes(const char *p, const char *b, size_t n) {
     fclose(f);
 }
 
+/* Rewrites the CRC-32C trailer of a tensor file image after an edit, so the
+ * structural checks behind the checksum are tested too. */
+static void reseal(char *b, size_t n) {
+    uint32_t c = duet_crc32c(0, b, n - 4);
+    memcpy(b + n - 4, &c, 4);
+}
+
 /* Opens path both ways and expects status st and needle in the message. */
 static void expect_refused(const char *path, duet_status st, const char *needle) {
     for (int mm = 0; mm < 2; mm++) {
@@ -246,16 +253,22 @@ static void expect_refused(const char *path, duet_status st, const char *needle)
     }
 }
 
-TEST(index_corrupt_and_truncated_refused) {
-    char path[128], bad[128];
-    snprintf(path, sizeof path, "%s/c.index", tmpdir);
-    snprintf(bad, sizeof bad, "%s/c-bad.index", tmpdir);
+/* Writes the small index to tmpdir/name and reads its bytes into *b (caller
+ * frees); bad = tmpdir/badname, a place for damaged copies. */
+static size_t small_bytes(const char *name, const char *badname, char path[128], char bad[128], char **b) {
+    snprintf(path, 128, "%s/%s", tmpdir, name);
+    snprintf(bad, 128, "%s/%s", tmpdir, badname);
     duet_error e = {0};
     CHECK(write_small(path, &e) == DUET_OK);
-    char *b;
-    size_t n = file_bytes(path, &b);
+    return file_bytes(path, b);
+}
+
+TEST(index_corrupt_and_truncated_refused) {
+    char path[128], bad[128], *b;
+    size_t n = small_bytes("c.index", "c-bad.index", path, bad, &b);
     put_bytes(bad, b, n - 5);
     expect_refused(bad, DUET_ERR_FORMAT, "truncated");
+    /* behind the checksum: the same edits with the CRC made right again */
     put_bytes(bad, b, 10);
     expect_refused(bad, DUET_ERR_FORMAT, "bad magic");
     char *c = malloc(n);
@@ -268,25 +281,174 @@ TEST(index_corrupt_and_truncated_refused) {
     /* a header count that disagrees with the arrays */
     memcpy(c, b, n);
     char *p = strstr(c + 24, "\"n_images\": 3");
-    if (p) { p[12] = '4'; put_bytes(bad, c, n); expect_refused(bad, DUET_ERR_SHAPE, "image_emb"); }
+    if (p) { p[12] = '4'; reseal(c, n); put_bytes(bad, c, n); expect_refused(bad, DUET_ERR_SHAPE, "image_emb"); }
     else CHECK(0);
     memcpy(c, b, n);
     p = strstr(c + 24, "\"kind\": \"duet-index\"");
-    if (p) { p[9] = 'X'; put_bytes(bad, c, n); expect_refused(bad, DUET_ERR_FORMAT, "kind"); }
+    if (p) { p[9] = 'X'; reseal(c, n); put_bytes(bad, c, n); expect_refused(bad, DUET_ERR_FORMAT, "kind"); }
     else CHECK(0);
     /* invalid UTF-8 in a stored name: find "a.jpg" in the data */
     memcpy(c, b, n);
     for (size_t i = n - 1; i > 24; i--)
         if (memcmp(c + i - 4, "a.jpg", 5) == 0) { c[i - 4] = (char)0xff; break; }
+    reseal(c, n);
     put_bytes(bad, c, n);
     expect_refused(bad, DUET_ERR_FORMAT, "not valid UTF-8");
     /* names bytes disagreeing with the header */
     memcpy(c, b, n);
     p = strstr(c + 24, "\"image_names_bytes\": ");
-    if (p) { p[21] = '9'; put_bytes(bad, c, n); expect_refused(bad, DUET_ERR_FORMAT, "image_names_utf8"); }
+    if (p) { p[21] = '9'; reseal(c, n); put_bytes(bad, c, n); expect_refused(bad, DUET_ERR_FORMAT, "image_names_utf8"); }
     else CHECK(0);
     expect_refused("/nonexistent/x.index", DUET_ERR_IO, "cannot open");
     free(b); free(c);
+}
+
+TEST(crc32c_reference_values) {
+    /* RFC 3720 (iSCSI) B.4 test vectors and the catalogue's check value */
+    unsigned char z[32] = {0}, f[32], up[32];
+    memset(f, 0xff, sizeof f);
+    for (int i = 0; i < 32; i++) up[i] = (unsigned char)i;
+    CHECK(duet_crc32c(0, "123456789", 9) == 0xe3069283u);
+    CHECK(duet_crc32c(0, z, 32) == 0x8a9136aau);
+    CHECK(duet_crc32c(0, f, 32) == 0x62a8ab43u);
+    CHECK(duet_crc32c(0, up, 32) == 0x46dd794eu);
+    /* continuing, combining and the threaded form agree with one pass */
+    size_t n = (size_t)9 << 20;   /* 2 blocks and a bit, odd alignment below */
+    unsigned char *b = malloc(n + 1);
+    duet_rng r;
+    duet_rng_seed(&r, 3);
+    for (size_t i = 0; i < n + 1; i++) b[i] = (unsigned char)duet_rng_u64(&r);
+    uint32_t one = duet_crc32c(0, b + 1, n);
+    CHECK(duet_crc32c_parallel(b + 1, n) == one);
+    for (size_t cut = 0; cut < n; cut += n / 7 + 13)
+        CHECK(duet_crc32c(duet_crc32c(0, b + 1, cut), b + 1 + cut, n - cut) == one &&
+              duet_crc32c_combine(duet_crc32c(0, b + 1, cut), duet_crc32c(0, b + 1 + cut, n - cut), n - cut) == one);
+    free(b);
+}
+
+enum { OPEN_INDEX, OPEN_MODEL, OPEN_TEXTMODEL };
+/* Opens p as `which` (index: mmap or read); an error must name p
+ * (else DUET_STATUS_COUNT). */
+static duet_status open_any(const char *p, int which, int mm) {
+    duet_index *ix = NULL;
+    duet_model *m = NULL;
+    duet_textmodel *tm = NULL;
+    duet_error e = {0};
+    duet_status st = which == OPEN_INDEX ? duet_index_open(p, mm, &ix, &e)
+                   : which == OPEN_MODEL ? duet_model_load(p, &m, &e) : duet_textmodel_load(p, &tm, &e);
+    if (st && !strstr(e.msg, p)) { fprintf(stderr, "message does not name %s: %s\n", p, e.msg); st = DUET_STATUS_COUNT; }
+    duet_index_free(ix);
+    duet_model_free(m);
+    duet_textmodel_free(tm);
+    return st;
+}
+
+/* Every single-bit flip (bit i mod 8 of byte i: the preamble, the JSON,
+ * the padding, every array and the trailer), every truncation and appended
+ * bytes: each refused (an error that names the file), never opened. */
+static void flips_refused(const char *what, const char *path, int which, int modes) {
+    char *b, bad[160];
+    snprintf(bad, sizeof bad, "%s.bad", path);
+    size_t n = file_bytes(path, &b);
+    CHECK_MSG(n > 64 && open_any(path, which, 0) == DUET_OK, "%s: the intact file must open", what);
+    size_t opened = 0, tried = 0;
+    char *c = malloc(n + 64);
+    for (size_t i = 0; i < n; i++) {
+        memcpy(c, b, n);
+        c[i] ^= (char)(1u << (i % 8));
+        put_bytes(bad, c, n);
+        for (int mm = 0; mm < modes; mm++, tried++) {
+            duet_status st = open_any(bad, which, mm);
+            if (st == DUET_OK || st == DUET_STATUS_COUNT) {
+                if (opened++ < 5) fprintf(stderr, "%s: flip of byte %zu bit %zu: %s\n", what, i, i % 8,
+                                          st ? "message without the path" : "opened");
+            }
+        }
+    }
+    for (size_t len = 0; len < n; len += len < 64 ? 1 : 7) {
+        put_bytes(bad, b, len);
+        tried++;
+        if (open_any(bad, which, 0) == DUET_OK && opened++ < 5) fprintf(stderr, "%s: truncated to %zu opened\n", what, len);
+    }
+    for (size_t extra = 1; extra <= 64; extra *= 4) {
+        memcpy(c, b, n);
+        memset(c + n, 0, extra);
+        put_bytes(bad, c, n + extra);
+        tried++;
+        if (open_any(bad, which, 0) == DUET_OK && opened++ < 5) fprintf(stderr, "%s: %zu bytes appended opened\n", what, extra);
+    }
+    CHECK_MSG(opened == 0, "%s: %zu of %zu corrupted copies opened", what, opened, tried);
+    printf("%s: %zu corrupted copies of a %zu-byte file refused\n", what, tried, n);
+    free(b); free(c);
+    remove(bad);
+}
+
+TEST(bit_flips_refused_index_model_textmodel) {
+    duet_error e = {0};
+    char ip[128], mp[128], tp[128], ds[128];
+    snprintf(ip, sizeof ip, "%s/flip.index", tmpdir);
+    snprintf(mp, sizeof mp, "%s/flip.duet", tmpdir);
+    snprintf(tp, sizeof tp, "%s/flip.model", tmpdir);
+    snprintf(ds, sizeof ds, "%s/flip.tsv", tmpdir);
+    CHECK(write_small(ip, &e) == DUET_OK);
+    flips_refused("index", ip, OPEN_INDEX, 2);
+    duet_params p = duet_default_params();
+    p.hidden = 4; p.embed_dim = 3;
+    duet_rng r;
+    duet_rng_seed(&r, 1);
+    duet_model *m = NULL;
+    CHECK(duet_model_create(5, 6, &p, &r, &m, &e) == DUET_OK);
+    CHECK(m && duet_model_save(m, mp, &e) == DUET_OK);
+    duet_model_free(m);
+    flips_refused("model", mp, OPEN_MODEL, 1);
+    const char *tsv = "a.jpg\ta dog runs on grass\ttrain\nb.jpg\ttwo cats sleep\ttrain\n"
+                      "c.jpg\ta red ball\ttest\n";
+    put_bytes(ds, tsv, strlen(tsv));
+    char spec[160];
+    snprintf(spec, sizeof spec, "tsv:%s", ds);
+    duet_dataset *d = NULL;
+    duet_textmodel *tm = NULL;
+    duet_textmodel_params tpar = duet_textmodel_default_params();
+    tpar.encoder = DUET_ENC_TFIDF;
+    tpar.pca_dim = 0;
+    CHECK_MSG(duet_dataset_load(spec, &d, &e) == DUET_OK, "%s", e.msg);
+    CHECK_MSG(d && duet_textmodel_fit(d, NULL, &tpar, NULL, NULL, &tm, NULL, &e) == DUET_OK, "%s", e.msg);
+    CHECK(tm && duet_textmodel_save(tm, tp, &e) == DUET_OK);
+    duet_textmodel_free(tm);
+    duet_dataset_free(d);
+    flips_refused("text model", tp, OPEN_TEXTMODEL, 1);
+}
+
+/* A file of the version before checksums (mark 0, no trailer) still opens,
+ * unverified, and says so. */
+TEST(index_previous_version_opens_unverified) {
+    char path[128], old[128], *b;
+    duet_error e = {0};
+    size_t n = small_bytes("v2.index", "v1.index", path, old, &b);
+    CHECK(duet_tf_file_checksummed(path) == 1);
+    uint32_t v1 = 1, zero = 0;
+    memcpy(b + 8, &v1, 4);
+    memcpy(b + 12, &zero, 4);
+    put_bytes(old, b, n - 4);
+    CHECK(duet_tf_file_checksummed(old) == 0);
+    for (int mm = 0; mm < 2; mm++) {
+        duet_index *ix = NULL;
+        CHECK_MSG(duet_index_open(old, mm, &ix, &e) == DUET_OK, "%s", e.msg);
+        CHECK(ix && duet_index_verified(ix) == 0 && duet_index_count(ix, 0) == 3);
+        duet_index_free(ix);
+        CHECK(duet_index_open(path, mm, &ix, &e) == DUET_OK && ix && duet_index_verified(ix) == 1);
+        duet_index_free(ix);
+    }
+    /* a version-1 file with a stray mark, or version 2 without one, is corrupt */
+    uint32_t mark = DUET_TF_CRC_MARK ^ 4, v2 = 2;
+    memcpy(b + 12, &mark, 4);
+    put_bytes(old, b, n - 4);
+    expect_refused(old, DUET_ERR_FORMAT, "checksum mark");
+    memcpy(b + 8, &v2, 4);
+    memcpy(b + 12, &zero, 4);
+    put_bytes(old, b, n - 4);
+    expect_refused(old, DUET_ERR_FORMAT, "checksum mark");
+    free(b);
 }
 
 int main(void) {
@@ -299,6 +461,9 @@ int main(void) {
     RUN(index_round_trip_read_and_mmap);
     RUN(index_write_refuses_bad_rows);
     RUN(index_corrupt_and_truncated_refused);
+    RUN(crc32c_reference_values);
+    RUN(bit_flips_refused_index_model_textmodel);
+    RUN(index_previous_version_opens_unverified);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);

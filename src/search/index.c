@@ -273,6 +273,8 @@ duet_status duet_index_open(const char *path, int use_mmap, duet_index **out, du
     return DUET_OK;
 }
 
+int duet_index_verified(const duet_index *ix) { return ix->tf.checksum; }
+
 size_t duet_index_dim(const duet_index *ix) { return ix->dim; }
 size_t duet_index_count(const duet_index *ix, int side) { return ix->n[side ? 1 : 0]; }
 
