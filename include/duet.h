@@ -859,6 +859,63 @@ size_t duet_index_find_image(const duet_index *ix, const char *name);
 /* The recorded provenance; strings owned by ix (NULL when absent). */
 duet_index_meta duet_index_meta_of(const duet_index *ix);
 
+/* A sharded index (docs/SCALE.md): the gallery in S shard files
+ * PATH.1-of-S .. PATH.S-of-S, each an ordinary index file of contiguous
+ * rows (images [N i / S, N (i+1) / S), captions likewise), and at PATH a
+ * manifest (tensor file "DUETSHRD" version 1) naming them with their rows
+ * and CRC-32C; the manifest is written last. 1 <= shards <= n_images. */
+duet_status duet_index_write_sharded(const char *path,
+                                     const duet_index_meta *meta,
+                                     const duet_index_rows *rows,
+                                     size_t shards, duet_error *err);
+/* Opens shards [first, first + count) of the manifest at path (count
+ * (size_t)-1: to the last) as one index of their rows in order: one shard
+ * is its file (memory-mapped with use_mmap), several are copied into
+ * memory. Each shard's checksum is verified and must equal the manifest's
+ * record (a shard of another build is refused). Row i of the result is the
+ * gallery's row duet_index_offset(ix, side) + i. duet_index_open(path)
+ * opens every shard. *out: caller frees with duet_index_free. */
+duet_status duet_index_open_shards(const char *path, size_t first,
+                                   size_t count, int use_mmap,
+                                   duet_index **out, duet_error *err);
+/* Part `part` of `parts` (e.g. an MPI rank of a job of parts ranks): the
+ * contiguous run of shards [S part / parts, S (part + 1) / parts) opened as
+ * duet_index_open_shards; parts may not exceed the S shards. */
+duet_status duet_index_open_part(const char *path, size_t part, size_t parts,
+                                 int use_mmap, duet_index **out,
+                                 duet_error *err);
+/* Shards of the gallery ix belongs to (1: an index file), the gallery row
+ * of ix's row 0 and the gallery's rows (side as duet_index_count). */
+size_t duet_index_shards(const duet_index *ix);
+size_t duet_index_offset(const duet_index *ix, int side);
+size_t duet_index_total(const duet_index *ix, int side);
+
+/* Merges the answers of one query over the shards of a gallery: list i
+ * (lists[i], n[i] hits whose index is the gallery row) is a shard's
+ * duet_searcher_topk answer, of which the first real[i] are scored and the
+ * rest padding (-inf rows). out (caller's, min(k, sum of n)) gets what a
+ * searcher over the whole gallery answers: scored hits best first, ties to
+ * the lower row, then padding by row. from (optional, same length): where
+ * each came from, as a position in the lists laid end to end. Returns the
+ * number written (0 when out of memory). */
+size_t duet_hits_merge(const duet_hit *const *lists, const size_t *n,
+                       const size_t *real, size_t n_lists, size_t k,
+                       duet_hit *out, size_t *from);
+
+/* One search over a gallery whose shards are split between the ranks of
+ * c (every rank must call it): each rank passes its rows (ix, from
+ * duet_index_open_shards) and a searcher over their side; rank 0 passes
+ * the queries [nq x dim] and k (other ranks' are ignored). Rank 0 gets
+ * out [nq x min(k, duet_index_total)] (caller's), the answer of the
+ * unsharded index, ids and scores, and *texts (optional): the name or text
+ * of each hit, one block (caller frees with free()). In a job of one it is
+ * a search of ix. */
+duet_status duet_search_sharded(duet_comm *c, const duet_index *ix,
+                                duet_searcher *s, int side,
+                                const float *queries, size_t nq, size_t k,
+                                duet_hit *out, char ***texts,
+                                duet_error *err);
+
 /* 1 when s[0..len) is valid UTF-8 (no overlongs, surrogates, > U+10FFFF). */
 int duet_utf8_valid(const char *s, size_t len);
 

@@ -3,7 +3,7 @@
  * NaN), the index file round trip (read and mmap), and corrupted or
  * truncated index files refused with clear messages. */
 #include "check.h"
-#include "core/core.h"
+#include "search/search.h"
 #include <unistd.h>
 
 /* Brute force: best first, ties to the lower index; O(n k). The score is
@@ -451,6 +451,191 @@ TEST(index_previous_version_opens_unverified) {
     free(b);
 }
 
+/* A gallery of n images and nc captions (small integers: many tied
+ * scores) written whole at path and in `shards` shards at spath. */
+typedef struct gal {
+    size_t n, nc, d;
+    float *img, *cap;
+    char **names, **texts;
+} gal;
+
+static void gal_make(gal *g, size_t n, size_t nc, size_t d, uint64_t seed) {
+    duet_rng r;
+    duet_rng_seed(&r, seed);
+    *g = (gal){n, nc, d, malloc(n * d * sizeof(float)), malloc(nc * d * sizeof(float)), calloc(n, sizeof(char *)),
+               calloc(nc, sizeof(char *))};
+    fill_random(g->img, n * d, &r, 1);
+    fill_random(g->cap, nc * d, &r, 1);
+    for (size_t i = 0; i < n; i++) { g->names[i] = malloc(32); snprintf(g->names[i], 32, "img%05zu.jpg", i); }
+    for (size_t i = 0; i < nc; i++) { g->texts[i] = malloc(48); snprintf(g->texts[i], 48, "caption number %zu", i); }
+}
+
+static void gal_free(gal *g) {
+    for (size_t i = 0; i < g->n; i++) free(g->names[i]);
+    for (size_t i = 0; i < g->nc; i++) free(g->texts[i]);
+    free(g->names); free(g->texts); free(g->img); free(g->cap);
+}
+
+static duet_status gal_write(const gal *g, const char *path, size_t shards, duet_error *e) {
+    duet_index_meta m = {"m.duet", "fnv1a64:0123456789abcdef", "t.model", NULL, "resnet50 crops=1", "/tmp", "f32", NULL};
+    duet_index_rows r = {g->d, g->n, g->img, (const char *const *)g->names, g->nc, g->cap,
+                         (const char *const *)g->texts};
+    return shards ? duet_index_write_sharded(path, &m, &r, shards, e) : duet_index_write(path, &m, &r, e);
+}
+
+/* 1 when a[0..n) and b[0..n) hold the same rows and scores (duet_hit has
+ * padding bytes: no memcmp). */
+static int hits_equal(const duet_hit *a, const duet_hit *b, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (a[i].index != b[i].index || !(a[i].score == b[i].score || (isinf(a[i].score) && isinf(b[i].score))))
+            return 0;
+    return 1;
+}
+
+/* Searches ix's side for the queries; hits [nq x k] (caller frees). */
+static duet_hit *search_all(const duet_index *ix, int side, const float *q, size_t nq, size_t k, size_t *kk) {
+    duet_mat qm = {(float *)q, nq, duet_index_dim(ix)}, gm = duet_index_embeddings(ix, side);
+    duet_hit *h = malloc((nq * k + 1) * sizeof *h);
+    duet_searcher *s = NULL;
+    duet_error e = {0};
+    CHECK_MSG(duet_searcher_new(&gm, DUET_PRECISION_F32, &s, &e) == DUET_OK &&
+              duet_searcher_topk(s, &qm, k, h, kk, &e) == DUET_OK, "%s", e.msg);
+    duet_searcher_free(s);
+    return h;
+}
+
+TEST(sharded_index_answers_equal_unsharded) {
+    gal g;
+    gal_make(&g, 1000, 301, 6, 21);
+    char whole[128], man[128];
+    snprintf(whole, sizeof whole, "%s/whole.index", tmpdir);
+    duet_error e = {0};
+    CHECK(gal_write(&g, whole, 0, &e) == DUET_OK);
+    duet_index *w = NULL;
+    CHECK(duet_index_open(whole, 1, &w, &e) == DUET_OK && w);
+    CHECK(duet_index_shards(w) == 1 && duet_index_total(w, 1) == 301 && duet_index_offset(w, 0) == 0);
+    size_t nq = 40, k = 25;
+    float *q = malloc(nq * g.d * sizeof(float));
+    duet_rng r;
+    duet_rng_seed(&r, 5);
+    fill_random(q, nq * g.d, &r, 1);
+    q[3 * g.d] = NAN;   /* query 3 scores nothing: all padding */
+    for (int side = 0; side < 2; side++) {
+        size_t kw = 0;
+        duet_hit *ref = search_all(w, side, q, nq, k, &kw);
+        const size_t counts[] = {1, 2, 3, 7};
+        for (size_t c = 0; c < 4; c++) {
+            size_t S = counts[c];
+            snprintf(man, sizeof man, "%s/sh%zu.index", tmpdir, S);
+            if (side == 0) CHECK_MSG(gal_write(&g, man, S, &e) == DUET_OK, "%s", e.msg);
+            /* every shard in one process: the same rows, names, answers */
+            duet_index *all = NULL;
+            CHECK_MSG(duet_index_open(man, 1, &all, &e) == DUET_OK, "%s", e.msg);
+            if (!all) continue;
+            CHECK(duet_index_shards(all) == S && duet_index_count(all, side) == duet_index_count(w, side));
+            CHECK(duet_index_verified(all) == 1);
+            duet_mat a = duet_index_embeddings(all, side), b = duet_index_embeddings(w, side);
+            CHECK(memcmp(a.data, b.data, a.rows * a.cols * sizeof(float)) == 0);
+            CHECK(strcmp(duet_index_text(all, side, a.rows - 1), duet_index_text(w, side, a.rows - 1)) == 0);
+            CHECK(duet_index_find_image(all, "img00999.jpg") == 999);
+            CHECK(strcmp(duet_index_meta_of(all).model_hash, "fnv1a64:0123456789abcdef") == 0);
+            size_t ka = 0;
+            duet_hit *h = search_all(all, side, q, nq, k, &ka);
+            CHECK(ka == kw && hits_equal(h, ref, nq * kw));
+            free(h);
+            /* a job of one through the distributed path: the same, with texts */
+            duet_mat gm = duet_index_embeddings(all, side);
+            duet_searcher *srch = NULL;
+            char **tx = NULL;
+            h = malloc(nq * kw * sizeof *h);
+            CHECK(duet_searcher_new(&gm, DUET_PRECISION_F32, &srch, &e) == DUET_OK);
+            CHECK_MSG(duet_search_sharded(NULL, all, srch, side, q, nq, k, h, &tx, &e) == DUET_OK, "%s", e.msg);
+            CHECK(tx && hits_equal(h, ref, nq * kw));
+            for (size_t i = 0; tx && i < nq * kw; i++)
+                if (strcmp(tx[i], duet_index_text(w, side, ref[i].index)) != 0) { CHECK_MSG(0, "text %zu", i); break; }
+            free(tx); free(h);
+            duet_searcher_free(srch);
+            duet_index_free(all);
+            /* shard by shard, merged: ids and scores of the unsharded index */
+            duet_hit **lists = calloc(S, sizeof *lists), *m = malloc(nq * kw * sizeof *m);
+            size_t *n = calloc(S * nq, sizeof *n), *real = calloc(S * nq, sizeof *real);
+            for (size_t i = 0; i < S; i++) {
+                duet_index *sh = NULL;
+                CHECK_MSG(duet_index_open_shards(man, i, 1, 1, &sh, &e) == DUET_OK, "%s", e.msg);
+                if (!sh) continue;
+                CHECK(duet_index_offset(sh, 0) == 1000 * i / S && duet_index_offset(sh, 1) == 301 * i / S);
+                gm = duet_index_embeddings(sh, side);
+                lists[i] = malloc((nq * k + 1) * sizeof **lists);
+                size_t kl = 0, *rl = malloc(nq * sizeof *rl);
+                duet_mat qm = {q, nq, g.d};
+                CHECK(duet_searcher_new(&gm, DUET_PRECISION_F32, &srch, &e) == DUET_OK &&
+                      duet_searcher_topk_real(srch, &qm, k, lists[i], &kl, rl, &e) == DUET_OK);
+                duet_searcher_free(srch);
+                for (size_t j = 0; j < nq * kl; j++) lists[i][j].index += duet_index_offset(sh, side);
+                /* query j's list is lists[i] + j * kl */
+                for (size_t j = 0; j < nq; j++) { n[j * S + i] = kl; real[j * S + i] = rl[j]; }
+                free(rl);
+                duet_index_free(sh);
+            }
+            for (size_t j = 0; j < nq; j++) {
+                const duet_hit *lj[8];
+                for (size_t i = 0; i < S; i++) lj[i] = lists[i] ? lists[i] + j * n[j * S + i] : NULL;
+                CHECK(duet_hits_merge(lj, n + j * S, real + j * S, S, k, m + j * kw, NULL) == kw);
+            }
+            CHECK_MSG(hits_equal(m, ref, nq * kw), "S %zu side %d: merged answers differ from the unsharded", S, side);
+            for (size_t i = 0; i < S; i++) free(lists[i]);
+            free(lists); free(m); free(n); free(real);
+        }
+        free(ref);
+    }
+    free(q);
+    duet_index_free(w);
+    gal_free(&g);
+}
+
+TEST(sharded_index_damage_refused) {
+    gal g, g2;
+    gal_make(&g, 30, 9, 4, 1);
+    gal_make(&g2, 30, 9, 4, 2);
+    char man[128], other[128], shard[160], oshard[160];
+    snprintf(man, sizeof man, "%s/d.index", tmpdir);
+    snprintf(other, sizeof other, "%s/o.index", tmpdir);
+    snprintf(shard, sizeof shard, "%s.2-of-3", man);
+    snprintf(oshard, sizeof oshard, "%s.2-of-3", other);
+    duet_error e = {0};
+    CHECK(gal_write(&g, man, 3, &e) == DUET_OK && gal_write(&g2, other, 3, &e) == DUET_OK);
+    duet_index *ix = NULL;
+    /* a shard of another build in its place */
+    char *b, *ob;
+    size_t n = file_bytes(shard, &b), on = file_bytes(oshard, &ob);
+    put_bytes(shard, ob, on);
+    CHECK(duet_index_open(man, 1, &ix, &e) == DUET_ERR_FORMAT && !ix && strstr(e.msg, shard) &&
+          strstr(e.msg, "another build"));
+    /* a flipped bit in a shard, a missing shard, a flipped manifest */
+    b[n / 2] ^= 8;
+    put_bytes(shard, b, n);
+    CHECK(duet_index_open(man, 1, &ix, &e) == DUET_ERR_FORMAT && strstr(e.msg, shard) && strstr(e.msg, "checksum"));
+    remove(shard);
+    CHECK(duet_index_open(man, 1, &ix, &e) == DUET_ERR_IO && strstr(e.msg, shard));
+    CHECK(duet_index_open_shards(man, 0, 1, 1, &ix, &e) == DUET_OK && ix);  /* the others are fine */
+    duet_index_free(ix);
+    ix = NULL;
+    CHECK(duet_index_open_shards(man, 3, 1, 1, &ix, &e) == DUET_ERR_INVALID_ARG && !ix);
+    free(b);
+    n = file_bytes(man, &b);
+    b[40] ^= 1;
+    put_bytes(man, b, n);
+    CHECK(duet_index_open(man, 1, &ix, &e) == DUET_ERR_FORMAT && strstr(e.msg, man) && strstr(e.msg, "checksum"));
+    /* more shards than images, duplicate names across shards */
+    duet_index_rows r = {4, 30, g.img, (const char *const *)g.names, 0, NULL, NULL};
+    CHECK(duet_index_write_sharded(man, NULL, &r, 31, &e) == DUET_ERR_INVALID_ARG);
+    free(g.names[29]);
+    g.names[29] = duet_strdup("img00000.jpg");
+    CHECK(duet_index_write_sharded(man, NULL, &r, 3, &e) == DUET_ERR_INVALID_ARG && strstr(e.msg, "twice"));
+    free(b); free(ob);
+    gal_free(&g); gal_free(&g2);
+}
+
 int main(void) {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/duet-search.XXXXXX");
     if (!mkdtemp(tmpdir)) return 1;
@@ -464,6 +649,8 @@ int main(void) {
     RUN(crc32c_reference_values);
     RUN(bit_flips_refused_index_model_textmodel);
     RUN(index_previous_version_opens_unverified);
+    RUN(sharded_index_answers_equal_unsharded);
+    RUN(sharded_index_damage_refused);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
