@@ -33,36 +33,6 @@ static uint32_t update_soft(uint32_t c, const unsigned char *p, size_t n) {
     return c;
 }
 
-#if defined(__x86_64__)
-__attribute__((target("sse4.2"))) static uint32_t update_hw(uint32_t c, const unsigned char *p, size_t n) {
-    uint64_t c64 = c;
-    while (n && ((uintptr_t)p & 7)) { c64 = _mm_crc32_u8((uint32_t)c64, *p++); n--; }
-    for (; n >= 32; n -= 32, p += 32) {
-        uint64_t w[4];
-        memcpy(w, p, sizeof w);
-        c64 = _mm_crc32_u64(c64, w[0]);
-        c64 = _mm_crc32_u64(c64, w[1]);
-        c64 = _mm_crc32_u64(c64, w[2]);
-        c64 = _mm_crc32_u64(c64, w[3]);
-    }
-    for (; n >= 8; n -= 8, p += 8) {
-        uint64_t w;
-        memcpy(&w, p, 8);
-        c64 = _mm_crc32_u64(c64, w);
-    }
-    while (n--) c64 = _mm_crc32_u8((uint32_t)c64, *p++);
-    return (uint32_t)c64;
-}
-#endif
-
-uint32_t duet_crc32c(uint32_t crc, const void *p, size_t n) {
-    uint32_t c = ~crc;
-#if defined(__x86_64__)
-    if (__builtin_cpu_supports("sse4.2")) return ~update_hw(c, p, n);
-#endif
-    return ~update_soft(c, p, n);
-}
-
 /* a(x) b(x) modulo the polynomial (bit 31 is x^0) */
 static uint32_t multmodp(uint32_t a, uint32_t b) {
     uint32_t m = (uint32_t)1 << 31, r = 0;
@@ -77,15 +47,69 @@ static uint32_t multmodp(uint32_t a, uint32_t b) {
     return r;
 }
 
-uint32_t duet_crc32c_combine(uint32_t crc1, uint32_t crc2, size_t len2) {
-    /* x^(8 len2): square-and-multiply over x^(2^k), k from 3 (8 = 2^3) */
+/* x^(8 n) modulo the polynomial: square-and-multiply over x^(2^k) */
+static uint32_t x8nmodp(size_t n) {
     uint32_t sq = (uint32_t)1 << 30, p = (uint32_t)1 << 31;   /* x^1, x^0 */
-    for (int k = 0; k < 3; k++) sq = multmodp(sq, sq);
-    for (size_t n = len2; n; n >>= 1) {
+    for (int k = 0; k < 3; k++) sq = multmodp(sq, sq);        /* x^8 */
+    for (; n; n >>= 1) {
         if (n & 1) p = multmodp(sq, p);
         sq = multmodp(sq, sq);
     }
-    return multmodp(p, crc1) ^ crc2;
+    return p;
+}
+
+#if defined(__x86_64__)
+#define LANE 8192   /* bytes of each of the three interleaved streams */
+
+__attribute__((target("sse4.2"))) static uint64_t words_hw(uint64_t c, const unsigned char *p, size_t n) {
+    for (; n >= 8; n -= 8, p += 8) {
+        uint64_t w;
+        memcpy(&w, p, 8);
+        c = _mm_crc32_u64(c, w);
+    }
+    return c;
+}
+
+/* The crc32 instruction has a latency of 3 cycles and a throughput of 1: three
+ * independent streams over consecutive lanes keep it busy; the lanes' CRCs
+ * (registers, without the pre/post inversion) are joined by multiplying by
+ * x^(8 LANE), a constant computed once a call. */
+__attribute__((target("sse4.2"))) static uint32_t update_hw(uint32_t c, const unsigned char *p, size_t n) {
+    uint64_t c64 = c;
+    while (n && ((uintptr_t)p & 7)) { c64 = _mm_crc32_u8((uint32_t)c64, *p++); n--; }
+    if (n >= 3 * LANE) {
+        uint32_t shift = x8nmodp(LANE);
+        for (; n >= 3 * LANE; n -= 3 * LANE, p += 3 * LANE) {
+            uint64_t a = c64, b = 0, d = 0;
+            for (size_t i = 0; i < LANE; i += 8) {
+                uint64_t w0, w1, w2;
+                memcpy(&w0, p + i, 8);
+                memcpy(&w1, p + LANE + i, 8);
+                memcpy(&w2, p + 2 * LANE + i, 8);
+                a = _mm_crc32_u64(a, w0);
+                b = _mm_crc32_u64(b, w1);
+                d = _mm_crc32_u64(d, w2);
+            }
+            c64 = multmodp(shift, multmodp(shift, (uint32_t)a) ^ (uint32_t)b) ^ (uint32_t)d;
+        }
+    }
+    c64 = words_hw(c64, p, n & ~(size_t)7);
+    p += n & ~(size_t)7;
+    for (n &= 7; n--;) c64 = _mm_crc32_u8((uint32_t)c64, *p++);
+    return (uint32_t)c64;
+}
+#endif
+
+uint32_t duet_crc32c(uint32_t crc, const void *p, size_t n) {
+    uint32_t c = ~crc;
+#if defined(__x86_64__)
+    if (__builtin_cpu_supports("sse4.2")) return ~update_hw(c, p, n);
+#endif
+    return ~update_soft(c, p, n);
+}
+
+uint32_t duet_crc32c_combine(uint32_t crc1, uint32_t crc2, size_t len2) {
+    return multmodp(x8nmodp(len2), crc1) ^ crc2;
 }
 
 typedef struct par_ctx {
