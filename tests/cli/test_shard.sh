@@ -6,7 +6,10 @@
 # scores tie across shards; a flipped bit in a shard, the manifest or the
 # model, a shard of another build and a missing shard are refused with a
 # message naming the file; a version-1 index (no checksum) still opens,
-# with a warning. (mpirun runs: tests/cli/test_mpi.sh.)
+# with a warning. The main job's manifests record the CRC-32C of each .npy
+# output: a flipped byte in a cached stage's features rebuilds that stage
+# (the same file again), and a manifest written before checksums is still
+# reused. (mpirun runs: tests/cli/test_mpi.sh.)
 # Needs python3, curl and the MobileNetV2 weights (../shared/data); skips
 # otherwise. Prints "shard: N passed, N failed, N skipped" last.
 set -u
@@ -95,5 +98,22 @@ PY
 expect 0 "without a checksum" "$DUET" search --index v1.index -k 40 --queries queries.txt --json
 python3 -c 'import json,sys; a,b=[[json.loads(l)["results"] for l in open(f)] for f in sys.argv[1:]]; sys.exit(a!=b)' \
   "$T/out" w.images.json && ok || bad "the version-1 index answers differently"
+
+# --- the main job: stage manifests carry the CRC-32C of the .npy outputs ----------------
+RUN=("$DUET" run tsv:caps.tsv --images img --model mobilenetv2 --weights "$DUET_MOBILENET" --encoder tfidf --pca 0
+     --hidden 16 --embed-dim 8 --batch-images 8 --epochs 2 --threads 1 --examples 1 --no-report --work w)
+expect 0 "index   built" "${RUN[@]}"
+python3 -c 'import json,glob,sys; m=json.load(open(glob.glob("w/image-*/stage.json")[0])); sys.exit(not m["checksums"]["features.npy"].startswith("crc32c:"))' \
+  && ok || bad "the image stage's manifest records no checksum"
+cp w/image-*/features.npy img.keep
+flip "$(ls w/image-*/features.npy)" 1000
+expect 0 "checksum mismatch" "${RUN[@]}"
+grep -q "features.npy: checksum mismatch" "$T/err" && grep -q "image   built" "$T/err" && grep -q "train   cached" "$T/err" &&
+  ok || bad "a corrupt features.npy: the image stage alone should be rebuilt: $(grep -E 'image|train' "$T/err" | head -4)"
+cmp -s img.keep w/image-*/features.npy && ok || bad "the rebuilt features differ"
+# a manifest of an older duet (no checksums) is still reused
+python3 -c 'import json,glob; p=glob.glob("w/text-*/stage.json")[0]; m=json.load(open(p)); del m["checksums"]; json.dump(m, open(p, "w"))'
+expect 0 "text    cached" "${RUN[@]}"
+grep -q " built   in" "$T/err" && bad "a manifest without checksums was rebuilt: $(grep " built   in" "$T/err")" || ok
 
 summary
