@@ -239,6 +239,18 @@ static duet_status from_tf(duet_index *ix, const char *path, duet_error *err) {
     return duet_index_build_hash(ix, path, err);
 }
 
+/* After the file is read (st): its fields, then *out = ix, or ix freed. */
+static duet_status finish(duet_index *ix, const char *path, duet_status st, duet_index **out, duet_error *err) {
+    if (!st) st = from_tf(ix, path, err);
+    if (st) { duet_index_free(ix); return st; }
+    ix->verified = ix->tf.checksum;
+    ix->n_shards = 1;
+    ix->total[0] = ix->n[0];
+    ix->total[1] = ix->n[1];
+    *out = ix;
+    return DUET_OK;
+}
+
 duet_status duet_index_open(const char *path, int use_mmap, duet_index **out, duet_error *err) {
     *out = NULL;
     if (duet_index_is_manifest(path)) return duet_index_open_shards(path, 0, (size_t)-1, use_mmap, out, err);
@@ -271,14 +283,16 @@ duet_status duet_index_open_file(const char *path, int use_mmap, duet_index **ou
     } else {
         st = duet_tf_read(path, INDEX_MAGIC, DUET_INDEX_FORMAT_VERSION, "index", &ix->tf, err);
     }
-    if (!st) st = from_tf(ix, path, err);
-    if (st) { duet_index_free(ix); return st; }
-    ix->verified = ix->tf.checksum;
-    ix->n_shards = 1;
-    ix->total[0] = ix->n[0];
-    ix->total[1] = ix->n[1];
-    *out = ix;
-    return DUET_OK;
+    return finish(ix, path, st, out, err);
+}
+
+/* Declared in search.h. */
+duet_status duet_index_parse(char *buf, size_t len, const char *name, duet_index **out, duet_error *err) {
+    *out = NULL;
+    duet_index *ix = calloc(1, sizeof *ix);
+    if (!ix) { free(buf); return duet_fail(err, DUET_ERR_NOMEM, "%s: out of memory", name); }
+    duet_status st = duet_tf_parse(buf, len, name, INDEX_MAGIC, DUET_INDEX_FORMAT_VERSION, "index", &ix->tf, err);
+    return finish(ix, name, st, out, err);
 }
 
 int duet_index_verified(const duet_index *ix) { return ix->verified; }

@@ -39,6 +39,9 @@ duet_status duet_index_write_ex(const char *path, const duet_index_meta *meta, c
                                 const void *extra, uint32_t *crc, duet_error *err);
 /* One index file (not a manifest). */
 duet_status duet_index_open_file(const char *path, int use_mmap, duet_index **out, duet_error *err);
+/* An index file image of len bytes in buf, which it takes over (freed with
+ * the index, or at once on failure); name is used in messages. */
+duet_status duet_index_parse(char *buf, size_t len, const char *name, duet_index **out, duet_error *err);
 /* 1 when path starts with a shard manifest's magic. */
 int duet_index_is_manifest(const char *path);
 
