@@ -3,6 +3,7 @@
  * arbitrary bytes. An input with the checksum mark gets its CRC-32C trailer
  * made right first, so mutations reach the checks behind the checksum. */
 #include "search/search.h"
+#include "fuzz_reseal.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,11 +11,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     char *buf = malloc(size ? size : 1);
     if (!buf) return 0;
     memcpy(buf, data, size);
-    uint32_t mark;
-    if (size >= 28 && (memcpy(&mark, buf + 12, 4), mark == DUET_TF_CRC_MARK)) {
-        uint32_t c = duet_crc32c(0, buf, size - 4);
-        memcpy(buf + size - 4, &c, 4);
-    }
+    fuzz_reseal(buf, size);
     duet_index *ix = NULL;
     duet_error e = {0};
     if (duet_index_parse(buf, size, "fuzz.index", &ix, &e) != DUET_OK) {

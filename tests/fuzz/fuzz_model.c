@@ -4,6 +4,7 @@
  * (every other input would stop at the checksum), so mutations reach the
  * header and array checks; the checksum itself is tested in test_search. */
 #include "embed/embed.h"
+#include "fuzz_reseal.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,11 +12,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     char *buf = malloc(size ? size : 1);
     if (!buf) return 0;
     memcpy(buf, data, size);
-    uint32_t mark;
-    if (size >= 28 && (memcpy(&mark, buf + 12, 4), mark == DUET_TF_CRC_MARK)) {
-        uint32_t c = duet_crc32c(0, buf, size - 4);
-        memcpy(buf + size - 4, &c, 4);
-    }
+    fuzz_reseal(buf, size);
     duet_tf_file tf;
     duet_error e = {0};
     if (duet_tf_parse(buf, size, "fuzz.duet", DUET_MODEL_MAGIC, DUET_MODEL_FORMAT_VERSION,
