@@ -164,9 +164,8 @@ duet_status duet_tf_check(const char *buf, size_t len, const char *path, const c
         return duet_fail(err, DUET_ERR_FORMAT, "%s: truncated: %zu bytes", path, len);
     uint32_t want = get_u32(buf + len - TF_TRAILER), got = duet_crc32c_parallel(buf, len - TF_TRAILER);
     if (want != got)
-        return duet_fail(err, DUET_ERR_FORMAT, "%s: checksum mismatch: the %s file is corrupt or truncated "
-                         "(crc32c of its %zu bytes is %08x, it records %08x)", path, kind,
-                         len - TF_TRAILER, got, want);
+        return duet_fail(err, DUET_ERR_FORMAT, "%s: truncated or corrupt: checksum mismatch (the crc32c of the "
+                         "%s file's %zu bytes is %08x, it records %08x)", path, kind, len - TF_TRAILER, got, want);
     *body = len - TF_TRAILER;
     *verified = 1;
     if (crc) *crc = got;

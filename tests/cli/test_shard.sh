@@ -65,8 +65,8 @@ else bad "serve on a sharded index did not start: $(cat "$T/serve.err")"; fi
 flip() { python3 -c 'import sys; p,o=sys.argv[1],int(sys.argv[2]); b=bytearray(open(p,"rb").read()); o%=len(b); b[o]^=16; open(p,"wb").write(b)' "$1" "$2"; }
 cp sh.index.2-of-3 keep
 flip sh.index.2-of-3 5000
-expect 1 "sh.index.2-of-3: checksum mismatch" "$DUET" search --index sh.index "red"
-expect 1 "sh.index.2-of-3: checksum mismatch" "$DUET" serve --index sh.index --port 0
+expect 1 "sh.index.2-of-3: truncated or corrupt: checksum mismatch" "$DUET" search --index sh.index "red"
+expect 1 "sh.index.2-of-3: truncated or corrupt: checksum mismatch" "$DUET" serve --index sh.index --port 0
 "$DUET" "${BUILD[@]:0:10}" --shards 3 -o other.index >/dev/null 2>&1   # without the captions
 cp other.index.2-of-3 sh.index.2-of-3
 expect 1 "another build" "$DUET" search --index sh.index "red"
@@ -75,7 +75,7 @@ expect 1 "sh.index.2-of-3: cannot open" "$DUET" search --index sh.index "red"
 cp keep sh.index.2-of-3
 cp sh.index keep.man
 flip sh.index 30
-expect 1 "sh.index: checksum mismatch" "$DUET" search --index sh.index "red"
+expect 1 "sh.index: truncated or corrupt: checksum mismatch" "$DUET" search --index sh.index "red"
 cp keep.man sh.index
 expect 0 "" "$DUET" search --index sh.index "red"
 for off in 0 100 3000 -1; do
@@ -86,7 +86,7 @@ done
 grep -q "checksum mismatch\|bad magic\|version" "$T/err" && ok || bad "model flip: $(cat "$T/err")"
 cp tm.model tm.bad
 flip tm.bad 200
-expect 1 "tm.bad: checksum mismatch" "$DUET" search --index whole.index --textmodel tm.bad "red"
+expect 1 "tm.bad: truncated or corrupt: checksum mismatch" "$DUET" search --index whole.index --textmodel tm.bad "red"
 
 # --- an index of version 1 (before checksums) opens, with a warning -------------------
 python3 - <<'PY'
