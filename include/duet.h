@@ -30,8 +30,10 @@
  *   training the bidirectional ranking loss with structure-preserving terms
  *            (duet_train), Recall@K evaluation (duet_evaluate).
  *   search   a gallery index file (duet_index_write / duet_index_open,
- *            memory-mapped), exact top-k (duet_topk), queries encoded as
- *            the training captions were (duet_query_*).
+ *            memory-mapped, checksummed) or S shard files and a manifest
+ *            (duet_index_write_sharded, duet_search_sharded under MPI),
+ *            exact top-k (duet_topk), queries encoded as the training
+ *            captions were (duet_query_*).
  *   region   boxes (duet_box), region proposals (duet_proposals), region
  *            features and phrase localization (duet_regions_*), Flickr30K
  *            Entities phrases and boxes (duet_entities_load), PNG output.
