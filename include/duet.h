@@ -30,8 +30,10 @@
  *   training the bidirectional ranking loss with structure-preserving terms
  *            (duet_train), Recall@K evaluation (duet_evaluate).
  *   search   a gallery index file (duet_index_write / duet_index_open,
- *            memory-mapped), exact top-k (duet_topk), queries encoded as
- *            the training captions were (duet_query_*).
+ *            memory-mapped, checksummed) or S shard files and a manifest
+ *            (duet_index_write_sharded, duet_search_sharded under MPI),
+ *            exact top-k (duet_topk), queries encoded as the training
+ *            captions were (duet_query_*).
  *   region   boxes (duet_box), region proposals (duet_proposals), region
  *            features and phrase localization (duet_regions_*), Flickr30K
  *            Entities phrases and boxes (duet_entities_load), PNG output.
@@ -505,7 +507,8 @@ void duet_labels_free(char **labels, size_t n);
  * with the header or the first row, truncated files, duplicate or empty
  * words, invalid UTF-8 words and NaN/Inf values are refused with a message
  * naming the file, line (or entry) and field.
- * duet's vectors file: duet tensor file "DUETVECS" version 1; header
+ * duet's vectors file: duet tensor file "DUETVECS" version 2 (1: before
+ * checksums, still read); header
  * {"n_words", "dim", "vocab_bytes", "format"}; arrays "vocab_utf8" (the
  * words, NUL-terminated, back to back, zero-padded to 4 bytes, stored in
  * float32 slots) and "vectors" [n_words x dim]; 64-byte aligned, so the
@@ -536,7 +539,7 @@ duet_status duet_vectors_import(const char *path, duet_vec_format fmt,
 duet_status duet_vectors_restrict(duet_vectors *v, const duet_dataset *d,
                                   duet_error *err);
 /* Writes duet's vectors file atomically. */
-#define DUET_VECTORS_FORMAT_VERSION 1
+#define DUET_VECTORS_FORMAT_VERSION 2
 duet_status duet_vectors_save(const duet_vectors *v, const char *path,
                               duet_error *err);
 /* Loads duet's vectors file. *out: caller frees with duet_vectors_free. */
@@ -620,12 +623,14 @@ duet_status duet_textmodel_encode(const duet_textmodel *m,
                                   duet_mat *out, uint8_t *flags,
                                   duet_text_stats *stats, duet_error *err);
 
-/* Text model file: duet tensor file "DUETTXTM", version 1: header with the
+/* Text model file: duet tensor file "DUETTXTM", version 2 (version 1, the
+ * same without a checksum, is still read): header with the
  * encoder settings and tokenizer rule, arrays for vocabularies, word
- * vectors, mixtures, idf and PCA. A file of another version is refused
- * with DUET_ERR_VERSION. The content hash is a 64-bit FNV-1a of the file
+ * vectors, mixtures, idf and PCA, and a CRC-32C of the file verified on
+ * load (a mismatch is DUET_ERR_FORMAT naming the file). A file of another
+ * version is refused with DUET_ERR_VERSION. The content hash is a 64-bit FNV-1a of the file
  * bytes, as 16 hex digits (for a model's provenance). */
-#define DUET_TEXTMODEL_FORMAT_VERSION 1
+#define DUET_TEXTMODEL_FORMAT_VERSION 2
 duet_status duet_textmodel_save(const duet_textmodel *m, const char *path,
                                 duet_error *err);
 duet_status duet_textmodel_load(const char *path, duet_textmodel **out,
@@ -731,10 +736,12 @@ duet_status duet_model_set_precision(duet_model *m, duet_precision p,
                                      duet_error *err);
 duet_precision duet_model_precision(const duet_model *m); /* resolved */
 
-/* Model file: "DUETMODL", format version, a JSON header (shapes, every
- * hyper-parameter, provenance), then the float32 parameters. Written to a
- * temporary file and renamed. */
-#define DUET_MODEL_FORMAT_VERSION 1
+/* Model file: "DUETMODL", format version 2, a JSON header (shapes, every
+ * hyper-parameter, provenance), the float32 parameters and a CRC-32C of the
+ * file, verified on load (a mismatch is DUET_ERR_FORMAT naming the file;
+ * version 1 files, without it, are still read). Written to a temporary file
+ * and renamed. */
+#define DUET_MODEL_FORMAT_VERSION 2
 duet_status duet_model_save(const duet_model *m, const char *path,
                             duet_error *err);
 /* *out: caller frees with duet_model_free. */
@@ -915,11 +922,11 @@ void duet_searcher_free(duet_searcher *s);
 
 /* A gallery index: image embeddings with their file names and, optionally,
  * caption embeddings with their texts, plus the model they belong to.
- * File: duet tensor file "DUETINDX" version 1 (docs/SEARCH.md), arrays
+ * File: duet tensor file "DUETINDX" version 2 (docs/SEARCH.md), arrays
  * "image_emb" [n_images x dim], "caption_emb" [n_captions x dim] and the
  * names and texts as NUL-terminated UTF-8 byte arrays ("image_names_utf8",
  * "caption_texts_utf8", zero-padded to 4 bytes, stored in float32 slots). */
-#define DUET_INDEX_FORMAT_VERSION 1
+#define DUET_INDEX_FORMAT_VERSION 2
 #define DUET_INDEX_MAX_ROWS ((size_t)1 << 28)
 #define DUET_INDEX_MAX_TEXT 65536      /* bytes of one name or caption */
 
@@ -957,12 +964,21 @@ duet_status duet_index_write(const char *path, const duet_index_meta *meta,
 typedef struct duet_index duet_index; /* opaque, read-only once open */
 
 /* Opens an index: memory-mapped (use_mmap = 1: read-only shared mapping, the
- * embeddings are used in place) or read into memory. Magic, version, header
- * fields, array sizes, names and texts are validated; a truncated or corrupt
- * file is refused with DUET_ERR_FORMAT naming the file and field.
+ * embeddings are used in place) or read into memory. The file's CRC-32C is
+ * verified first (a memory-mapped file is read through once at open, on the
+ * threads of duet_set_threads; docs/SEARCH.md has the cost), then magic,
+ * version, header fields, array sizes, names and texts; a truncated or
+ * corrupt file is refused with DUET_ERR_FORMAT naming the file (and field).
+ * A version-1 index (before checksums) opens unverified: see
+ * duet_index_verified. path may also be a sharded index's manifest
+ * (duet_index_write_sharded): every shard is opened and verified, and the
+ * index is their rows in order, read into memory (use_mmap is ignored).
  * *out: caller frees with duet_index_free. */
 duet_status duet_index_open(const char *path, int use_mmap, duet_index **out,
                             duet_error *err);
+/* 1 when every file of ix carried a checksum that was verified; 0 for an
+ * index file of version 1 (warn: corruption cannot be detected). */
+int duet_index_verified(const duet_index *ix);
 void duet_index_free(duet_index *ix); /* NULL-safe */
 
 /* side: DUET_SIDE_IMAGE or DUET_SIDE_TEXT (captions). Views owned by ix. */
@@ -975,6 +991,63 @@ const char *duet_index_text(const duet_index *ix, int side, size_t i);
 size_t duet_index_find_image(const duet_index *ix, const char *name);
 /* The recorded provenance; strings owned by ix (NULL when absent). */
 duet_index_meta duet_index_meta_of(const duet_index *ix);
+
+/* A sharded index (docs/SCALE.md): the gallery in S shard files
+ * PATH.1-of-S .. PATH.S-of-S, each an ordinary index file of contiguous
+ * rows (images [N i / S, N (i+1) / S), captions likewise), and at PATH a
+ * manifest (tensor file "DUETSHRD" version 1) naming them with their rows
+ * and CRC-32C; the manifest is written last. 1 <= shards <= n_images. */
+duet_status duet_index_write_sharded(const char *path,
+                                     const duet_index_meta *meta,
+                                     const duet_index_rows *rows,
+                                     size_t shards, duet_error *err);
+/* Opens shards [first, first + count) of the manifest at path (count
+ * (size_t)-1: to the last) as one index of their rows in order: one shard
+ * is its file (memory-mapped with use_mmap), several are copied into
+ * memory. Each shard's checksum is verified and must equal the manifest's
+ * record (a shard of another build is refused). Row i of the result is the
+ * gallery's row duet_index_offset(ix, side) + i. duet_index_open(path)
+ * opens every shard. *out: caller frees with duet_index_free. */
+duet_status duet_index_open_shards(const char *path, size_t first,
+                                   size_t count, int use_mmap,
+                                   duet_index **out, duet_error *err);
+/* Part `part` of `parts` (e.g. an MPI rank of a job of parts ranks): the
+ * contiguous run of shards [S part / parts, S (part + 1) / parts) opened as
+ * duet_index_open_shards; parts may not exceed the S shards. */
+duet_status duet_index_open_part(const char *path, size_t part, size_t parts,
+                                 int use_mmap, duet_index **out,
+                                 duet_error *err);
+/* Shards of the gallery ix belongs to (1: an index file), the gallery row
+ * of ix's row 0 and the gallery's rows (side as duet_index_count). */
+size_t duet_index_shards(const duet_index *ix);
+size_t duet_index_offset(const duet_index *ix, int side);
+size_t duet_index_total(const duet_index *ix, int side);
+
+/* Merges the answers of one query over the shards of a gallery: list i
+ * (lists[i], n[i] hits whose index is the gallery row) is a shard's
+ * duet_searcher_topk answer, of which the first real[i] are scored and the
+ * rest padding (-inf rows). out (caller's, min(k, sum of n)) gets what a
+ * searcher over the whole gallery answers: scored hits best first, ties to
+ * the lower row, then padding by row. from (optional, same length): where
+ * each came from, as a position in the lists laid end to end. Returns the
+ * number written (0 when out of memory). */
+size_t duet_hits_merge(const duet_hit *const *lists, const size_t *n,
+                       const size_t *real, size_t n_lists, size_t k,
+                       duet_hit *out, size_t *from);
+
+/* One search over a gallery whose shards are split between the ranks of
+ * c (every rank must call it): each rank passes its rows (ix, from
+ * duet_index_open_shards) and a searcher over their side; rank 0 passes
+ * the queries [nq x dim] and k (other ranks' are ignored). Rank 0 gets
+ * out [nq x min(k, duet_index_total)] (caller's), the answer of the
+ * unsharded index, ids and scores, and *texts (optional): the name or text
+ * of each hit, one block (caller frees with free()). In a job of one it is
+ * a search of ix. */
+duet_status duet_search_sharded(duet_comm *c, const duet_index *ix,
+                                duet_searcher *s, int side,
+                                const float *queries, size_t nq, size_t k,
+                                duet_hit *out, char ***texts,
+                                duet_error *err);
 
 /* 1 when s[0..len) is valid UTF-8 (no overlongs, surrogates, > U+10FFFF). */
 int duet_utf8_valid(const char *s, size_t len);

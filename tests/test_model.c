@@ -133,9 +133,9 @@ TEST(model_file_refusals) {
     duet_model *m = make_model(0, 4);
     duet_error e = {0};
     CHECK(duet_model_save(m, tmp("good.duet"), &e) == DUET_OK);
-    uint32_t v2 = 2;
+    uint32_t v2 = 3; /* a version after this one (2: the current) */
     corrupt(tmp("good.duet"), tmp("v2.duet"), 8, (const char *)&v2, 4, -1);
-    expect_load_error(tmp("v2.duet"), DUET_ERR_VERSION, "version 2");
+    expect_load_error(tmp("v2.duet"), DUET_ERR_VERSION, "version 3");
     corrupt(tmp("good.duet"), tmp("magic.duet"), 0, "NOTDUET!", 8, -1);
     expect_load_error(tmp("magic.duet"), DUET_ERR_FORMAT, "bad magic");
     corrupt(tmp("good.duet"), tmp("short.duet"), -1, NULL, 0, 1000);

@@ -3,7 +3,7 @@
  * NaN), the index file round trip (read and mmap), and corrupted or
  * truncated index files refused with clear messages. */
 #include "check.h"
-#include "core/core.h"
+#include "search/search.h"
 #include <unistd.h>
 
 /* Brute force: best first, ties to the lower index; O(n k). The score is
@@ -234,6 +234,13 @@ static void put_bytes(const char *p, const char *b, size_t n) {
     fclose(f);
 }
 
+/* Rewrites the CRC-32C trailer of a tensor file image after an edit, so the
+ * structural checks behind the checksum are tested too. */
+static void reseal(char *b, size_t n) {
+    uint32_t c = duet_crc32c(0, b, n - 4);
+    memcpy(b + n - 4, &c, 4);
+}
+
 /* Opens path both ways and expects status st and needle in the message. */
 static void expect_refused(const char *path, duet_status st, const char *needle) {
     for (int mm = 0; mm < 2; mm++) {
@@ -246,16 +253,22 @@ static void expect_refused(const char *path, duet_status st, const char *needle)
     }
 }
 
-TEST(index_corrupt_and_truncated_refused) {
-    char path[128], bad[128];
-    snprintf(path, sizeof path, "%s/c.index", tmpdir);
-    snprintf(bad, sizeof bad, "%s/c-bad.index", tmpdir);
+/* Writes the small index to tmpdir/name and reads its bytes into *b (caller
+ * frees); bad = tmpdir/badname, a place for damaged copies. */
+static size_t small_bytes(const char *name, const char *badname, char path[128], char bad[128], char **b) {
+    snprintf(path, 128, "%s/%s", tmpdir, name);
+    snprintf(bad, 128, "%s/%s", tmpdir, badname);
     duet_error e = {0};
     CHECK(write_small(path, &e) == DUET_OK);
-    char *b;
-    size_t n = file_bytes(path, &b);
+    return file_bytes(path, b);
+}
+
+TEST(index_corrupt_and_truncated_refused) {
+    char path[128], bad[128], *b;
+    size_t n = small_bytes("c.index", "c-bad.index", path, bad, &b);
     put_bytes(bad, b, n - 5);
     expect_refused(bad, DUET_ERR_FORMAT, "truncated");
+    /* behind the checksum: the same edits with the CRC made right again */
     put_bytes(bad, b, 10);
     expect_refused(bad, DUET_ERR_FORMAT, "bad magic");
     char *c = malloc(n);
@@ -268,25 +281,359 @@ TEST(index_corrupt_and_truncated_refused) {
     /* a header count that disagrees with the arrays */
     memcpy(c, b, n);
     char *p = strstr(c + 24, "\"n_images\": 3");
-    if (p) { p[12] = '4'; put_bytes(bad, c, n); expect_refused(bad, DUET_ERR_SHAPE, "image_emb"); }
+    if (p) { p[12] = '4'; reseal(c, n); put_bytes(bad, c, n); expect_refused(bad, DUET_ERR_SHAPE, "image_emb"); }
     else CHECK(0);
     memcpy(c, b, n);
     p = strstr(c + 24, "\"kind\": \"duet-index\"");
-    if (p) { p[9] = 'X'; put_bytes(bad, c, n); expect_refused(bad, DUET_ERR_FORMAT, "kind"); }
+    if (p) { p[9] = 'X'; reseal(c, n); put_bytes(bad, c, n); expect_refused(bad, DUET_ERR_FORMAT, "kind"); }
     else CHECK(0);
     /* invalid UTF-8 in a stored name: find "a.jpg" in the data */
     memcpy(c, b, n);
     for (size_t i = n - 1; i > 24; i--)
         if (memcmp(c + i - 4, "a.jpg", 5) == 0) { c[i - 4] = (char)0xff; break; }
+    reseal(c, n);
     put_bytes(bad, c, n);
     expect_refused(bad, DUET_ERR_FORMAT, "not valid UTF-8");
     /* names bytes disagreeing with the header */
     memcpy(c, b, n);
     p = strstr(c + 24, "\"image_names_bytes\": ");
-    if (p) { p[21] = '9'; put_bytes(bad, c, n); expect_refused(bad, DUET_ERR_FORMAT, "image_names_utf8"); }
+    if (p) { p[21] = '9'; reseal(c, n); put_bytes(bad, c, n); expect_refused(bad, DUET_ERR_FORMAT, "image_names_utf8"); }
     else CHECK(0);
     expect_refused("/nonexistent/x.index", DUET_ERR_IO, "cannot open");
     free(b); free(c);
+}
+
+TEST(crc32c_reference_values) {
+    /* RFC 3720 (iSCSI) B.4 test vectors and the catalogue's check value */
+    unsigned char z[32] = {0}, f[32], up[32];
+    memset(f, 0xff, sizeof f);
+    for (int i = 0; i < 32; i++) up[i] = (unsigned char)i;
+    CHECK(duet_crc32c(0, "123456789", 9) == 0xe3069283u);
+    CHECK(duet_crc32c(0, z, 32) == 0x8a9136aau);
+    CHECK(duet_crc32c(0, f, 32) == 0x62a8ab43u);
+    CHECK(duet_crc32c(0, up, 32) == 0x46dd794eu);
+    /* continuing, combining and the threaded form agree with one pass */
+    size_t n = (size_t)9 << 20;   /* 2 blocks and a bit, odd alignment below */
+    unsigned char *b = malloc(n + 1);
+    duet_rng r;
+    duet_rng_seed(&r, 3);
+    for (size_t i = 0; i < n + 1; i++) b[i] = (unsigned char)duet_rng_u64(&r);
+    uint32_t one = duet_crc32c(0, b + 1, n);
+    CHECK(duet_crc32c_parallel(b + 1, n) == one);
+    for (size_t cut = 0; cut < n; cut += n / 7 + 13)
+        CHECK(duet_crc32c(duet_crc32c(0, b + 1, cut), b + 1 + cut, n - cut) == one &&
+              duet_crc32c_combine(duet_crc32c(0, b + 1, cut), duet_crc32c(0, b + 1 + cut, n - cut), n - cut) == one);
+    free(b);
+}
+
+enum { OPEN_INDEX, OPEN_MODEL, OPEN_TEXTMODEL };
+/* Opens p as `which` (index: mmap or read); an error must name p
+ * (else DUET_STATUS_COUNT). */
+static duet_status open_any(const char *p, int which, int mm) {
+    duet_index *ix = NULL;
+    duet_model *m = NULL;
+    duet_textmodel *tm = NULL;
+    duet_error e = {0};
+    duet_status st = which == OPEN_INDEX ? duet_index_open(p, mm, &ix, &e)
+                   : which == OPEN_MODEL ? duet_model_load(p, &m, &e) : duet_textmodel_load(p, &tm, &e);
+    if (st && !strstr(e.msg, p)) { fprintf(stderr, "message does not name %s: %s\n", p, e.msg); st = DUET_STATUS_COUNT; }
+    duet_index_free(ix);
+    duet_model_free(m);
+    duet_textmodel_free(tm);
+    return st;
+}
+
+/* Every single-bit flip (bit i mod 8 of byte i: the preamble, the JSON,
+ * the padding, every array and the trailer), every truncation and appended
+ * bytes: each refused (an error that names the file), never opened. */
+static void flips_refused(const char *what, const char *path, int which, int modes) {
+    char *b, bad[160];
+    snprintf(bad, sizeof bad, "%s.bad", path);
+    size_t n = file_bytes(path, &b);
+    CHECK_MSG(n > 64 && open_any(path, which, 0) == DUET_OK, "%s: the intact file must open", what);
+    size_t opened = 0, tried = 0;
+    char *c = malloc(n + 64);
+    for (size_t i = 0; i < n; i++) {
+        memcpy(c, b, n);
+        c[i] ^= (char)(1u << (i % 8));
+        put_bytes(bad, c, n);
+        for (int mm = 0; mm < modes; mm++, tried++) {
+            duet_status st = open_any(bad, which, mm);
+            if (st == DUET_OK || st == DUET_STATUS_COUNT) {
+                if (opened++ < 5) fprintf(stderr, "%s: flip of byte %zu bit %zu: %s\n", what, i, i % 8,
+                                          st ? "message without the path" : "opened");
+            }
+        }
+    }
+    for (size_t len = 0; len < n; len += len < 64 ? 1 : 7) {
+        put_bytes(bad, b, len);
+        tried++;
+        if (open_any(bad, which, 0) == DUET_OK && opened++ < 5) fprintf(stderr, "%s: truncated to %zu opened\n", what, len);
+    }
+    for (size_t extra = 1; extra <= 64; extra *= 4) {
+        memcpy(c, b, n);
+        memset(c + n, 0, extra);
+        put_bytes(bad, c, n + extra);
+        tried++;
+        if (open_any(bad, which, 0) == DUET_OK && opened++ < 5) fprintf(stderr, "%s: %zu bytes appended opened\n", what, extra);
+    }
+    CHECK_MSG(opened == 0, "%s: %zu of %zu corrupted copies opened", what, opened, tried);
+    printf("%s: %zu corrupted copies of a %zu-byte file refused\n", what, tried, n);
+    free(b); free(c);
+    remove(bad);
+}
+
+TEST(bit_flips_refused_index_model_textmodel) {
+    duet_error e = {0};
+    char ip[128], mp[128], tp[128], ds[128];
+    snprintf(ip, sizeof ip, "%s/flip.index", tmpdir);
+    snprintf(mp, sizeof mp, "%s/flip.duet", tmpdir);
+    snprintf(tp, sizeof tp, "%s/flip.model", tmpdir);
+    snprintf(ds, sizeof ds, "%s/flip.tsv", tmpdir);
+    CHECK(write_small(ip, &e) == DUET_OK);
+    flips_refused("index", ip, OPEN_INDEX, 2);
+    duet_params p = duet_default_params();
+    p.hidden = 4; p.embed_dim = 3;
+    duet_rng r;
+    duet_rng_seed(&r, 1);
+    duet_model *m = NULL;
+    CHECK(duet_model_create(5, 6, &p, &r, &m, &e) == DUET_OK);
+    CHECK(m && duet_model_save(m, mp, &e) == DUET_OK);
+    duet_model_free(m);
+    flips_refused("model", mp, OPEN_MODEL, 1);
+    const char *tsv = "a.jpg\ta dog runs on grass\ttrain\nb.jpg\ttwo cats sleep\ttrain\n"
+                      "c.jpg\ta red ball\ttest\n";
+    put_bytes(ds, tsv, strlen(tsv));
+    char spec[160];
+    snprintf(spec, sizeof spec, "tsv:%s", ds);
+    duet_dataset *d = NULL;
+    duet_textmodel *tm = NULL;
+    duet_textmodel_params tpar = duet_textmodel_default_params();
+    tpar.encoder = DUET_ENC_TFIDF;
+    tpar.pca_dim = 0;
+    CHECK_MSG(duet_dataset_load(spec, &d, &e) == DUET_OK, "%s", e.msg);
+    CHECK_MSG(d && duet_textmodel_fit(d, NULL, &tpar, NULL, NULL, &tm, NULL, &e) == DUET_OK, "%s", e.msg);
+    CHECK(tm && duet_textmodel_save(tm, tp, &e) == DUET_OK);
+    duet_textmodel_free(tm);
+    duet_dataset_free(d);
+    flips_refused("text model", tp, OPEN_TEXTMODEL, 1);
+}
+
+/* A file of the version before checksums (mark 0, no trailer) still opens,
+ * unverified, and says so. */
+TEST(index_previous_version_opens_unverified) {
+    char path[128], old[128], *b;
+    duet_error e = {0};
+    size_t n = small_bytes("v2.index", "v1.index", path, old, &b);
+    CHECK(duet_tf_file_checksummed(path) == 1);
+    uint32_t v1 = 1, zero = 0;
+    memcpy(b + 8, &v1, 4);
+    memcpy(b + 12, &zero, 4);
+    put_bytes(old, b, n - 4);
+    CHECK(duet_tf_file_checksummed(old) == 0);
+    for (int mm = 0; mm < 2; mm++) {
+        duet_index *ix = NULL;
+        CHECK_MSG(duet_index_open(old, mm, &ix, &e) == DUET_OK, "%s", e.msg);
+        CHECK(ix && duet_index_verified(ix) == 0 && duet_index_count(ix, 0) == 3);
+        duet_index_free(ix);
+        CHECK(duet_index_open(path, mm, &ix, &e) == DUET_OK && ix && duet_index_verified(ix) == 1);
+        duet_index_free(ix);
+    }
+    /* a version-1 file with a stray mark, or version 2 without one, is corrupt */
+    uint32_t mark = DUET_TF_CRC_MARK ^ 4, v2 = 2;
+    memcpy(b + 12, &mark, 4);
+    put_bytes(old, b, n - 4);
+    expect_refused(old, DUET_ERR_FORMAT, "checksum mark");
+    memcpy(b + 8, &v2, 4);
+    memcpy(b + 12, &zero, 4);
+    put_bytes(old, b, n - 4);
+    expect_refused(old, DUET_ERR_FORMAT, "checksum mark");
+    free(b);
+}
+
+/* A gallery of n images and nc captions (small integers: many tied
+ * scores) written whole at path and in `shards` shards at spath. */
+typedef struct gal {
+    size_t n, nc, d;
+    float *img, *cap;
+    char **names, **texts;
+} gal;
+
+static void gal_make(gal *g, size_t n, size_t nc, size_t d, uint64_t seed) {
+    duet_rng r;
+    duet_rng_seed(&r, seed);
+    *g = (gal){n, nc, d, malloc(n * d * sizeof(float)), malloc(nc * d * sizeof(float)), calloc(n, sizeof(char *)),
+               calloc(nc, sizeof(char *))};
+    fill_random(g->img, n * d, &r, 1);
+    fill_random(g->cap, nc * d, &r, 1);
+    for (size_t i = 0; i < n; i++) { g->names[i] = malloc(32); snprintf(g->names[i], 32, "img%05zu.jpg", i); }
+    for (size_t i = 0; i < nc; i++) { g->texts[i] = malloc(48); snprintf(g->texts[i], 48, "caption number %zu", i); }
+}
+
+static void gal_free(gal *g) {
+    for (size_t i = 0; i < g->n; i++) free(g->names[i]);
+    for (size_t i = 0; i < g->nc; i++) free(g->texts[i]);
+    free(g->names); free(g->texts); free(g->img); free(g->cap);
+}
+
+static duet_status gal_write(const gal *g, const char *path, size_t shards, duet_error *e) {
+    duet_index_meta m = {"m.duet", "fnv1a64:0123456789abcdef", "t.model", NULL, "resnet50 crops=1", "/tmp", "f32", NULL};
+    duet_index_rows r = {g->d, g->n, g->img, (const char *const *)g->names, g->nc, g->cap,
+                         (const char *const *)g->texts};
+    return shards ? duet_index_write_sharded(path, &m, &r, shards, e) : duet_index_write(path, &m, &r, e);
+}
+
+/* 1 when a[0..n) and b[0..n) hold the same rows and scores (duet_hit has
+ * padding bytes: no memcmp). */
+static int hits_equal(const duet_hit *a, const duet_hit *b, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (a[i].index != b[i].index || !(a[i].score == b[i].score || (isinf(a[i].score) && isinf(b[i].score))))
+            return 0;
+    return 1;
+}
+
+/* Searches ix's side for the queries; hits [nq x k] (caller frees). */
+static duet_hit *search_all(const duet_index *ix, int side, const float *q, size_t nq, size_t k, size_t *kk) {
+    duet_mat qm = {(float *)q, nq, duet_index_dim(ix)}, gm = duet_index_embeddings(ix, side);
+    duet_hit *h = malloc((nq * k + 1) * sizeof *h);
+    duet_searcher *s = NULL;
+    duet_error e = {0};
+    CHECK_MSG(duet_searcher_new(&gm, DUET_PRECISION_F32, &s, &e) == DUET_OK &&
+              duet_searcher_topk(s, &qm, k, h, kk, &e) == DUET_OK, "%s", e.msg);
+    duet_searcher_free(s);
+    return h;
+}
+
+TEST(sharded_index_answers_equal_unsharded) {
+    gal g;
+    gal_make(&g, 1000, 301, 6, 21);
+    char whole[128], man[128];
+    snprintf(whole, sizeof whole, "%s/whole.index", tmpdir);
+    duet_error e = {0};
+    CHECK(gal_write(&g, whole, 0, &e) == DUET_OK);
+    duet_index *w = NULL;
+    CHECK(duet_index_open(whole, 1, &w, &e) == DUET_OK && w);
+    CHECK(duet_index_shards(w) == 1 && duet_index_total(w, 1) == 301 && duet_index_offset(w, 0) == 0);
+    size_t nq = 40, k = 25;
+    float *q = malloc(nq * g.d * sizeof(float));
+    duet_rng r;
+    duet_rng_seed(&r, 5);
+    fill_random(q, nq * g.d, &r, 1);
+    q[3 * g.d] = NAN;   /* query 3 scores nothing: all padding */
+    for (int side = 0; side < 2; side++) {
+        size_t kw = 0;
+        duet_hit *ref = search_all(w, side, q, nq, k, &kw);
+        const size_t counts[] = {1, 2, 3, 7};
+        for (size_t c = 0; c < 4; c++) {
+            size_t S = counts[c];
+            snprintf(man, sizeof man, "%s/sh%zu.index", tmpdir, S);
+            if (side == 0) CHECK_MSG(gal_write(&g, man, S, &e) == DUET_OK, "%s", e.msg);
+            /* every shard in one process: the same rows, names, answers */
+            duet_index *all = NULL;
+            CHECK_MSG(duet_index_open(man, 1, &all, &e) == DUET_OK, "%s", e.msg);
+            if (!all) continue;
+            CHECK(duet_index_shards(all) == S && duet_index_count(all, side) == duet_index_count(w, side));
+            CHECK(duet_index_verified(all) == 1);
+            duet_mat a = duet_index_embeddings(all, side), b = duet_index_embeddings(w, side);
+            CHECK(memcmp(a.data, b.data, a.rows * a.cols * sizeof(float)) == 0);
+            CHECK(strcmp(duet_index_text(all, side, a.rows - 1), duet_index_text(w, side, a.rows - 1)) == 0);
+            CHECK(duet_index_find_image(all, "img00999.jpg") == 999);
+            CHECK(strcmp(duet_index_meta_of(all).model_hash, "fnv1a64:0123456789abcdef") == 0);
+            size_t ka = 0;
+            duet_hit *h = search_all(all, side, q, nq, k, &ka);
+            CHECK(ka == kw && hits_equal(h, ref, nq * kw));
+            free(h);
+            /* a job of one through the distributed path: the same, with texts */
+            duet_mat gm = duet_index_embeddings(all, side);
+            duet_searcher *srch = NULL;
+            char **tx = NULL;
+            h = malloc(nq * kw * sizeof *h);
+            CHECK(duet_searcher_new(&gm, DUET_PRECISION_F32, &srch, &e) == DUET_OK);
+            CHECK_MSG(duet_search_sharded(NULL, all, srch, side, q, nq, k, h, &tx, &e) == DUET_OK, "%s", e.msg);
+            CHECK(tx && hits_equal(h, ref, nq * kw));
+            for (size_t i = 0; tx && i < nq * kw; i++)
+                if (strcmp(tx[i], duet_index_text(w, side, ref[i].index)) != 0) { CHECK_MSG(0, "text %zu", i); break; }
+            free(tx); free(h);
+            duet_searcher_free(srch);
+            duet_index_free(all);
+            /* shard by shard, merged: ids and scores of the unsharded index */
+            duet_hit **lists = calloc(S, sizeof *lists), *m = malloc(nq * kw * sizeof *m);
+            size_t *n = calloc(S * nq, sizeof *n), *real = calloc(S * nq, sizeof *real);
+            for (size_t i = 0; i < S; i++) {
+                duet_index *sh = NULL;
+                CHECK_MSG(duet_index_open_shards(man, i, 1, 1, &sh, &e) == DUET_OK, "%s", e.msg);
+                if (!sh) continue;
+                CHECK(duet_index_offset(sh, 0) == 1000 * i / S && duet_index_offset(sh, 1) == 301 * i / S);
+                gm = duet_index_embeddings(sh, side);
+                lists[i] = malloc((nq * k + 1) * sizeof **lists);
+                size_t kl = 0, *rl = malloc(nq * sizeof *rl);
+                duet_mat qm = {q, nq, g.d};
+                CHECK(duet_searcher_new(&gm, DUET_PRECISION_F32, &srch, &e) == DUET_OK &&
+                      duet_searcher_topk_real(srch, &qm, k, lists[i], &kl, rl, &e) == DUET_OK);
+                duet_searcher_free(srch);
+                for (size_t j = 0; j < nq * kl; j++) lists[i][j].index += duet_index_offset(sh, side);
+                /* query j's list is lists[i] + j * kl */
+                for (size_t j = 0; j < nq; j++) { n[j * S + i] = kl; real[j * S + i] = rl[j]; }
+                free(rl);
+                duet_index_free(sh);
+            }
+            for (size_t j = 0; j < nq; j++) {
+                const duet_hit *lj[8];
+                for (size_t i = 0; i < S; i++) lj[i] = lists[i] ? lists[i] + j * n[j * S + i] : NULL;
+                CHECK(duet_hits_merge(lj, n + j * S, real + j * S, S, k, m + j * kw, NULL) == kw);
+            }
+            CHECK_MSG(hits_equal(m, ref, nq * kw), "S %zu side %d: merged answers differ from the unsharded", S, side);
+            for (size_t i = 0; i < S; i++) free(lists[i]);
+            free(lists); free(m); free(n); free(real);
+        }
+        free(ref);
+    }
+    free(q);
+    duet_index_free(w);
+    gal_free(&g);
+}
+
+TEST(sharded_index_damage_refused) {
+    gal g, g2;
+    gal_make(&g, 30, 9, 4, 1);
+    gal_make(&g2, 30, 9, 4, 2);
+    char man[128], other[128], shard[160], oshard[160];
+    snprintf(man, sizeof man, "%s/d.index", tmpdir);
+    snprintf(other, sizeof other, "%s/o.index", tmpdir);
+    snprintf(shard, sizeof shard, "%s.2-of-3", man);
+    snprintf(oshard, sizeof oshard, "%s.2-of-3", other);
+    duet_error e = {0};
+    CHECK(gal_write(&g, man, 3, &e) == DUET_OK && gal_write(&g2, other, 3, &e) == DUET_OK);
+    duet_index *ix = NULL;
+    /* a shard of another build in its place */
+    char *b, *ob;
+    size_t n = file_bytes(shard, &b), on = file_bytes(oshard, &ob);
+    put_bytes(shard, ob, on);
+    CHECK(duet_index_open(man, 1, &ix, &e) == DUET_ERR_FORMAT && !ix && strstr(e.msg, shard) &&
+          strstr(e.msg, "another build"));
+    /* a flipped bit in a shard, a missing shard, a flipped manifest */
+    b[n / 2] ^= 8;
+    put_bytes(shard, b, n);
+    CHECK(duet_index_open(man, 1, &ix, &e) == DUET_ERR_FORMAT && strstr(e.msg, shard) && strstr(e.msg, "checksum"));
+    remove(shard);
+    CHECK(duet_index_open(man, 1, &ix, &e) == DUET_ERR_IO && strstr(e.msg, shard));
+    CHECK(duet_index_open_shards(man, 0, 1, 1, &ix, &e) == DUET_OK && ix);  /* the others are fine */
+    duet_index_free(ix);
+    ix = NULL;
+    CHECK(duet_index_open_shards(man, 3, 1, 1, &ix, &e) == DUET_ERR_INVALID_ARG && !ix);
+    free(b);
+    n = file_bytes(man, &b);
+    b[40] ^= 1;
+    put_bytes(man, b, n);
+    CHECK(duet_index_open(man, 1, &ix, &e) == DUET_ERR_FORMAT && strstr(e.msg, man) && strstr(e.msg, "checksum"));
+    /* more shards than images, duplicate names across shards */
+    duet_index_rows r = {4, 30, g.img, (const char *const *)g.names, 0, NULL, NULL};
+    CHECK(duet_index_write_sharded(man, NULL, &r, 31, &e) == DUET_ERR_INVALID_ARG);
+    free(g.names[29]);
+    g.names[29] = duet_strdup("img00000.jpg");
+    CHECK(duet_index_write_sharded(man, NULL, &r, 3, &e) == DUET_ERR_INVALID_ARG && strstr(e.msg, "twice"));
+    free(b); free(ob);
+    gal_free(&g); gal_free(&g2);
 }
 
 int main(void) {
@@ -299,6 +646,11 @@ int main(void) {
     RUN(index_round_trip_read_and_mmap);
     RUN(index_write_refuses_bad_rows);
     RUN(index_corrupt_and_truncated_refused);
+    RUN(crc32c_reference_values);
+    RUN(bit_flips_refused_index_model_textmodel);
+    RUN(index_previous_version_opens_unverified);
+    RUN(sharded_index_answers_equal_unsharded);
+    RUN(sharded_index_damage_refused);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);

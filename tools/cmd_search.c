@@ -1,7 +1,9 @@
 /* cmd_search.c -- search subcommands (docs/SEARCH.md):
  *   duet index build --model M --textmodel T (--images DIR | --image-features
- *                    I.npy --names N [--image-root DIR]) [--captions FILE] -o X
+ *                    I.npy --names N [--image-root DIR]) [--captions FILE]
+ *                    [--shards S] -o X
  *   duet search --index X [-k 10] [--json] [--to images|captions] QUERY...
+ *   mpirun -np S duet search --index X ...   (a sharded index: a shard a rank)
  *   duet search --index X --image photo.jpg ...     (nearest captions)
  *   duet serve  --index X [--host 127.0.0.1] [--port 8080] [--threads N]
  * Queries are encoded with the model and text model the index records (the
@@ -184,6 +186,7 @@ static int index_build(int argc, char **argv) {
     const char *model = NULL, *textmodel = NULL, *images = NULL, *feats = NULL, *names_path = NULL,
                *root = NULL, *captions = NULL, *out = NULL, *weights = NULL, *prec = NULL;
     int threads = 0, use_cnn = 0;
+    size_t shards = 1;
     flag flags[] = {
         {"precision", F_STR, &prec, PRECISION_HELP},
         {"model", F_STR, &model, "trained model file (duet train)"},
@@ -195,6 +198,8 @@ static int index_build(int argc, char **argv) {
         {"captions", F_STR, &captions, "captions to index too, one a line (for image -> caption search)"},
         {"weights", F_STR, &weights, "CNN weights file; unset: the default for the model's CNN"},
         {"threads", F_INT, &threads, "OpenBLAS and oneDNN threads (0: their default)"},
+        {"shards", F_SIZE, &shards, "write the gallery as this many shard files OUT.I-of-S and a manifest at OUT "
+                                    "(searched by `mpirun -np S duet search`, or whole by one process)"},
         {"out", F_STR, &out, "index file to write (-o)"},
         {0}};
     const char *pos[1];
@@ -206,6 +211,7 @@ static int index_build(int argc, char **argv) {
     if (!images == !feats) return usage_error(C, "give exactly one of --images and --image-features");
     if (feats && !names_path) return usage_error(C, "--image-features needs --names");
     if (threads < 0) return usage_error(C, "--threads must be >= 0");
+    if (shards < 1) return usage_error(C, "--shards must be >= 1");
     if (threads) duet_set_threads(threads);
     use_cnn = images ? LOAD_CNN_IMAGES : LOAD_CNN_NONE;
     search_ctx c = {0};
@@ -261,10 +267,13 @@ static int index_build(int argc, char **argv) {
                                 images ? imodel : rec, r && realpath(r, rootbuf) ? rootbuf : r,
                                 duet_precision_name(c.prec), NULL};
         duet_index_rows rows = {de, kept, emb, (const char *const *)names, nc, cemb, (const char *const *)caps};
-        if (duet_index_write(out, &meta, &rows, &e)) { fail(C, &e); goto done; }
-        printf("%s: %zu images%s%s, %zu captions, %zu-D; model %s (%s)\n", out, kept,
+        if (shards > 1 ? duet_index_write_sharded(out, &meta, &rows, shards, &e)
+                       : duet_index_write(out, &meta, &rows, &e)) { fail(C, &e); goto done; }
+        printf("%s: %zu images%s%s, %zu captions, %zu-D; model %s (%s)", out, kept,
                kept < n ? " (some skipped)" : "", meta.image_root ? "" : " (no image root: /images/ is off)",
                nc, de, meta.model, mh);
+        if (shards > 1) printf("; %zu shards %s.1-of-%zu ..", shards, out, shards);
+        printf("\n");
         status = 0;
     }
     goto done;
@@ -290,10 +299,33 @@ int cmd_index(int argc, char **argv) {
 
 /* ---------------------------------------------------------------- search */
 
+/* The index (under mpirun: this rank's shards of a sharded index); warns
+ * about files of the version before checksums. */
 static int open_index(const char *cmd, const char *path, search_ctx *c) {
     duet_error e = {0};
-    if (duet_index_open(path, 1, &c->ix, &e)) return fail(cmd, &e);
+    duet_comm *comm = cli_comm();
+    duet_status st = duet_comm_size(comm) > 1
+        ? duet_index_open_part(path, (size_t)duet_comm_rank(comm), (size_t)duet_comm_size(comm), 1, &c->ix, &e)
+        : duet_index_open(path, 1, &c->ix, &e);
+    if (st) return fail(cmd, &e);
+    if (!duet_index_verified(c->ix))
+        fprintf(stderr, "duet %s: warning: %s is an index of format version 1, without a checksum: corruption "
+                "cannot be detected; build it again to add one\n", cmd, path);
     return 0;
+}
+
+/* A rank other than 0 of `mpirun duet search`: searches its shards for the
+ * queries rank 0 sends. */
+static int search_rank(const char *cmd, search_ctx *c, int side) {
+    duet_error e = {0};
+    duet_mat gm = duet_index_embeddings(c->ix, side);
+    duet_searcher *s = NULL;
+    int rc = duet_searcher_new(&gm, c->prec, &s, &e) ||
+             duet_search_sharded(cli_comm(), c->ix, s, side, NULL, 0, 0, NULL, NULL, &e);
+    if (rc) fail(cmd, &e);
+    duet_searcher_free(s);
+    ctx_free(c);
+    return rc;
 }
 
 int cmd_search(int argc, char **argv) {
@@ -330,11 +362,15 @@ int cmd_search(int argc, char **argv) {
     search_ctx c = {0};
     if ((rc = get_precision(C, prec, &c.prec))) return rc;
     double t0 = now_seconds();
-    if ((rc = open_index(C, index, &c)) || (rc = load_encoders(C, &c, model, textmodel, image ? LOAD_CNN_IMAGES : LOAD_CNN_NONE, weights))) {
+    duet_comm *comm = cli_comm();
+    int ranks = duet_comm_size(comm);
+    if ((rc = open_index(C, index, &c))) { ctx_free(&c); return rc; }
+    if (duet_comm_rank(comm) != 0) return search_rank(C, &c, side);
+    if ((rc = load_encoders(C, &c, model, textmodel, image ? LOAD_CNN_IMAGES : LOAD_CNN_NONE, weights))) {
         ctx_free(&c);
         return rc;
     }
-    if (duet_index_count(c.ix, side) == 0) {
+    if (duet_index_total(c.ix, side) == 0) {
         fprintf(stderr, "duet %s: %s holds no captions (build it with --captions)\n", C, index);
         ctx_free(&c);
         return 1;
@@ -348,6 +384,7 @@ int cmd_search(int argc, char **argv) {
     float *q = NULL;
     duet_hit *hits = NULL;
     uint8_t *flags8 = NULL;
+    char **texts = NULL;   /* under mpirun: the hits' names/texts from their ranks */
     if (qfile) {
         if (read_lines(C, qfile, &qbuf, &qlines, &nq)) goto done;
         queries = (const char **)qlines;
@@ -374,16 +411,22 @@ int cmd_search(int argc, char **argv) {
             }
         if (duet_query_encode_text(&c.enc, queries, nq, q, flags8, &e)) { fail(C, &e); goto done; }
     }
-    double t2 = now_seconds();
+    double tp = now_seconds();
     duet_mat qm = {q, nq, de}, gm = duet_index_embeddings(c.ix, side);
     size_t got = 0;
     duet_searcher *srch = NULL;
-    if (duet_searcher_new(&gm, c.prec, &srch, &e) || duet_searcher_topk(srch, &qm, (size_t)k, hits, &got, &e)) {
+    /* preparing the gallery (its bf16 copy in bf16) is timed apart */
+    duet_status sst = duet_searcher_new(&gm, c.prec, &srch, &e);
+    double t2 = now_seconds();
+    if (sst ||
+        (ranks > 1 ? duet_search_sharded(comm, c.ix, srch, side, q, nq, (size_t)k, hits, &texts, &e)
+                   : duet_searcher_topk(srch, &qm, (size_t)k, hits, &got, &e))) {
         duet_searcher_free(srch);
         fail(C, &e);
         goto done;
     }
     duet_searcher_free(srch);
+    if (ranks > 1) got = (size_t)k < duet_index_total(c.ix, side) ? (size_t)k : duet_index_total(c.ix, side);
     double t3 = now_seconds();
     for (size_t i = 0; i < nq; i++) {
         if (flags8[i] & DUET_TEXT_FLAG_EMPTY)
@@ -391,14 +434,14 @@ int cmd_search(int argc, char **argv) {
         if (json) {
             json_t *o = json_pack("{s:s, s:s, s:f, s:f, s:[]}", image ? "image" : "query", queries[i], "to",
                                   side == DUET_SIDE_IMAGE ? "images" : "captions", "encode_ms",
-                                  (t2 - t1) * 1e3 / (double)nq, "search_ms", (t3 - t2) * 1e3 / (double)nq, "results");
+                                  (tp - t1) * 1e3 / (double)nq, "search_ms", (t3 - t2) * 1e3 / (double)nq, "results");
             json_t *arr = json_object_get(o, "results");
             for (size_t j = 0; j < got; j++) {
                 const duet_hit *h = &hits[i * got + j];
                 json_t *r = json_pack("{s:I, s:I, s:f}", "rank", (json_int_t)(j + 1), "index", (json_int_t)h->index,
                                       "score", (double)h->score);
                 json_object_set_new(r, side == DUET_SIDE_IMAGE ? "name" : "text",
-                                    json_string(duet_index_text(c.ix, side, h->index)));
+                                    json_string(texts ? texts[i * got + j] : duet_index_text(c.ix, side, h->index)));
                 json_array_append_new(arr, r);
             }
             char *s = json_dumps(o, JSON_COMPACT);
@@ -409,16 +452,18 @@ int cmd_search(int argc, char **argv) {
             printf("%s%s\n", image ? "image: " : "query: ", queries[i]);
             for (size_t j = 0; j < got; j++) {
                 const duet_hit *h = &hits[i * got + j];
-                printf("  %3zu  %7.4f  %s\n", j + 1, (double)h->score, duet_index_text(c.ix, side, h->index));
+                printf("  %3zu  %7.4f  %s\n", j + 1, (double)h->score,
+                       texts ? texts[i * got + j] : duet_index_text(c.ix, side, h->index));
             }
         }
     }
-    fprintf(stderr, "duet %s: %zu quer%s, %zu %s; load %.1f ms, encode %.1f ms, search %.1f ms\n", C, nq,
-            nq == 1 ? "y" : "ies", duet_index_count(c.ix, side), side == DUET_SIDE_IMAGE ? "images" : "captions",
-            t_load * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3);
+    fprintf(stderr, "duet %s: %zu quer%s, %zu %s%s; load %.1f ms, encode %.1f ms, prepare %.1f ms, search %.1f ms\n",
+            C, nq, nq == 1 ? "y" : "ies", duet_index_total(c.ix, side), side == DUET_SIDE_IMAGE ? "images" : "captions",
+            ranks > 1 ? " (sharded between the ranks)" : "", t_load * 1e3, (tp - t1) * 1e3, (t2 - tp) * 1e3,
+            (t3 - t2) * 1e3);
     status = 0;
 done:
-    free(q); free(hits); free(flags8); free(qbuf); free(qlines);
+    free(q); free(hits); free(flags8); free(qbuf); free(qlines); free(texts);
     ctx_free(&c);
     return status;
 }
@@ -450,6 +495,11 @@ int cmd_serve(int argc, char **argv) {
                                pos, 0, &npos);
     if (rc) return rc < 0 ? 0 : rc;
     if ((rc = need(C, index, "index"))) return rc;
+    if (duet_comm_size(cli_comm()) > 1) {
+        fprintf(stderr, "duet serve: not under mpirun yet; run one `duet serve`, which serves every shard of a "
+                "sharded index from one process\n");
+        return 1;
+    }
     if (timeout < 1 || req_timeout < 1) return usage_error(C, "--timeout and --request-timeout must be >= 1");
     p.idle_timeout = (unsigned)timeout;
     p.request_timeout = (unsigned)req_timeout;

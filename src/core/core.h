@@ -78,12 +78,30 @@ duet_status duet_atomic_write(duet_atomic_file *af, const void *p, size_t n,
 duet_status duet_atomic_commit(duet_atomic_file *af, duet_error *err);
 void duet_atomic_abort(duet_atomic_file *af); /* NULL-safe, idempotent */
 
+/* CRC-32C (Castagnoli; SSE4.2 instruction, table loop elsewhere).
+ * duet_crc32c continues crc (0 to start) over n bytes; _combine gives the
+ * CRC of A then B from crc(A), crc(B) and B's length; _parallel hashes
+ * blocks of 4 MiB on the threads of duet_parallel_for and combines them
+ * (the same value). duet_file_crc32c: the whole file (memory-mapped). */
+uint32_t duet_crc32c(uint32_t crc, const void *p, size_t n);
+uint32_t duet_crc32c_combine(uint32_t crc1, uint32_t crc2, size_t len2);
+uint32_t duet_crc32c_parallel(const void *p, size_t n);
+duet_status duet_file_crc32c(const char *path, uint32_t *out, duet_error *err);
+
 /* duet's tensor file: every file duet writes (models, checkpoints) is
- *   magic[8] | u32 format version | u32 0 | u64 header bytes | header JSON |
- *   space padding to a multiple of 64 | float32 arrays, back to back
- * little-endian. The JSON header is the caller's object plus an "arrays" list
- * [{"name": N, "count": C}, ...] that the writer adds and the reader checks
- * against the file size. */
+ *   magic[8] | u32 format version | u32 mark | u64 header bytes | header JSON |
+ *   space padding to a multiple of 64 | float32 arrays, back to back |
+ *   u32 CRC-32C of every byte before it
+ * little-endian; mark is DUET_TF_CRC_MARK. The JSON header is the caller's
+ * object plus an "arrays" list [{"name": N, "count": C}, ...] that the writer
+ * adds and the reader checks against the file size.
+ * Readers verify the checksum before anything else is parsed (a mismatch is
+ * DUET_ERR_FORMAT naming the file). Files of the format version before
+ * want_version (the layout before checksums: mark 0, no trailer) are read
+ * unverified (duet_tf_file.checksum = 0), so each kind bumped its version
+ * when checksums came: a single flipped bit in the version, mark or
+ * trailer of a new file can never make it look like an old one. */
+#define DUET_TF_CRC_MARK 0x43323343u   /* "C32C" */
 typedef struct duet_tf_array {
     const char *name;
     const float *data;
@@ -95,12 +113,27 @@ duet_status duet_tf_write(const char *path, const char magic[8],
                           uint32_t version, const char *header_json,
                           const duet_tf_array *arrays, size_t n_arrays,
                           duet_error *err);
+/* The same; *crc (optional) = the checksum the file ends with. */
+duet_status duet_tf_write_sum(const char *path, const char magic[8],
+                              uint32_t version, const char *header_json,
+                              const duet_tf_array *arrays, size_t n_arrays,
+                              uint32_t *crc, duet_error *err);
+/* The checks before the header of len bytes at buf: magic, version
+ * (want_version, or the one before it), checksum mark and CRC. *body = the
+ * bytes before the trailer (len for an old file), *verified = 1 when the
+ * CRC was checked, *crc (optional) = it. For readers of their own. */
+duet_status duet_tf_check(const char *buf, size_t len, const char *path,
+                          const char magic[8], uint32_t want_version,
+                          const char *kind, size_t *body, int *verified,
+                          uint32_t *crc, duet_error *err);
 
 /* A loaded tensor file: the whole file in memory. Free with duet_tf_free. */
 typedef struct duet_tf_file {
     char *buf;            /* owned                                       */
-    size_t len;
+    size_t len;           /* bytes before the checksum trailer           */
     uint32_t version;
+    int checksum;         /* 1: CRC verified; 0: an old file without one */
+    uint32_t crc;         /* the verified CRC-32C (0 when none)          */
     void *header;         /* json_t * (jansson), owned                   */
     size_t n_arrays;
     char **names;         /* [n_arrays] owned                            */
@@ -109,8 +142,9 @@ typedef struct duet_tf_file {
     int borrowed;         /* 1: buf belongs to the caller (not freed)    */
 } duet_tf_file;
 
-/* Reads and validates path (magic, version == want_version, header JSON,
- * array table vs file size). kind names the file type in messages. */
+/* Reads and validates path (magic, version == want_version or the one
+ * before, checksum, header JSON, array table vs file size). kind names the
+ * file type in messages. */
 duet_status duet_tf_read(const char *path, const char magic[8],
                          uint32_t want_version, const char *kind,
                          duet_tf_file *tf, duet_error *err);
@@ -131,6 +165,10 @@ const float *duet_tf_array_get(const duet_tf_file *tf, const char *path,
                                const char *name, size_t count, size_t *got,
                                duet_error *err);
 void duet_tf_free(duet_tf_file *tf); /* NULL-safe */
+/* 1 when path is a tensor file that carries a checksum (its mark), 0 when
+ * not (a file of the version before checksums), -1 when unreadable; reads
+ * 16 bytes, verifies nothing (the loaders do). For warnings. */
+int duet_tf_file_checksummed(const char *path);
 
 /* Runs fn(ctx, begin, end) over [0, n) split into one contiguous chunk per
  * thread (as many threads as OpenBLAS uses, at most DUET_MAX_THREADS, and

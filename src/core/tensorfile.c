@@ -1,11 +1,13 @@
 /* tensorfile.c -- the container format of every file duet writes:
- * magic, version, a JSON header (jansson) and float32 arrays. See core.h. */
+ * magic, version, a JSON header (jansson), float32 arrays and a CRC-32C of
+ * all of it, verified on every read. See core.h. */
 #include "core.h"
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define TF_PREAMBLE 24          /* magic 8 + version 4 + reserved 4 + len 8 */
+#define TF_PREAMBLE 24          /* magic 8 + version 4 + mark 4 + len 8 */
+#define TF_TRAILER 4            /* u32 CRC-32C of every byte before it     */
 #define TF_ALIGN 64
 #define TF_HEADER_MAX (64u << 20)
 
@@ -40,10 +42,23 @@ static char *header_with_arrays(const char *header_json,
     return s;
 }
 
+/* Writes n bytes and folds them into *crc. */
+static duet_status write_sum(duet_atomic_file *af, const void *p, size_t n, uint32_t *crc, duet_error *err) {
+    *crc = duet_crc32c(*crc, p, n);
+    return duet_atomic_write(af, p, n, err);
+}
+
 duet_status duet_tf_write(const char *path, const char magic[8],
                           uint32_t version, const char *header_json,
                           const duet_tf_array *arrays, size_t n_arrays,
                           duet_error *err) {
+    return duet_tf_write_sum(path, magic, version, header_json, arrays, n_arrays, NULL, err);
+}
+
+duet_status duet_tf_write_sum(const char *path, const char magic[8],
+                              uint32_t version, const char *header_json,
+                              const duet_tf_array *arrays, size_t n_arrays,
+                              uint32_t *crc_out, duet_error *err) {
     char *hdr = header_with_arrays(header_json, arrays, n_arrays, err, path);
     if (!hdr) return err ? err->status : DUET_ERR_NOMEM;
     size_t hlen = strlen(hdr);
@@ -51,20 +66,25 @@ duet_status duet_tf_write(const char *path, const char magic[8],
     unsigned char pre[TF_PREAMBLE];
     memcpy(pre, magic, 8);
     put_u32(pre + 8, version);
-    put_u32(pre + 12, 0);
+    put_u32(pre + 12, DUET_TF_CRC_MARK);
     put_u64(pre + 16, (uint64_t)(hlen + pad));
     char spaces[TF_ALIGN];
     memset(spaces, ' ', sizeof spaces);
     duet_atomic_file af;
     duet_status st = duet_atomic_open(&af, path, err);
     if (st) { free(hdr); return st; }
-    st = duet_atomic_write(&af, pre, sizeof pre, err);
-    if (!st) st = duet_atomic_write(&af, hdr, hlen, err);
-    if (!st) st = duet_atomic_write(&af, spaces, pad, err);
+    uint32_t crc = 0;
+    st = write_sum(&af, pre, sizeof pre, &crc, err);
+    if (!st) st = write_sum(&af, hdr, hlen, &crc, err);
+    if (!st) st = write_sum(&af, spaces, pad, &crc, err);
     for (size_t i = 0; !st && i < n_arrays; i++)
-        st = duet_atomic_write(&af, arrays[i].data, arrays[i].count * sizeof(float), err);
+        st = write_sum(&af, arrays[i].data, arrays[i].count * sizeof(float), &crc, err);
+    unsigned char tr[TF_TRAILER];
+    put_u32(tr, crc);
+    if (!st) st = duet_atomic_write(&af, tr, sizeof tr, err);
     free(hdr);
     if (st) { duet_atomic_abort(&af); return st; }
+    if (crc_out) *crc_out = crc;
     return duet_atomic_commit(&af, err);
 }
 
@@ -122,6 +142,36 @@ static duet_status read_array_table(duet_tf_file *tf, const char *path,
     return DUET_OK;
 }
 
+duet_status duet_tf_check(const char *buf, size_t len, const char *path, const char magic[8],
+                          uint32_t want_version, const char *kind, size_t *body, int *verified,
+                          uint32_t *crc, duet_error *err) {
+    *body = len;
+    *verified = 0;
+    if (crc) *crc = 0;
+    if (len < TF_PREAMBLE || memcmp(buf, magic, 8) != 0)
+        return duet_fail(err, DUET_ERR_FORMAT, "%s: not a duet %s file (bad magic)", path, kind);
+    uint32_t v = get_u32(buf + 8), mark = get_u32(buf + 12);
+    /* the version before checksums is read as it was, unverified */
+    int legacy = want_version >= 2 && v == want_version - 1;
+    if (v != want_version && !legacy)
+        return duet_fail(err, DUET_ERR_VERSION, "%s: %s format version %u, this duet reads version %u%s",
+                         path, kind, v, want_version, want_version >= 2 ? " (and the one before it)" : "");
+    if (mark == 0 && legacy) return DUET_OK;
+    if (mark != DUET_TF_CRC_MARK)
+        return duet_fail(err, DUET_ERR_FORMAT, "%s: corrupt: the %s file's checksum mark reads %08x "
+                         "(want %08x)", path, kind, mark, DUET_TF_CRC_MARK);
+    if (len < TF_PREAMBLE + TF_TRAILER)
+        return duet_fail(err, DUET_ERR_FORMAT, "%s: truncated: %zu bytes", path, len);
+    uint32_t want = get_u32(buf + len - TF_TRAILER), got = duet_crc32c_parallel(buf, len - TF_TRAILER);
+    if (want != got)
+        return duet_fail(err, DUET_ERR_FORMAT, "%s: truncated or corrupt: checksum mismatch (the crc32c of the "
+                         "%s file's %zu bytes is %08x, it records %08x)", path, kind, len - TF_TRAILER, got, want);
+    *body = len - TF_TRAILER;
+    *verified = 1;
+    if (crc) *crc = got;
+    return DUET_OK;
+}
+
 static duet_status tf_parse(char *buf, size_t len, int borrowed, const char *path,
                             const char magic[8], uint32_t want_version,
                             const char *kind, duet_tf_file *tf, duet_error *err) {
@@ -129,25 +179,20 @@ static duet_status tf_parse(char *buf, size_t len, int borrowed, const char *pat
     tf->buf = buf;
     tf->len = len;
     tf->borrowed = borrowed;
-    if (tf->len < TF_PREAMBLE || memcmp(tf->buf, magic, 8) != 0) {
+    duet_status cs = duet_tf_check(buf, len, path, magic, want_version, kind, &tf->len, &tf->checksum,
+                                   &tf->crc, err);
+    if (cs) {
         duet_tf_free(tf);
-        return duet_fail(err, DUET_ERR_FORMAT, "%s: not a duet %s file (bad magic)", path, kind);
+        return cs;
     }
     tf->version = get_u32(tf->buf + 8);
-    if (tf->version != want_version) {
-        uint32_t v = tf->version;
-        duet_tf_free(tf);
-        return duet_fail(err, DUET_ERR_VERSION,
-                         "%s: %s format version %u, this duet reads version %u",
-                         path, kind, v, want_version);
-    }
     uint64_t hlen = get_u64(tf->buf + 16);
     if (hlen > TF_HEADER_MAX || hlen > tf->len - TF_PREAMBLE ||
         (TF_PREAMBLE + hlen) % TF_ALIGN != 0) {
         duet_tf_free(tf);
         return duet_fail(err, DUET_ERR_FORMAT,
                          "%s: truncated or corrupt: a header of %llu bytes does not fit a %zu-byte file",
-                         path, (unsigned long long)hlen, len);
+                         path, (unsigned long long)hlen, tf->len);
     }
     json_error_t je;
     tf->header = json_loadb(tf->buf + TF_PREAMBLE, (size_t)hlen, 0, &je);
@@ -199,4 +244,15 @@ const float *duet_tf_array_get(const duet_tf_file *tf, const char *path,
     }
     duet_fail(err, DUET_ERR_FORMAT, "%s: array '%s' is missing", path, name);
     return NULL;
+}
+
+int duet_tf_file_checksummed(const char *path) {
+    FILE *f = fopen(path, "rb");
+    unsigned char pre[16];
+    size_t got = f ? fread(pre, 1, sizeof pre, f) : 0;
+    if (f) fclose(f);
+    if (got != sizeof pre) return -1;
+    uint32_t mark;
+    memcpy(&mark, pre + 12, 4);
+    return mark == DUET_TF_CRC_MARK;
 }

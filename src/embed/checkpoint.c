@@ -7,7 +7,7 @@
 #include <string.h>
 
 static const char CKPT_MAGIC[8] = {'D', 'U', 'E', 'T', 'C', 'K', 'P', 'T'};
-#define CKPT_VERSION 1
+#define CKPT_VERSION 2   /* 2: with a CRC-32C (core.h); 1 still read */
 
 
 static char *checkpoint_header(const trainer *t) {

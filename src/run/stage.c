@@ -73,21 +73,63 @@ void duet_stage_clean_temps(const char *dir) {
     closedir(d);
 }
 
-/* 1 when an output file a manifest names is gone (deleted by hand). */
-static int outputs_missing(const duet_run_state *rs, int s, const json_t *m) {
-    static const char *const fields[] = {"features", "vectors", "text_model", "model", "index"};
+static const char *const OUTPUT_FIELDS[] = {"features", "vectors", "text_model", "model", "index"};
+#define N_OUTPUT_FIELDS (sizeof OUTPUT_FIELDS / sizeof OUTPUT_FIELDS[0])
+
+static int is_npy(const char *f) {
+    size_t l = strlen(f);
+    return l > 4 && strcmp(f + l - 4, ".npy") == 0;
+}
+
+/* 1 when an output file a manifest names is gone (deleted by hand) or, for
+ * the .npy outputs (tensor files carry their own CRC), when its CRC-32C
+ * differs from the one the manifest recorded (manifests written before
+ * checksums record none: their files are used unverified, as before). */
+static int outputs_bad(const duet_run_state *rs, int s, const json_t *m) {
     char p[PATH_MAX];
     struct stat sb;
-    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
-        const char *f = json_string_value(json_object_get(m, fields[i]));
+    json_t *sums = json_object_get(m, "checksums");
+    for (size_t i = 0; i < N_OUTPUT_FIELDS; i++) {
+        const char *f = json_string_value(json_object_get(m, OUTPUT_FIELDS[i]));
         if (!f) continue;
         duet_stage_path(rs, s, f, p, sizeof p);
         if (stat(p, &sb) != 0) {
             duet_run_say(rs, "%-7s %s is missing: building the stage again", duet_stage_name(s), p);
             return 1;
         }
+        const char *want = json_string_value(json_object_get(sums, f));
+        if (!is_npy(f) || !json_is_object(sums)) continue;
+        uint32_t crc = 0;
+        duet_error e = {0};
+        char got[32] = "unreadable";
+        if (!duet_file_crc32c(p, &crc, &e)) snprintf(got, sizeof got, "crc32c:%08x", crc);
+        if (!want || strcmp(want, got) != 0) {
+            duet_run_say(rs, "%-7s %s: checksum mismatch (%s, the manifest records %s): the file is corrupt; "
+                         "building the stage again", duet_stage_name(s), p, got, want ? want : "none");
+            return 1;
+        }
     }
     return 0;
+}
+
+/* Records the CRC-32C of each .npy output of manifest m as
+ * m.checksums[file] = "crc32c:<8 hex>". */
+static duet_status add_checksums(const duet_run_state *rs, int s, json_t *m, duet_error *err) {
+    json_t *sums = json_object();
+    if (!sums) return duet_fail(err, DUET_ERR_NOMEM, "run: out of memory");
+    json_object_set_new(m, "checksums", sums);
+    for (size_t i = 0; i < N_OUTPUT_FIELDS; i++) {
+        const char *f = json_string_value(json_object_get(m, OUTPUT_FIELDS[i]));
+        if (!f || !is_npy(f)) continue;
+        char p[PATH_MAX], hex[32];
+        uint32_t crc;
+        duet_stage_path(rs, s, f, p, sizeof p);
+        duet_status st = duet_file_crc32c(p, &crc, err);
+        if (st) return st;
+        snprintf(hex, sizeof hex, "crc32c:%08x", crc);
+        json_object_set_new(sums, f, json_string(hex));
+    }
+    return DUET_OK;
 }
 
 /* Computes stage s's key from its inputs text and looks for its manifest.
@@ -111,7 +153,7 @@ duet_status duet_stage_open(duet_run_state *rs, int s, duet_sbuf *inputs, int *d
      * (whose file systems may not hold rank 0's files) learn it from it */
     json_t *m = duet_comm_rank(rs->c->comm) == 0 ? json_load_file(mp, 0, &je) : NULL;
     const char *k = m ? json_string_value(json_object_get(m, "key")) : NULL;
-    int cached = k && strcmp(k, st->key) == 0 && !outputs_missing(rs, s, m);
+    int cached = k && strcmp(k, st->key) == 0 && !outputs_bad(rs, s, m);
     if (s == DUET_STAGE_IMAGE) { /* the one stage every rank takes part in */
         duet_status b = duet_comm_bcast(rs->c->comm, &cached, sizeof cached, err);
         if (b) { json_decref(m); return b; }
@@ -153,6 +195,8 @@ duet_status duet_stage_close(duet_run_state *rs, int s, json_t *m, const duet_sb
     json_object_set_new(m, "inputs", json_string(inputs->s));
     json_object_set_new(m, "precision", json_string(duet_precision_name(rs->prec)));
     json_object_set_new(m, "isa", json_string(duet_cpu_isa()));
+    duet_status cs = add_checksums(rs, s, m, err);
+    if (cs) { json_decref(m); return cs; }
     char *txt = json_dumps(m, JSON_INDENT(1) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(8));
     char mp[PATH_MAX];
     duet_stage_path(rs, s, MANIFEST, mp, sizeof mp);

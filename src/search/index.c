@@ -4,7 +4,7 @@
  * memory-mapped, the embeddings are used in place; names are indexed with
  * one pass over the bytes and a hash table for /images/NAME lookups. */
 #define _POSIX_C_SOURCE 200809L
-#include "core/core.h"
+#include "search/search.h"
 #include <fcntl.h>
 #include <jansson.h>
 #include <stdlib.h>
@@ -13,27 +13,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define DUET_INDEX_META 8
-
 static const char INDEX_MAGIC[8] = {'D', 'U', 'E', 'T', 'I', 'N', 'D', 'X'};
-
-struct duet_index {
-    duet_tf_file tf;
-    void *map;             /* mmap'd file or NULL                         */
-    size_t map_len;
-    size_t dim, n[2];
-    const float *emb[2];   /* views into the file                         */
-    const char **text[2];  /* [n] views into the byte arrays              */
-    size_t *hash;          /* [hcap] image row + 1, 0 = empty             */
-    size_t hcap;
-    char *meta[DUET_INDEX_META];  /* model, model_hash, text_model,
-                              text_model_hash, image_model, image_root,
-                              precision, isa (owned; NULL when absent)    */
-};
 
 /* Header fields of the provenance; precision and isa are absent from
  * indexes written before them (read as NULL). */
-static const char *META_KEYS[DUET_INDEX_META] = {"model", "model_hash", "text_model", "text_model_hash",
+static const char *const META_KEYS[DUET_INDEX_META] = {"model", "model_hash", "text_model", "text_model_hash",
                                                  "image_model", "image_root", "precision", "isa"};
 
 static uint64_t fnv1a(const char *s) {
@@ -73,9 +57,8 @@ static char *pack_texts(const char *const *t, size_t n, const char *what, size_t
     return buf;
 }
 
-/* Builds the name hash of ix (path NULL: checking rows before a write);
- * refuses duplicate names. */
-static duet_status build_hash(duet_index *ix, const char *path, duet_error *err) {
+/* Declared in search.h. */
+duet_status duet_index_build_hash(duet_index *ix, const char *path, duet_error *err) {
     size_t n = ix->n[0], cap = 16;
     while (cap < 2 * n) cap *= 2;
     ix->hash = calloc(cap, sizeof *ix->hash);
@@ -95,9 +78,29 @@ static duet_status build_hash(duet_index *ix, const char *path, duet_error *err)
     return DUET_OK;
 }
 
+/* Declared in search.h: names must be unique, checked with the same table
+ * the reader builds. */
+duet_status duet_index_check_names(const duet_index_rows *rows, const char *path, duet_error *err) {
+    duet_index chk = {0};
+    chk.n[0] = rows->n_images;
+    chk.text[0] = (const char **)rows->image_names;
+    for (size_t i = 0; i < rows->n_images; i++)
+        if (!rows->image_names[i] || !rows->image_names[i][0])
+            return duet_fail(err, DUET_ERR_INVALID_ARG, "%s: image name %zu is empty", path, i);
+    duet_status st = duet_index_build_hash(&chk, NULL, err);
+    free(chk.hash);
+    return st;
+}
+
 /* meta, rows: borrowed. */
 duet_status duet_index_write(const char *path, const duet_index_meta *meta,
                              const duet_index_rows *rows, duet_error *err) {
+    return duet_index_write_ex(path, meta, rows, NULL, NULL, err);
+}
+
+/* Declared in search.h. */
+duet_status duet_index_write_ex(const char *path, const duet_index_meta *meta, const duet_index_rows *rows,
+                                const void *extra, uint32_t *crc, duet_error *err) {
     if (!rows || !rows->dim || !rows->n_images || !rows->image_emb || !rows->image_names)
         return duet_fail(err, DUET_ERR_EMPTY, "%s: an index needs at least one image row", path);
     if (rows->n_images > DUET_INDEX_MAX_ROWS || rows->n_captions > DUET_INDEX_MAX_ROWS)
@@ -112,16 +115,7 @@ duet_status duet_index_write(const char *path, const duet_index_meta *meta,
     duet_status st;
     if ((st = duet_mat_check_finite(&im, "index image embeddings", err))) return st;
     if (nc && (st = duet_mat_check_finite(&cm, "index caption embeddings", err))) return st;
-    /* names must be unique: check with the same table the reader builds */
-    duet_index chk = {0};
-    chk.n[0] = rows->n_images;
-    chk.text[0] = (const char **)rows->image_names;
-    for (size_t i = 0; i < rows->n_images; i++)
-        if (!rows->image_names[i] || !rows->image_names[i][0])
-            return duet_fail(err, DUET_ERR_INVALID_ARG, "%s: image name %zu is empty", path, i);
-    st = build_hash(&chk, NULL, err);
-    free(chk.hash);
-    if (st) return st;
+    if ((st = duet_index_check_names(rows, path, err))) return st;
     size_t nb_bytes = 0, nb_f = 0, cb_bytes = 0, cb_f = 0;
     char *nb = pack_texts(rows->image_names, rows->n_images, "image name", &nb_bytes, &nb_f, err);
     if (!nb) return err ? err->status : DUET_ERR_INVALID_ARG;
@@ -142,6 +136,7 @@ duet_status duet_index_write(const char *path, const duet_index_meta *meta,
     mv[7] = duet_cpu_isa();   /* where the embeddings were computed */
     for (int i = 0; h && i < DUET_INDEX_META; i++)
         json_object_set_new(h, META_KEYS[i], mv[i] ? json_string(mv[i]) : json_null());
+    if (h && extra) json_object_update(h, (json_t *)extra);
     char *hdr = h ? json_dumps(h, JSON_PRESERVE_ORDER) : NULL;
     json_decref(h);
     if (!hdr) { free(nb); free(cb); return duet_fail(err, DUET_ERR_NOMEM, "%s: out of memory", path); }
@@ -149,7 +144,7 @@ duet_status duet_index_write(const char *path, const duet_index_meta *meta,
                                {"caption_emb", rows->caption_emb, nc},
                                {"image_names_utf8", (const float *)(void *)nb, nb_f},
                                {"caption_texts_utf8", (const float *)(void *)cb, cb_f}};
-    st = duet_tf_write(path, INDEX_MAGIC, DUET_INDEX_FORMAT_VERSION, hdr, arrays, 4, err);
+    st = duet_tf_write_sum(path, INDEX_MAGIC, DUET_INDEX_FORMAT_VERSION, hdr, arrays, 4, crc, err);
     free(hdr); free(nb); free(cb);
     return st;
 }
@@ -157,6 +152,8 @@ duet_status duet_index_write(const char *path, const duet_index_meta *meta,
 void duet_index_free(duet_index *ix) {
     if (!ix) return;
     duet_tf_free(&ix->tf);
+    for (int s = 0; s < 2; s++) free(ix->own_emb[s]);
+    free(ix->own_text);
     if (ix->map) munmap(ix->map, ix->map_len);
     for (int s = 0; s < 2; s++) free(ix->text[s]);
     for (int i = 0; i < DUET_INDEX_META; i++) free(ix->meta[i]);
@@ -239,10 +236,29 @@ static duet_status from_tf(duet_index *ix, const char *path, duet_error *err) {
     if ((st = read_texts(ix, 0, path, "image_names_utf8", nb, err)) ||
         (st = read_texts(ix, 1, path, "caption_texts_utf8", cb, err)))
         return st;
-    return build_hash(ix, path, err);
+    return duet_index_build_hash(ix, path, err);
+}
+
+/* After the file is read (st): its fields, then *out = ix, or ix freed. */
+static duet_status finish(duet_index *ix, const char *path, duet_status st, duet_index **out, duet_error *err) {
+    if (!st) st = from_tf(ix, path, err);
+    if (st) { duet_index_free(ix); return st; }
+    ix->verified = ix->tf.checksum;
+    ix->n_shards = 1;
+    ix->total[0] = ix->n[0];
+    ix->total[1] = ix->n[1];
+    *out = ix;
+    return DUET_OK;
 }
 
 duet_status duet_index_open(const char *path, int use_mmap, duet_index **out, duet_error *err) {
+    *out = NULL;
+    if (duet_index_is_manifest(path)) return duet_index_open_shards(path, 0, (size_t)-1, use_mmap, out, err);
+    return duet_index_open_file(path, use_mmap, out, err);
+}
+
+/* Declared in search.h. */
+duet_status duet_index_open_file(const char *path, int use_mmap, duet_index **out, duet_error *err) {
     *out = NULL;
     duet_index *ix = calloc(1, sizeof *ix);
     if (!ix) return duet_fail(err, DUET_ERR_NOMEM, "%s: out of memory", path);
@@ -267,11 +283,19 @@ duet_status duet_index_open(const char *path, int use_mmap, duet_index **out, du
     } else {
         st = duet_tf_read(path, INDEX_MAGIC, DUET_INDEX_FORMAT_VERSION, "index", &ix->tf, err);
     }
-    if (!st) st = from_tf(ix, path, err);
-    if (st) { duet_index_free(ix); return st; }
-    *out = ix;
-    return DUET_OK;
+    return finish(ix, path, st, out, err);
 }
+
+/* Declared in search.h. */
+duet_status duet_index_parse(char *buf, size_t len, const char *name, duet_index **out, duet_error *err) {
+    *out = NULL;
+    duet_index *ix = calloc(1, sizeof *ix);
+    if (!ix) { free(buf); return duet_fail(err, DUET_ERR_NOMEM, "%s: out of memory", name); }
+    duet_status st = duet_tf_parse(buf, len, name, INDEX_MAGIC, DUET_INDEX_FORMAT_VERSION, "index", &ix->tf, err);
+    return finish(ix, name, st, out, err);
+}
+
+int duet_index_verified(const duet_index *ix) { return ix->verified; }
 
 size_t duet_index_dim(const duet_index *ix) { return ix->dim; }
 size_t duet_index_count(const duet_index *ix, int side) { return ix->n[side ? 1 : 0]; }

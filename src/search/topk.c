@@ -19,6 +19,7 @@
  * scores are identical for f32 and bf16, and independent of blocking and
  * threads. */
 #include "core/dnn.h"
+#include "search/search.h"
 #include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
@@ -175,9 +176,10 @@ static float exact_score(const float *q, const float *g, size_t d) {
 }
 
 /* The k best exact scores among query q's candidates into out[k], padded
- * (when fewer are finite) with the lowest unused indices at -inf. */
+ * (when fewer are finite) with the lowest unused indices at -inf; *real =
+ * the scored ones. */
 static int rerank(const duet_searcher *s, const float *q, const duet_hit *heap, size_t fill, cand *cd,
-                  size_t k, duet_hit *out) {
+                  size_t k, duet_hit *out, size_t *real) {
     float thr = fill == k ? heap[0].score : -INFINITY;   /* the heap's worst */
     duet_hit *all = duet_alloc_array(cd->n, sizeof *all);
     if (!all) return -1;
@@ -192,6 +194,7 @@ static int rerank(const duet_searcher *s, const float *q, const duet_hit *heap, 
     size_t got = m < k ? m : k;
     memcpy(out, all, got * sizeof *out);
     free(all);
+    *real = got;
     for (size_t i = got, next = 0; i < k; i++) {
         for (;; next++) {
             int used = 0;
@@ -247,6 +250,12 @@ static float margin_of(const duet_searcher *s, const float *q, int bf16) {
 
 duet_status duet_searcher_topk(duet_searcher *s, const duet_mat *queries, size_t k, duet_hit *out, size_t *k_out,
                                duet_error *err) {
+    return duet_searcher_topk_real(s, queries, k, out, k_out, NULL, err);
+}
+
+/* Declared in search.h. */
+duet_status duet_searcher_topk_real(duet_searcher *s, const duet_mat *queries, size_t k, duet_hit *out,
+                                    size_t *k_out, size_t *real, duet_error *err) {
     if (k_out) *k_out = 0;
     if (!s || !queries || !out)
         return duet_fail(err, DUET_ERR_INVALID_ARG, "top-k: searcher, queries and out are required");
@@ -286,9 +295,12 @@ duet_status duet_searcher_topk(duet_searcher *s, const duet_mat *queries, size_t
             if (!st) duet_parallel_for(mq, 8, select_range, &c);
             if (!st && c.oom) st = duet_fail(err, DUET_ERR_NOMEM, "top-k: out of memory for candidates");
         }
-        for (size_t q = 0; !st && q < mq; q++)
-            if (rerank(s, Q + q * d, heaps + q * kk, fill[q], &cands[q], kk, out + (q0 + q) * kk))
+        for (size_t q = 0; !st && q < mq; q++) {
+            size_t got = 0;
+            if (rerank(s, Q + q * d, heaps + q * kk, fill[q], &cands[q], kk, out + (q0 + q) * kk, &got))
                 st = duet_fail(err, DUET_ERR_NOMEM, "top-k: out of memory re-ranking %zu candidates", cands[q].n);
+            if (real) real[q0 + q] = got;
+        }
     }
     for (size_t q = 0; cands && q < qbn; q++) free(cands[q].h);
     free(scores); free(heaps); free(fill); free(cands); free(qb);
@@ -312,4 +324,44 @@ duet_status duet_topk(const duet_mat *queries, const duet_mat *gallery, size_t k
     if (!st) st = duet_searcher_topk(s, queries, k, out, k_out, err);
     duet_searcher_free(s);
     return st;
+}
+
+/* ---------------------------------------------------------------- merge */
+
+typedef struct merge_ent {
+    duet_hit h;
+    size_t pos;      /* in the lists laid end to end */
+    int pad;         /* 1: padding (-inf, the lowest unused rows) */
+} merge_ent;
+
+/* scored hits best first (ties to the lower row), then padding by row */
+static int cmp_merge(const void *pa, const void *pb) {
+    const merge_ent *a = pa, *b = pb;
+    if (a->pad != b->pad) return a->pad - b->pad;
+    if (a->pad) return a->h.index < b->h.index ? -1 : a->h.index > b->h.index;
+    return cmp_best_first(&a->h, &b->h);
+}
+
+/* Why this equals one searcher over the whole gallery: the shards hold
+ * disjoint rows and a hit's score does not depend on the shard, so the
+ * whole gallery's k best scored rows are among the shards' k best. When
+ * fewer than k rows score, every scored row of every shard is kept, and
+ * each shard padded with at least as many of its lowest unused rows as the
+ * whole gallery needs from it. */
+size_t duet_hits_merge(const duet_hit *const *lists, const size_t *n, const size_t *real, size_t n_lists, size_t k,
+                       duet_hit *out, size_t *from) {
+    size_t total = 0;
+    for (size_t i = 0; i < n_lists; i++) total += n[i];
+    merge_ent *e = duet_alloc_array(total, sizeof *e);
+    size_t kk = k < total ? k : total;
+    if (!e) return 0;
+    for (size_t i = 0, p = 0; i < n_lists; i++)
+        for (size_t j = 0; j < n[i]; j++, p++) e[p] = (merge_ent){lists[i][j], p, j >= real[i]};
+    qsort(e, total, sizeof *e, cmp_merge);
+    for (size_t j = 0; j < kk; j++) {
+        out[j] = e[j].h;
+        if (from) from[j] = e[j].pos;
+    }
+    free(e);
+    return kk;
 }

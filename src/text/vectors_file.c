@@ -97,12 +97,13 @@ duet_status duet_vectors_load(const char *path, duet_vectors **out, duet_error *
     duet_vectors *v = calloc(1, sizeof *v);
     json_t *h = NULL;
     duet_status st = DUET_OK;
-    uint32_t ver; uint64_t hlen;
-    memcpy(&ver, b + 8, 4); memcpy(&hlen, b + 16, 8);
+    uint64_t hlen;
+    memcpy(&hlen, b + 16, 8);
     if (!v) { st = duet_fail(err, DUET_ERR_NOMEM, "%s: out of memory", path); goto fail; }
     v->map = map; v->map_len = len;
     if (memcmp(b, duet_vec_magic, 8) != 0) { st = duet_fail(err, DUET_ERR_FORMAT, "%s: not a duet vectors file (bad magic)", path); goto fail; }
-    if (ver != DUET_VECTORS_FORMAT_VERSION) { st = duet_fail(err, DUET_ERR_VERSION, "%s: vectors format version %u, this duet reads version %u", path, ver, DUET_VECTORS_FORMAT_VERSION); goto fail; }
+    int verified; /* version, checksum mark and CRC (core.h); len: the bytes before the CRC */
+    if ((st = duet_tf_check(b, len, path, duet_vec_magic, DUET_VECTORS_FORMAT_VERSION, "vectors", &len, &verified, NULL, err))) goto fail;
     if (hlen > (64u << 20) || hlen > len - 24 || (24 + hlen) % 64 != 0) { st = duet_fail(err, DUET_ERR_FORMAT, "%s: truncated or corrupt header", path); goto fail; }
     json_error_t je;
     h = json_loadb(b + 24, (size_t)hlen, 0, &je);

@@ -194,4 +194,34 @@ else
   echo "SKIP: kill test: rank 1 finished before it could be killed" >&2; skip=$((skip + 1))
 fi
 
+# --- sharded search (issue 15) --------------------------------------------------------
+# 700 gallery rows (repeating: tied scores across shards) in 3 shards; `mpirun -np 2`
+# (shards 1 | 2-3) and `-np 3` (a shard a rank) answer as the unsharded index in one
+# process: rows, names and scores; more ranks than shards and `serve` are refused.
+if DUET=$DUET DUET_MOBILENET=$MOB tests/lib/search_gallery.sh "$T/sg" 24 && (cd "$T/sg" && python3 "$ROOT/tests/lib/shard_gallery.py"); then
+  SB=(index build --model "$T/sg/m.duet" --textmodel "$T/sg/tm.model" --image-features "$T/sg/big.npy"
+      --names "$T/sg/big.names" --captions "$T/sg/big.caps")
+  "$DUET" "${SB[@]}" -o "$T/sg/whole.index" >/dev/null 2>&1 && "$DUET" "${SB[@]}" --shards 3 -o "$T/sg/sh.index" \
+    >/dev/null 2>&1 && ok || bad "index build (whole and --shards 3) failed"
+  res() { python3 -c 'import json,sys; print(json.dumps([json.loads(l)["results"] for l in open(sys.argv[1])]))' "$1"; }
+  for to in images captions; do
+    Q=(search --queries "$T/sg/queries.txt" -k 40 --to $to --json)
+    "$DUET" "${Q[@]}" --index "$T/sg/whole.index" >"$T/sw.json" 2>/dev/null || bad "search (one process) failed"
+    for np in 2 3; do
+      "${MPIRUN[@]}" -np $np "$DUET" "${Q[@]}" --index "$T/sg/sh.index" >"$T/s$np.json" 2>"$T/s$np.err" && ok ||
+        bad "search -np $np --to $to: $(tail -3 "$T/s$np.err")"
+      [ -n "$(res "$T/sw.json")" ] && [ "$(res "$T/sw.json")" = "$(res "$T/s$np.json")" ] && ok ||
+        bad "search -np $np --to $to: the answers differ from the unsharded index's"
+    done
+  done
+  "${MPIRUN[@]}" -np 4 "$DUET" search --index "$T/sg/sh.index" red >/dev/null 2>"$T/s4.err" &&
+    bad "search -np 4 on 3 shards succeeded" || ok
+  grep -q "at most 3 processes" "$T/s4.err" && ok || bad "search -np 4: $(tail -3 "$T/s4.err")"
+  "${MPIRUN[@]}" -np 2 "$DUET" serve --index "$T/sg/sh.index" --port 0 >/dev/null 2>"$T/sv.err" &&
+    bad "serve under mpirun started" || ok
+  grep -q "not under mpirun yet" "$T/sv.err" && ok || bad "serve -np 2: $(tail -3 "$T/sv.err")"
+else
+  echo "SKIP: mpi sharded search: the search gallery could not be built" >&2; skip=$((skip + 1))
+fi
+
 summary

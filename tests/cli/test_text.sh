@@ -76,8 +76,8 @@ if "$DUET" features text --help >/dev/null 2>&1; then
   expect 0 "2 with no known word" "$DUET" features text --textmodel fv-gmm.model --captions caps.txt -o g.npy
   grep -q "2 invalid UTF-8 bytes" out && ok || bad "invalid bytes not counted: $(cat out)"
   cp mean.model old.model
-  printf '\x02' | dd of=old.model bs=1 seek=8 conv=notrunc 2>/dev/null
-  expect 1 "old.model: text model format version 2" "$DUET" features text --textmodel old.model --captions caps.txt -o h.npy
+  printf '\x03' | dd of=old.model bs=1 seek=8 conv=notrunc 2>/dev/null
+  expect 1 "old.model: text model format version 3" "$DUET" features text --textmodel old.model --captions caps.txt -o h.npy
   [ ! -e h.npy ] && ok || bad "h.npy written"
   expect 2 "exactly one of --dataset and --captions" "$DUET" features text --textmodel mean.model -o h.npy
   # a trained model records the text model by path and content hash
