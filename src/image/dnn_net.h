@@ -8,6 +8,7 @@
  *   dnn_plan.c   cnn_plan_build: the graph -> steps (fusion, padding,
  *                buffers reused after their last reader); dnn_layers.c
  *                plans each layer (dnn_plan.h: the builder's context)
+ *   dnn_int8.c   the int8 planners of a quantized net (cnn_int8)
  *   dnn_exec.c   the executor: engine, plan cache, weights, run */
 #ifndef DUET_IMAGE_DNN_NET_H
 #define DUET_IMAGE_DNN_NET_H
@@ -24,7 +25,7 @@ typedef struct cnn_step {
     const char *what;          /* "convolution", "reorder", ...         */
     int out;                   /* STEP_*                                */
     int nargs;
-    dnnl_exec_arg_t args[5];
+    dnnl_exec_arg_t args[8];
 } cnn_step;
 
 /* A memory object of the plan: its data lives in buffer buf (>= 0), or
@@ -49,7 +50,10 @@ typedef struct cnn_plan {
     cnn_mem *mems; size_t n_mems, cap_mems;
     cnn_buf *bufs; size_t n_bufs, cap_bufs;
     int in_mem, feat_mem, logit_mem, map_mem;   /* user arrays (mems)  */
-    float *in_pre;                         /* preprocessed input         */
+    void *in_pre;                          /* preprocessed input (f32, or
+                                              uint8 in int8 runs)        */
+    int32_t *zps; size_t n_zps, cap_zps;   /* int8: zero points (runtime
+                                              arguments), fixed array    */
     size_t used;                           /* LRU tick                   */
     size_t reorders;                       /* inside the net (not I/O)   */
 } cnn_plan;
@@ -76,7 +80,8 @@ duet_status cnn_plan_build(duet_cnn *net, struct cnn_exec *ex, size_t n, cnn_pla
                            duet_error *err);
 void cnn_plan_free(cnn_plan *p);   /* NULL-safe */
 /* The weights of node in layout want, reordered from the user layout umd
- * (data at src) on first use. */
+ * (data at src) on first use. node may be i + n_nodes: a second set of
+ * node i's (an int8 run's zero-point correction). */
 duet_status cnn_weights(struct cnn_exec *ex, const duet_cnn *net, int node,
                         const dnnl_memory_desc_t *umd, const void *src,
                         const dnnl_memory_desc_t *want, dnnl_memory_t *mem, duet_error *err);

@@ -19,6 +19,7 @@ typedef struct pctx {
     duet_status st;         /* first error                               */
     size_t n;
     dnnl_data_type_t adt;   /* activations                               */
+    int q;                  /* int8 run (cnn_int8): uint8 activations      */
     int *val;               /* node -> plan mem holding its output        */
     int *own;               /* node -> buffer its output owns (-1)        */
     int *left;              /* readers not yet planned                    */
@@ -68,5 +69,14 @@ void plan_pad(pctx *c, int i);
 void plan_identity(pctx *c, int i);
 /* the copy of node's value into a user array (STEP_FEATS, ...): its mem */
 int plan_output(pctx *c, int node, int out);
+/* the user layout of a convolution's weights (wt or qw), type dt */
+void pl_conv_user_md(pctx *c, const cnn_node *nd, int cin, dnnl_data_type_t dt, dnnl_memory_desc_t *u);
+
+/* int8 layers (dnn_int8.c): uint8 activations on their tensors' grids */
+void plan_q_input(pctx *c, int i);
+void plan_q_conv(pctx *c, int i);    /* CONV, DWCONV                   */
+void plan_q_pool(pctx *c, int i);    /* AVGPOOL, MAXPOOL (same grid)   */
+void plan_q_add(pctx *c, int i);
+int plan_q_output(pctx *c, int node, int out);   /* dequantized to f32 */
 
 #endif
