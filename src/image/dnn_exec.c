@@ -143,7 +143,9 @@ duet_status cnn_exec_run(duet_cnn *net, const float *input, size_t n, float *fea
         const cnn_step *s = &p->steps[i];
         if ((s->out == STEP_FEATS && !feats) || (s->out == STEP_LOGITS && !logits) || (s->out == STEP_MAP && !map))
             continue;
-        dnnl_status_t ds = dnnl_primitive_execute(s->prim, stream, s->nargs, s->args);
+        dnnl_status_t ds = s->prim ? dnnl_primitive_execute(s->prim, stream, s->nargs, s->args)
+                                   : dnnl_stream_wait(stream);
+        if (!s->prim && ds == dnnl_success) ds = cnn_fix_run(net, p, &p->fixes[s->fix]);
         if (ds != dnnl_success) {
             const cnn_node *nd = &net->nodes[s->node >= 0 ? s->node : net->input];
             st = duet_dnn_fail(ds, err, "layer '%s' (%s -> %dx%dx%d, batch %zu, %s)", nd->name, s->what, nd->h, nd->w,

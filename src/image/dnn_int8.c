@@ -143,18 +143,18 @@ static int q_matmul(pctx *c, int i, int j, const qattr *q0, int zx) {
     return 1;
 }
 
-/* The correction -qz sum_window (x - z_x), times M, in f32 (mem *cm in
- * buffer *cbuf), by a convolution of all -qz weights. */
+/* The correction -qz sum_window (x - z_x) (mem *cm in buffer *cbuf), by a
+ * convolution of all -qz weights: times M in f32, or (dt s32) as it is. */
 static void q_correction(pctx *c, int i, const dnnl_convolution_desc_t *cd0, int sm, const qattr *q0, int zx,
-                         int *cm, int *cbuf) {
+                         dnnl_data_type_t dt, int *cm, int *cbuf) {
     const cnn_node *nd = NODE(i);
     dnnl_convolution_desc_t cd = *cd0;
     dnnl_memory_desc_t fmd, umd;
-    q_md(c, &fmd, nd, dnnl_f32);
+    q_md(c, &fmd, nd, dt);
     pl_conv_user_md(c, nd, NODE(pl_resolve(c, nd->in[0], NULL))->c, dnnl_s8, &umd);
     cd.dst_desc = fmd;
     memset(&cd.bias_desc, 0, sizeof cd.bias_desc);
-    qattr q = {q0->scales, q0->n_scales, q0->zp_src, 0, 0, NULL, 0, 0, 0, 0, 0, 0, 0};
+    qattr q = {q0->scales, dt == dnnl_s32 ? 0 : q0->n_scales, q0->zp_src, 0, 0, NULL, 0, 0, 0, 0, 0, 0, 0};
     dnnl_primitive_desc_t pd = c->st ? NULL : q_pd(c, &cd, &q, "convolution (zero-point correction)");
     if (!pd) return;
     size_t cnt = dnnl_memory_desc_get_size(&umd);
@@ -173,6 +173,160 @@ static void q_correction(pctx *c, int i, const dnnl_convolution_desc_t *cd0, int
     int na = 3;
     q_zp_args(c, &q, zx, 0, 0, a, &na);
     pl_step(c, pd, i, "convolution (zero-point correction)", STEP_ALWAYS, na, a);
+}
+
+/* acc + correction in int32 (the correction convolution, then the
+ * convolution with a sum post-op on the same buffer), then a reorder to
+ * uint8 with the output scales: round to nearest even, saturated. */
+static void q_s32_conv(pctx *c, int i, const dnnl_convolution_desc_t *cd0, int sm, const qattr *q0, int zx,
+                       const dnnl_memory_desc_t *umd, const dnnl_memory_desc_t *bmd) {
+    const cnn_node *nd = NODE(i);
+    int cm = -1, cbuf = -1, bm = -1, dbuf, dm;
+    q_correction(c, i, cd0, sm, q0, zx, dnnl_s32, &cm, &cbuf);
+    if (c->st || cm < 0) return;
+    dnnl_convolution_desc_t cd = *cd0;
+    cd.dst_desc = *MD(cm);
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_post_ops_t po = NULL;
+    dnnl_primitive_desc_t pd = NULL, rpd = NULL;
+    int32_t rt = DNNL_RUNTIME_S32_VAL;
+    int ok = pl_ok(c, dnnl_primitive_attr_create(&attr), "attributes") && pl_ok(c, dnnl_post_ops_create(&po), "post-ops") &&
+             pl_ok(c, dnnl_post_ops_append_sum(po, 1.0f), "sum post-op") &&
+             pl_ok(c, dnnl_primitive_attr_set_post_ops(attr, po), "post-ops") &&
+             (!q0->zp_src || pl_ok(c, dnnl_primitive_attr_set_zero_points(attr, DNNL_ARG_SRC, 1, 0, &rt), "zero points")) &&
+             pl_ok(c, dnnl_primitive_desc_create(&pd, &cd, attr, c->ex->dnn.eng, NULL), "convolution");
+    if (po) dnnl_post_ops_destroy(po);
+    if (attr) dnnl_primitive_attr_destroy(attr);
+    attr = NULL;
+    dnnl_memory_desc_t dmd;
+    q_md(c, &dmd, nd, dnnl_u8);
+    ok = ok && pl_ok(c, dnnl_primitive_attr_create(&attr), "attributes") &&
+         pl_ok(c, dnnl_primitive_attr_set_output_scales(attr, q0->n_scales, q0->n_scales > 1 ? 2 : 0, q0->scales),
+               "output scales") &&
+         pl_ok(c, dnnl_reorder_primitive_desc_create(&rpd, MD(cm), c->ex->dnn.eng, &dmd, c->ex->dnn.eng, attr),
+               "requantizing reorder");
+    if (attr) dnnl_primitive_attr_destroy(attr);
+    dnnl_memory_t wm = NULL;
+    if (ok) c->st = cnn_weights(c->ex, c->net, i, umd, nd->qw, pl_pd_md(pd, dnnl_query_weights_md), &wm, c->err);
+    if (ok && nd->qbias) bm = pl_mem_new(c, bmd, -1, nd->qbias);
+    dm = c->st ? -1 : pl_mem_fresh(c, &dmd, &dbuf);
+    if (!ok || dm < 0) {
+        if (pd) dnnl_primitive_desc_destroy(pd);
+        if (rpd) dnnl_primitive_desc_destroy(rpd);
+        return;
+    }
+    dnnl_exec_arg_t a[8] = {{DNNL_ARG_SRC, M(sm)}, {DNNL_ARG_WEIGHTS, wm}, {DNNL_ARG_DST, M(cm)}};
+    int na = 3;
+    if (bm >= 0) a[na++] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, M(bm)};
+    q_zp_args(c, q0, zx, 0, 0, a, &na);
+    pl_step(c, pd, i, "depthwise convolution", STEP_ALWAYS, na, a);
+    dnnl_exec_arg_t r[2] = {{DNNL_ARG_FROM, M(cm)}, {DNNL_ARG_TO, M(dm)}};
+    pl_step(c, rpd, i, "requantizing reorder", STEP_ALWAYS, 2, r);
+    pl_buf_put(c, cbuf);
+    pl_release(c, nd->in[0]);
+    pl_set_val(c, i, dm, dbuf);
+}
+
+/* The output channels of nd whose weights minus their zero point need 9
+ * bits: their count (*fail lists them, caller frees), and in *wq (caller
+ * frees) the weights minus the zero point, clamped to int8 (wrong only in
+ * those channels). -1: out of memory. */
+static int q_split(const cnn_node *nd, int cin, int8_t **wq, int **fail) {
+    size_t cnt = (size_t)nd->kh * nd->kw * (nd->op == CNN_DWCONV ? 1 : (size_t)cin) * (size_t)nd->c;
+    int n = 0;
+    *wq = malloc(cnt);
+    *fail = duet_calloc_array((size_t)nd->c, sizeof(int));
+    if (!*wq || !*fail) { free(*wq); free(*fail); *wq = NULL; *fail = NULL; return -1; }
+    for (size_t k = 0; k < cnt; k++) { /* the output channel is the fastest axis */
+        int v = nd->qw[k] - nd->qw_zp, o = (int)(k % (size_t)nd->c);
+        if (v < -128 || v > 127) (*fail)[o] = 1;
+        (*wq)[k] = (int8_t)(v < -128 ? -128 : v > 127 ? 127 : v);
+    }
+    for (int o = 0; o < nd->c; o++)
+        if ((*fail)[o]) (*fail)[n++] = o;
+    return n;
+}
+
+/* Appends the C step that recomputes the channels fail[0..n) of node i
+ * (takes fail). */
+static void q_fix(pctx *c, int i, int sm, int dm, int *fail, int n, const float *ms, int per_ch, const qattr *q,
+                  int zx, const int pad[4]) {
+    cnn_plan *p = c->p;
+    float *m = duet_alloc_array((size_t)n, sizeof(float));
+    cnn_fix *nf = p->n_fixes < p->cap_fixes ? p->fixes : realloc(p->fixes, (p->cap_fixes * 2 + 4) * sizeof *nf);
+    if (!m || !nf) { free(m); free(fail); c->st = duet_fail(c->err, DUET_ERR_NOMEM, "%s: out of memory", c->what); return; }
+    if (nf != p->fixes) { p->fixes = nf; p->cap_fixes = p->cap_fixes * 2 + 4; }
+    for (int k = 0; k < n; k++) m[k] = ms[per_ch ? fail[k] : 0];
+    p->fixes[p->n_fixes] = (cnn_fix){i, sm, dm, fail, n, m, zx, q->clip, pad[0], pad[2], q->lo, q->hi};
+    pl_step_fix(c, i, (int)p->n_fixes++);
+}
+
+typedef struct fixctx {
+    const cnn_fix *f;
+    const cnn_node *nd;
+    const uint8_t *x;
+    uint8_t *y;
+    const int32_t *w;          /* [n_ch][kh kw] weights minus zero point */
+    int32_t *planes;           /* [n][ih iw]: one gathered plane an image */
+    int cin, ih, iw;
+} fixctx;
+
+/* Images [b0, b1): each failing channel's input plane gathered (minus the
+ * zero point), then its depthwise window sums. */
+static void fix_images(void *vctx, size_t b0, size_t b1) {
+    const fixctx *q = vctx;
+    const cnn_fix *f = q->f;
+    const cnn_node *nd = q->nd;
+    size_t plane = (size_t)q->ih * (size_t)q->iw, C = (size_t)nd->c, taps = (size_t)nd->kh * (size_t)nd->kw;
+    for (size_t b = b0; b < b1; b++)
+        for (int k = 0; k < f->n_ch; k++) {
+            int32_t *xp = q->planes + b * plane;
+            size_t o = (size_t)f->ch[k];
+            const uint8_t *xb = q->x + b * plane * (size_t)q->cin + o;
+            for (size_t t = 0; t < plane; t++) xp[t] = xb[t * (size_t)q->cin] - f->zx;
+            const int32_t *w = q->w + (size_t)k * taps;
+            float m = f->m[k], bias = (float)(nd->qbias ? nd->qbias[o] : 0);
+            for (int oy = 0; oy < nd->h; oy++) {
+                uint8_t *yrow = q->y + ((b * (size_t)nd->h + (size_t)oy) * (size_t)nd->w) * C + o;
+                for (int ox = 0; ox < nd->w; ox++) {
+                    int32_t acc = 0;
+                    for (int ky = 0; ky < nd->kh; ky++) {
+                        int iy = oy * nd->sh - f->pt + ky;
+                        if (iy < 0 || iy >= q->ih) continue;
+                        for (int kx = 0; kx < nd->kw; kx++) {
+                            int ix = ox * nd->sw - f->pl + kx;
+                            if (ix >= 0 && ix < q->iw) acc += xp[(size_t)iy * (size_t)q->iw + (size_t)ix] * w[ky * nd->kw + kx];
+                        }
+                    }
+                    /* as oneDNN: f32 (acc + bias) x scale, post-op clip, + z_o, round to nearest even */
+                    float v = ((float)acc + bias) * m;
+                    if (f->clip) v = fminf(fmaxf(v, f->lo), f->hi);
+                    v = nearbyintf(v + (float)nd->q_zp);
+                    yrow[(size_t)ox * C] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+                }
+            }
+        }
+}
+
+dnnl_status_t cnn_fix_run(const duet_cnn *net, const cnn_plan *p, const cnn_fix *f) {
+    const cnn_node *nd = &net->nodes[f->node];
+    const dnnl_dim_t *sd = p->mems[f->src].md.dims;
+    void *xv = NULL, *yv = NULL;
+    dnnl_status_t s = dnnl_memory_get_data_handle(p->mems[f->src].mem, &xv);
+    if (s == dnnl_success) s = dnnl_memory_get_data_handle(p->mems[f->dst].mem, &yv);
+    if (s != dnnl_success) return s;
+    size_t taps = (size_t)nd->kh * (size_t)nd->kw;
+    int32_t *w = duet_alloc_array((size_t)f->n_ch * taps, sizeof(int32_t));
+    int32_t *planes = duet_alloc_array(p->n * (size_t)sd[2] * (size_t)sd[3], sizeof(int32_t));
+    if (!w || !planes) { free(w); free(planes); return dnnl_out_of_memory; }
+    for (int k = 0; k < f->n_ch; k++) /* depthwise qw: [taps x c] */
+        for (size_t t = 0; t < taps; t++)
+            w[(size_t)k * taps + t] = nd->qw[t * (size_t)nd->c + (size_t)f->ch[k]] - nd->qw_zp;
+    fixctx q = {f, nd, xv, yv, w, planes, (int)sd[1], (int)sd[2], (int)sd[3]};
+    duet_parallel_for(p->n, 1, fix_images, &q);
+    free(w);
+    free(planes);
+    return dnnl_success;
 }
 
 void plan_q_conv(pctx *c, int i) {
@@ -211,22 +365,39 @@ void plan_q_conv(pctx *c, int i) {
         free(ms);
         return;
     }
-    if (nd->qw_zp) q_correction(c, i, &cd, sm, &q, zx, &cm, &cbuf);
+    /* weights that fit int8 but for a few channels (MobileNetV2: 1 or 2
+     * per layer): those channels recomputed by a C step */
+    int8_t *wq = NULL;
+    int *fail = NULL, nfail = nd->qw_zp && dw ? q_split(nd, src->c, &wq, &fail) : -1;
+    if (nd->qw_zp && dw && nfail < 0) { free(ms); c->st = duet_fail(c->err, DUET_ERR_NOMEM, "%s: out of memory", c->what); return; }
+    if (nfail > 0 && nfail * 8 > nd->c) { free(wq); free(fail); wq = NULL; fail = NULL; nfail = -1; }
+    /* else, no dst zero point nor clip: int32 sums, the correction summed
+     * in, then requantized by a reorder */
+    int in32 = nd->qw_zp && nfail < 0 && !q.zp_dst && !q.clip;
+    if (in32) {
+        q_s32_conv(c, i, &cd, sm, &q, zx, &umd, &bmd);
+        free(ms);
+        return;
+    }
+    if (nd->qw_zp && nfail < 0) q_correction(c, i, &cd, sm, &q, zx, dnnl_f32, &cm, &cbuf);
     if (cm >= 0) q.bin = MD(cm);
     dnnl_primitive_desc_t pd = c->st ? NULL : q_pd(c, &cd, &q, "convolution");
-    free(ms);
-    if (!pd) return;
     dnnl_memory_t wm = NULL;
-    c->st = cnn_weights(c->ex, c->net, i, &umd, nd->qw, pl_pd_md(pd, dnnl_query_weights_md), &wm, c->err);
+    if (pd) c->st = cnn_weights(c->ex, c->net, i, &umd, wq ? wq : nd->qw, pl_pd_md(pd, dnnl_query_weights_md), &wm, c->err);
+    free(wq);
+    if (!pd) { free(ms); free(fail); return; }
     if (nd->qbias) bm = pl_mem_new(c, &bmd, -1, nd->qbias);
     if (!c->st) dm = pl_mem_fresh(c, pl_pd_md(pd, dnnl_query_dst_md), &dbuf);
-    if (c->st || dm < 0) { dnnl_primitive_desc_destroy(pd); return; }
+    if (c->st || dm < 0) { dnnl_primitive_desc_destroy(pd); free(ms); free(fail); return; }
     dnnl_exec_arg_t a[8] = {{DNNL_ARG_SRC, M(sm)}, {DNNL_ARG_WEIGHTS, wm}, {DNNL_ARG_DST, M(dm)}};
     int na = 3;
     if (bm >= 0) a[na++] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, M(bm)};
     if (cm >= 0) a[na++] = (dnnl_exec_arg_t){DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1, M(cm)};
     q_zp_args(c, &q, zx, 0, nd->q_zp, a, &na);
     pl_step(c, pd, i, dw ? "depthwise convolution" : "convolution", STEP_ALWAYS, na, a);
+    if (nfail > 0) q_fix(c, i, sm, dm, fail, nfail, ms, per_ch, &q, zx, pad);
+    else free(fail);
+    free(ms);
     pl_buf_put(c, cbuf);
     pl_release(c, nd->in[0]);
     pl_set_val(c, i, dm, dbuf);

@@ -107,6 +107,16 @@ void pl_step(pctx *c, dnnl_primitive_desc_t pd, int node, const char *what, int 
     memcpy(s->args, args, (size_t)nargs * sizeof *args);
 }
 
+/* Appends a C step: fix (an index into p->fixes). */
+void pl_step_fix(pctx *c, int node, int fix) {
+    cnn_plan *p = c->p;
+    if (c->st) return;
+    if (grow(&p->steps, &p->cap_steps, p->n_steps, sizeof *p->steps)) { pl_nomem(c); return; }
+    cnn_step *s = &p->steps[p->n_steps++];
+    memset(s, 0, sizeof *s);
+    s->node = node; s->what = "exact channels"; s->out = STEP_ALWAYS; s->fix = fix;
+}
+
 void pl_reorder(pctx *c, int from, int to, int node, int out) {
     dnnl_primitive_desc_t pd = NULL;
     if (c->st || !pl_ok(c, dnnl_reorder_primitive_desc_create(&pd, MD(from), c->ex->dnn.eng, MD(to),
@@ -350,7 +360,10 @@ duet_status cnn_plan_build(duet_cnn *net, struct cnn_exec *ex, size_t n, cnn_pla
 
 void cnn_plan_free(cnn_plan *p) {
     if (!p) return;
-    for (size_t i = 0; i < p->n_steps; i++) dnnl_primitive_destroy(p->steps[i].prim);
+    for (size_t i = 0; i < p->n_steps; i++)
+        if (p->steps[i].prim) dnnl_primitive_destroy(p->steps[i].prim);
+    for (size_t i = 0; i < p->n_fixes; i++) { free(p->fixes[i].ch); free(p->fixes[i].m); }
+    free(p->fixes);
     for (size_t i = 0; i < p->n_mems; i++) dnnl_memory_destroy(p->mems[i].mem);
     for (size_t i = 0; i < p->n_bufs; i++) free(p->bufs[i].data);
     free(p->steps); free(p->mems); free(p->bufs); free(p->in_pre); free(p->zps);

@@ -42,6 +42,7 @@ int pl_mem_fresh(pctx *c, const dnnl_memory_desc_t *md, int *buf);
 void pl_step(pctx *c, dnnl_primitive_desc_t pd, int node, const char *what, int out, int nargs,
              const dnnl_exec_arg_t *args);
 void pl_reorder(pctx *c, int from, int to, int node, int out);
+void pl_step_fix(pctx *c, int node, int fix);
 int pl_src_as(pctx *c, int m, const dnnl_memory_desc_t *want, int node, int *tmp);
 int pl_pad_copy(pctx *c, int m, const int pad[4], int node);
 void pl_md(pctx *c, dnnl_memory_desc_t *md, int nd, const dnnl_dims_t dims, dnnl_data_type_t dt,
