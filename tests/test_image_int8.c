@@ -1,8 +1,8 @@
 /* test_image_int8.c -- the int8 path of a quantized CNN (src/image/
  * dnn_int8.c). A small uint8 graph exercising each way an int8 layer is
  * planned (a 3x3 convolution with 9-bit weights: zero-point correction as
- * a binary post-op; a depthwise convolution with one 9-bit channel: the C
- * step; one with all channels 9-bit: int32 sums and a requantizing reorder;
+ * a binary post-op; a 3x3 and a depthwise convolution with one 9-bit
+ * channel: the C step; a depthwise one with all channels 9-bit: int32 sums and a requantizing reorder;
  * 1x1 convolutions as matmuls with a weights zero point and a dst zero
  * point; ADD of two grids; average pool) against a naive integer loop that
  * requantizes as oneDNN does (f32 (acc + bias) M, round half to even):
@@ -149,6 +149,8 @@ TEST(int8_layers_vs_naive) {
     /* A: 3x3/2, weights over the full uint8 range (9 bits), clip active */
     int A = qconv(net, 0, 0, 19, 3, 2, 1, 120, 0, 255, -1, 0.02f, 0.05f, 0, &r);
     net->nodes[A].act_lo = 0; net->nodes[A].act_hi = 6;
+    /* A2: 3x3, one channel 9-bit: the C step */
+    int A2 = qconv(net, 0, 0, 9, 3, 1, 1, 128 - 20, 30, 225, 9 * 20 + 1, 0.02f, 0.05f, 3, &r);
     /* B: depthwise, one channel 9-bit: the C step */
     int B = qconv(net, A, 1, 0, 3, 1, 1, 140, 20, 250, 9 * 19 / 2, 0.01f, 0.03f, 0, &r);
     /* C: depthwise/2, every channel 9-bit: int32 + requantizing reorder */
@@ -165,8 +167,9 @@ TEST(int8_layers_vs_naive) {
     float *in = malloc(px * sizeof(float));
     qt x = {13, 11, 5, malloc(px)};
     for (size_t i = 0; i < px; i++) { x.v[i] = (uint8_t)duet_rng_below(&r, 256); in[i] = x.v[i]; }
-    qt a, b, c, d, e2, f;
+    qt a, a2, b, c, d, e2, f;
     naive_qconv(net, &net->nodes[A], &x, nb, net->in_scale, net->in_zp, &a);
+    naive_qconv(net, &net->nodes[A2], &x, nb, net->in_scale, net->in_zp, &a2);
     naive_qconv(net, &net->nodes[B], &a, nb, net->nodes[A].q_scale, 0, &b);
     naive_qconv(net, &net->nodes[Cn], &b, nb, net->nodes[B].q_scale, 0, &c);
     naive_qconv(net, &net->nodes[D], &c, nb, net->nodes[Cn].q_scale, 0, &d);
@@ -187,7 +190,8 @@ TEST(int8_layers_vs_naive) {
         }
     CHECK(cnn_int8(net));
     struct { const char *what; int node; const qt *want; } cases[] = {
-        {"3x3/2 conv, 9-bit weights, clip", A, &a}, {"depthwise, one 9-bit channel (C step)", B, &b},
+        {"3x3/2 conv, 9-bit weights, clip", A, &a}, {"3x3 conv, one 9-bit channel (C step)", A2, &a2},
+        {"depthwise, one 9-bit channel (C step)", B, &b},
         {"depthwise/2, all 9-bit (int32 + reorder)", Cn, &c}, {"1x1 matmul, weights + dst zero points", D, &d},
         {"1x1 matmul (second)", E, &e2}, {"add of two grids", F, &f}};
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
@@ -198,7 +202,7 @@ TEST(int8_layers_vs_naive) {
     uint8_t *got = run_node(net, G, in, nb);
     same_q("average pool", got, pool, nb * 7);
     free(got);
-    free(a.v); free(b.v); free(c.v); free(d.v); free(e2.v); free(f.v); free(x.v); free(in);
+    free(a.v); free(a2.v); free(b.v); free(c.v); free(d.v); free(e2.v); free(f.v); free(x.v); free(in);
     duet_cnn_free(net);
 }
 

@@ -261,7 +261,10 @@ static void q_fix(pctx *c, int i, int sm, int dm, int *fail, int n, const float 
     pl_step_fix(c, i, (int)p->n_fixes++);
 }
 
-typedef struct fixctx {
+typedef struct fixctx fixctx;
+static void fix_full(const fixctx *q, size_t b, int k, size_t o);
+
+struct fixctx {
     const cnn_fix *f;
     const cnn_node *nd;
     const uint8_t *x;
@@ -269,23 +272,66 @@ typedef struct fixctx {
     const int32_t *w;          /* [n_ch][kh kw] weights minus zero point */
     int32_t *planes;           /* [n][ih iw]: one gathered plane an image */
     int cin, ih, iw;
-} fixctx;
+};
 
-/* Images [b0, b1): each failing channel's input plane gathered (minus the
- * zero point), then its depthwise window sums. */
+/* as oneDNN: f32 (acc + bias) x scale, post-op clip, + z_o, round to
+ * nearest even, saturated */
+static uint8_t fix_requant(const cnn_fix *f, const cnn_node *nd, int k, int32_t acc, float bias) {
+    float v = ((float)acc + bias) * f->m[k];
+    if (f->clip) v = fminf(fmaxf(v, f->lo), f->hi);
+    v = nearbyintf(v + (float)nd->q_zp);
+    return (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+}
+
+/* Channel o (the k-th failing one) of image b of a full convolution. */
+static void fix_full(const fixctx *q, size_t b, int k, size_t o) {
+    const cnn_fix *f = q->f;
+    const cnn_node *nd = q->nd;
+    size_t cin = (size_t)q->cin, K = (size_t)nd->kh * (size_t)nd->kw * cin;
+    const int32_t *w = q->w + (size_t)k * K;
+    float bias = (float)(nd->qbias ? nd->qbias[o] : 0);
+    for (int oy = 0; oy < nd->h; oy++)
+        for (int ox = 0; ox < nd->w; ox++) {
+            int32_t acc = 0;
+            for (int ky = 0; ky < nd->kh; ky++) {
+                int iy = oy * nd->sh - f->pt + ky;
+                if (iy < 0 || iy >= q->ih) continue;
+                for (int kx = 0; kx < nd->kw; kx++) {
+                    int ix = ox * nd->sw - f->pl + kx;
+                    if (ix < 0 || ix >= q->iw) continue;
+                    const uint8_t *px = q->x + ((b * (size_t)q->ih + (size_t)iy) * (size_t)q->iw + (size_t)ix) * cin;
+                    const int32_t *wt = w + ((size_t)ky * (size_t)nd->kw + (size_t)kx) * cin;
+                    for (size_t ci = 0; ci < cin; ci++) acc += (px[ci] - f->zx) * wt[ci];
+                }
+            }
+            q->y[((b * (size_t)nd->h + (size_t)oy) * (size_t)nd->w + (size_t)ox) * (size_t)nd->c + o] =
+                fix_requant(f, nd, k, acc, bias);
+        }
+}
+
+/* Images [b0, b1): for each failing channel, its input plane gathered
+ * minus the zero point (depthwise: the channel; else all input channels
+ * summed against the channel's weights per tap), then window sums. */
 static void fix_images(void *vctx, size_t b0, size_t b1) {
     const fixctx *q = vctx;
     const cnn_fix *f = q->f;
     const cnn_node *nd = q->nd;
+    int dw = nd->op == CNN_DWCONV;
     size_t plane = (size_t)q->ih * (size_t)q->iw, C = (size_t)nd->c, taps = (size_t)nd->kh * (size_t)nd->kw;
+    size_t cin = (size_t)q->cin, K = taps * (dw ? 1 : cin);
     for (size_t b = b0; b < b1; b++)
         for (int k = 0; k < f->n_ch; k++) {
             int32_t *xp = q->planes + b * plane;
             size_t o = (size_t)f->ch[k];
-            const uint8_t *xb = q->x + b * plane * (size_t)q->cin + o;
-            for (size_t t = 0; t < plane; t++) xp[t] = xb[t * (size_t)q->cin] - f->zx;
-            const int32_t *w = q->w + (size_t)k * taps;
-            float m = f->m[k], bias = (float)(nd->qbias ? nd->qbias[o] : 0);
+            const uint8_t *xb = q->x + b * plane * cin;
+            const int32_t *w = q->w + (size_t)k * K;
+            if (dw) {
+                for (size_t t = 0; t < plane; t++) xp[t] = xb[t * cin + o] - f->zx;
+            } else { /* a full convolution of few input channels (the first layer) */
+                fix_full(q, b, k, o);
+                continue;
+            }
+            float bias = (float)(nd->qbias ? nd->qbias[o] : 0);
             for (int oy = 0; oy < nd->h; oy++) {
                 uint8_t *yrow = q->y + ((b * (size_t)nd->h + (size_t)oy) * (size_t)nd->w) * C + o;
                 for (int ox = 0; ox < nd->w; ox++) {
@@ -298,11 +344,7 @@ static void fix_images(void *vctx, size_t b0, size_t b1) {
                             if (ix >= 0 && ix < q->iw) acc += xp[(size_t)iy * (size_t)q->iw + (size_t)ix] * w[ky * nd->kw + kx];
                         }
                     }
-                    /* as oneDNN: f32 (acc + bias) x scale, post-op clip, + z_o, round to nearest even */
-                    float v = ((float)acc + bias) * m;
-                    if (f->clip) v = fminf(fmaxf(v, f->lo), f->hi);
-                    v = nearbyintf(v + (float)nd->q_zp);
-                    yrow[(size_t)ox * C] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+                    yrow[(size_t)ox * C] = fix_requant(f, nd, k, acc, bias);
                 }
             }
         }
@@ -315,13 +357,13 @@ dnnl_status_t cnn_fix_run(const duet_cnn *net, const cnn_plan *p, const cnn_fix 
     dnnl_status_t s = dnnl_memory_get_data_handle(p->mems[f->src].mem, &xv);
     if (s == dnnl_success) s = dnnl_memory_get_data_handle(p->mems[f->dst].mem, &yv);
     if (s != dnnl_success) return s;
-    size_t taps = (size_t)nd->kh * (size_t)nd->kw;
-    int32_t *w = duet_alloc_array((size_t)f->n_ch * taps, sizeof(int32_t));
+    size_t K = (size_t)nd->kh * (size_t)nd->kw * (nd->op == CNN_DWCONV ? 1 : (size_t)sd[1]);
+    int32_t *w = duet_alloc_array((size_t)f->n_ch * K, sizeof(int32_t));
     int32_t *planes = duet_alloc_array(p->n * (size_t)sd[2] * (size_t)sd[3], sizeof(int32_t));
     if (!w || !planes) { free(w); free(planes); return dnnl_out_of_memory; }
-    for (int k = 0; k < f->n_ch; k++) /* depthwise qw: [taps x c] */
-        for (size_t t = 0; t < taps; t++)
-            w[(size_t)k * taps + t] = nd->qw[t * (size_t)nd->c + (size_t)f->ch[k]] - nd->qw_zp;
+    for (int k = 0; k < f->n_ch; k++) /* qw: [taps (x cin) x c] */
+        for (size_t t = 0; t < K; t++)
+            w[(size_t)k * K + t] = nd->qw[t * (size_t)nd->c + (size_t)f->ch[k]] - nd->qw_zp;
     fixctx q = {f, nd, xv, yv, w, planes, (int)sd[1], (int)sd[2], (int)sd[3]};
     duet_parallel_for(p->n, 1, fix_images, &q);
     free(w);
@@ -368,8 +410,8 @@ void plan_q_conv(pctx *c, int i) {
     /* weights that fit int8 but for a few channels (MobileNetV2: 1 or 2
      * per layer): those channels recomputed by a C step */
     int8_t *wq = NULL;
-    int *fail = NULL, nfail = nd->qw_zp && dw ? q_split(nd, src->c, &wq, &fail) : -1;
-    if (nd->qw_zp && dw && nfail < 0) { free(ms); c->st = duet_fail(c->err, DUET_ERR_NOMEM, "%s: out of memory", c->what); return; }
+    int *fail = NULL, nfail = nd->qw_zp ? q_split(nd, src->c, &wq, &fail) : -1;
+    if (nd->qw_zp && nfail < 0) { free(ms); c->st = duet_fail(c->err, DUET_ERR_NOMEM, "%s: out of memory", c->what); return; }
     if (nfail > 0 && nfail * 8 > nd->c) { free(wq); free(fail); wq = NULL; fail = NULL; nfail = -1; }
     /* else, no dst zero point nor clip: int32 sums, the correction summed
      * in, then requantized by a reorder */
