@@ -261,18 +261,15 @@ static void q_fix(pctx *c, int i, int sm, int dm, int *fail, int n, const float 
     pl_step_fix(c, i, (int)p->n_fixes++);
 }
 
-typedef struct fixctx fixctx;
-static void fix_full(const fixctx *q, size_t b, int k, size_t o);
-
-struct fixctx {
+typedef struct fixctx {
     const cnn_fix *f;
     const cnn_node *nd;
     const uint8_t *x;
     uint8_t *y;
     const int32_t *w;          /* [n_ch][kh kw] weights minus zero point */
-    int32_t *planes;           /* [n][ih iw]: one gathered plane an image */
+    int32_t *planes;           /* [n][ih iw (cin)]: gathered input, an image */
     int cin, ih, iw;
-};
+} fixctx;
 
 /* as oneDNN: f32 (acc + bias) x scale, post-op clip, + z_o, round to
  * nearest even, saturated */
@@ -283,57 +280,29 @@ static uint8_t fix_requant(const cnn_fix *f, const cnn_node *nd, int k, int32_t 
     return (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
 }
 
-/* Channel o (the k-th failing one) of image b of a full convolution. */
-static void fix_full(const fixctx *q, size_t b, int k, size_t o) {
-    const cnn_fix *f = q->f;
-    const cnn_node *nd = q->nd;
-    size_t cin = (size_t)q->cin, K = (size_t)nd->kh * (size_t)nd->kw * cin;
-    const int32_t *w = q->w + (size_t)k * K;
-    float bias = (float)(nd->qbias ? nd->qbias[o] : 0);
-    for (int oy = 0; oy < nd->h; oy++)
-        for (int ox = 0; ox < nd->w; ox++) {
-            int32_t acc = 0;
-            for (int ky = 0; ky < nd->kh; ky++) {
-                int iy = oy * nd->sh - f->pt + ky;
-                if (iy < 0 || iy >= q->ih) continue;
-                for (int kx = 0; kx < nd->kw; kx++) {
-                    int ix = ox * nd->sw - f->pl + kx;
-                    if (ix < 0 || ix >= q->iw) continue;
-                    const uint8_t *px = q->x + ((b * (size_t)q->ih + (size_t)iy) * (size_t)q->iw + (size_t)ix) * cin;
-                    const int32_t *wt = w + ((size_t)ky * (size_t)nd->kw + (size_t)kx) * cin;
-                    for (size_t ci = 0; ci < cin; ci++) acc += (px[ci] - f->zx) * wt[ci];
-                }
-            }
-            q->y[((b * (size_t)nd->h + (size_t)oy) * (size_t)nd->w + (size_t)ox) * (size_t)nd->c + o] =
-                fix_requant(f, nd, k, acc, bias);
-        }
-}
-
-/* Images [b0, b1): for each failing channel, its input plane gathered
- * minus the zero point (depthwise: the channel; else all input channels
- * summed against the channel's weights per tap), then window sums. */
+/* Images [b0, b1): for each failing channel, its input gathered minus
+ * the zero point into an int32 plane (depthwise: the channel; else all
+ * input channels, the first layer's 3), then its window sums. */
 static void fix_images(void *vctx, size_t b0, size_t b1) {
     const fixctx *q = vctx;
     const cnn_fix *f = q->f;
     const cnn_node *nd = q->nd;
     int dw = nd->op == CNN_DWCONV;
-    size_t plane = (size_t)q->ih * (size_t)q->iw, C = (size_t)nd->c, taps = (size_t)nd->kh * (size_t)nd->kw;
-    size_t cin = (size_t)q->cin, K = taps * (dw ? 1 : cin);
+    size_t cin = (size_t)q->cin, ce = dw ? 1 : cin, plane = (size_t)q->ih * (size_t)q->iw * ce;
+    size_t K = (size_t)nd->kh * (size_t)nd->kw * ce;
     for (size_t b = b0; b < b1; b++)
         for (int k = 0; k < f->n_ch; k++) {
             int32_t *xp = q->planes + b * plane;
             size_t o = (size_t)f->ch[k];
-            const uint8_t *xb = q->x + b * plane * cin;
-            const int32_t *w = q->w + (size_t)k * K;
-            if (dw) {
+            const uint8_t *xb = q->x + b * (size_t)q->ih * (size_t)q->iw * cin;
+            if (dw)
                 for (size_t t = 0; t < plane; t++) xp[t] = xb[t * cin + o] - f->zx;
-            } else { /* a full convolution of few input channels (the first layer) */
-                fix_full(q, b, k, o);
-                continue;
-            }
+            else if (k == 0)
+                for (size_t t = 0; t < plane; t++) xp[t] = xb[t] - f->zx;
+            const int32_t *w = q->w + (size_t)k * K;
             float bias = (float)(nd->qbias ? nd->qbias[o] : 0);
             for (int oy = 0; oy < nd->h; oy++) {
-                uint8_t *yrow = q->y + ((b * (size_t)nd->h + (size_t)oy) * (size_t)nd->w) * C + o;
+                uint8_t *yrow = q->y + ((b * (size_t)nd->h + (size_t)oy) * (size_t)nd->w) * (size_t)nd->c + o;
                 for (int ox = 0; ox < nd->w; ox++) {
                     int32_t acc = 0;
                     for (int ky = 0; ky < nd->kh; ky++) {
@@ -341,10 +310,13 @@ static void fix_images(void *vctx, size_t b0, size_t b1) {
                         if (iy < 0 || iy >= q->ih) continue;
                         for (int kx = 0; kx < nd->kw; kx++) {
                             int ix = ox * nd->sw - f->pl + kx;
-                            if (ix >= 0 && ix < q->iw) acc += xp[(size_t)iy * (size_t)q->iw + (size_t)ix] * w[ky * nd->kw + kx];
+                            if (ix < 0 || ix >= q->iw) continue;
+                            const int32_t *px = xp + ((size_t)iy * (size_t)q->iw + (size_t)ix) * ce;
+                            const int32_t *wt = w + ((size_t)ky * (size_t)nd->kw + (size_t)kx) * ce;
+                            for (size_t ci = 0; ci < ce; ci++) acc += px[ci] * wt[ci];
                         }
                     }
-                    yrow[(size_t)ox * C] = fix_requant(f, nd, k, acc, bias);
+                    yrow[(size_t)ox * (size_t)nd->c] = fix_requant(f, nd, k, acc, bias);
                 }
             }
         }
@@ -359,7 +331,8 @@ dnnl_status_t cnn_fix_run(const duet_cnn *net, const cnn_plan *p, const cnn_fix 
     if (s != dnnl_success) return s;
     size_t K = (size_t)nd->kh * (size_t)nd->kw * (nd->op == CNN_DWCONV ? 1 : (size_t)sd[1]);
     int32_t *w = duet_alloc_array((size_t)f->n_ch * K, sizeof(int32_t));
-    int32_t *planes = duet_alloc_array(p->n * (size_t)sd[2] * (size_t)sd[3], sizeof(int32_t));
+    int32_t *planes = duet_alloc_array(p->n * (size_t)sd[2] * (size_t)sd[3],
+                                       (nd->op == CNN_DWCONV ? 1 : (size_t)sd[1]) * sizeof(int32_t));
     if (!w || !planes) { free(w); free(planes); return dnnl_out_of_memory; }
     for (int k = 0; k < f->n_ch; k++) /* qw: [taps (x cin) x c] */
         for (size_t t = 0; t < K; t++)
