@@ -338,8 +338,8 @@ dnnl_status_t cnn_fix_run(const duet_cnn *net, const cnn_plan *p, const cnn_fix 
         for (size_t t = 0; t < K; t++)
             w[(size_t)k * K + t] = nd->qw[t * (size_t)nd->c + (size_t)f->ch[k]] - nd->qw_zp;
     fixctx q = {f, nd, xv, yv, w, planes, (int)sd[1], (int)sd[2], (int)sd[3]};
-    /* on the calling thread: a few ms a batch; threads of its own beside
-     * oneDNN's OpenMP team only contended with it (measured) */
+    /* on the calling thread (a few ms a batch): threads of its own would
+     * compete with oneDNN's OpenMP team, whose threads spin after a step */
     fix_images(&q, 0, p->n);
     free(w);
     free(planes);
