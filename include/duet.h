@@ -444,8 +444,9 @@ duet_status duet_cnn_parse_tfjs(const char *json, size_t json_len,
                                 duet_error *err);
 /* Loads a uint8-quantized TFLite flatbuffer (MobileNetV2): CONV_2D,
  * DEPTHWISE_CONV_2D, ADD, AVERAGE_POOL_2D, MAX_POOL_2D, RESHAPE, SOFTMAX.
- * Weights are dequantized to float and every activation is re-quantized to
- * its tensor's uint8 grid, emulating the quantized model. The feature is the
+ * It runs in int8 where duet_cnn_int8 says; otherwise weights are
+ * dequantized to float and every activation is re-quantized to its
+ * tensor's uint8 grid, emulating the quantized model. The feature is the
  * output of the last AVERAGE_POOL_2D (1280-D for MobileNetV2).
  * *out: caller frees with duet_cnn_free. */
 duet_status duet_cnn_load_tflite(const char *path, duet_cnn **out,
@@ -461,6 +462,13 @@ duet_status duet_cnn_set_precision(duet_cnn *net, duet_precision p,
                                    duet_error *err);
 /* The resolved precision (f32 or bf16). */
 duet_precision duet_cnn_precision(const duet_cnn *net);
+/* 1 when the CNN computes in integers: a quantized TFLite model (uint8
+ * MobileNetV2) at precision bf16 on a CPU with int8 dot products (VNNI:
+ * AVX512-VNNI, AVX-VNNI, AMX), exactly as its quantization says (uint8
+ * activations, int32 accumulation, requantization rounded to nearest even;
+ * docs/IMAGE.md). 0: float (f32, or for a quantized model its float
+ * emulation, the reference at precision f32). */
+int duet_cnn_int8(const duet_cnn *net);
 
 size_t duet_cnn_feature_dim(const duet_cnn *net);
 size_t duet_cnn_classes(const duet_cnn *net);  /* 1000, or 1001 (TFLite)  */

@@ -4,7 +4,8 @@
  * instruction set and again (the test re-executes itself) under
  * ONEDNN_MAX_CPU_ISA=AVX2; bf16 features against f32 (cosine >= 0.999) for
  * the fixture images and a few Flickr8K test images; classification of the
- * three test images with ResNet-50 and MobileNetV2 (f32 and bf16); broken
+ * three test images with ResNet-50 and MobileNetV2 (f32 and bf16: int8
+ * where the CPU has VNNI; in the AVX2 child its float emulation); broken
  * TFLite files. Each test says on stderr which precision and ISA it ran.
  * Tests that need the ResNet-50 weights (make models), ../shared/data or a
  * CPU with native bf16 skip with a message when they are absent. */
@@ -338,9 +339,12 @@ TEST(mobilenetv2_classify) {
     const char *want[3] = {"Egyptian cat", "chickadee", "military uniform"};
     fprintf(stderr, "  mobilenetv2 f32 on %s\n", duet_cpu_isa());
     classify3(net, MOB "imagenet_labels.txt", want);
+    /* auto: int8 where it resolves to bf16 (such CPUs have VNNI); in the
+     * AVX2 child (no VNNI) the float emulation */
+    CHECK(duet_cnn_set_precision(net, DUET_PRECISION_AUTO, &e) == DUET_OK && duet_cnn_int8(net) == duet_cpu_has_bf16());
     if (duet_cpu_has_bf16()) {
         CHECK_MSG(duet_cnn_set_precision(net, DUET_PRECISION_BF16, &e) == DUET_OK, "%s", e.msg);
-        fprintf(stderr, "  mobilenetv2 bf16 on %s\n", duet_cpu_isa());
+        fprintf(stderr, "  mobilenetv2 bf16 (%s) on %s\n", duet_cnn_int8(net) ? "int8" : "float emulation", duet_cpu_isa());
         classify3(net, MOB "imagenet_labels.txt", want);
     }
     duet_cnn_free(net);
@@ -385,6 +389,7 @@ int main(void) {
     if (getenv("DUET_TEST_ISA_CHILD")) { /* resnet50_avx2's child */
         fprintf(stderr, "  child: ONEDNN_MAX_CPU_ISA=%s, oneDNN ISA %s, f32\n", getenv("ONEDNN_MAX_CPU_ISA"), duet_cpu_isa());
         RUN(resnet50_vs_reference);
+        RUN(mobilenetv2_classify);
         duet_cnn_free(g_resnet);
         return check_summary("image_models (AVX2 child)");
     }

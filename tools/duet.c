@@ -30,18 +30,23 @@ static int cmd_info(int argc, char **argv) {
     duet_precision a = DUET_PRECISION_F32;
     duet_precision_resolve(DUET_PRECISION_AUTO, &a, NULL);
     const char *isa_cap = getenv("ONEDNN_MAX_CPU_ISA");
+    /* the uint8 MobileNetV2 at auto: int8 where auto is bf16 and the CPU
+     * has VNNI (duet_cnn_int8, docs/IMAGE.md), else its float emulation */
+    const char *isa = duet_cpu_isa();
+    int vnni = strstr(isa, "VNNI") || strstr(isa, "AMX") || strstr(isa, "BF16");
+    const char *mob = a == DUET_PRECISION_BF16 && vnni ? "int8" : "f32";
     if (json) {
         printf("{\"version\":\"%s\",\"onednn\":\"%s\",\"isa\":\"%s\",\"bf16\":%s,\"auto\":\"%s\","
-               "\"DUET_PRECISION\":\"%s\",\"ONEDNN_MAX_CPU_ISA\":\"%s\"}\n",
-               DUET_VERSION_STRING, dv, duet_cpu_isa(), duet_cpu_has_bf16() ? "true" : "false",
-               duet_precision_name(a), env ? env : "", isa_cap ? isa_cap : "");
+               "\"mobilenetv2_auto\":\"%s\",\"DUET_PRECISION\":\"%s\",\"ONEDNN_MAX_CPU_ISA\":\"%s\"}\n",
+               DUET_VERSION_STRING, dv, isa, duet_cpu_has_bf16() ? "true" : "false",
+               duet_precision_name(a), mob, env ? env : "", isa_cap ? isa_cap : "");
         return 0;
     }
     printf("duet %s\noneDNN %s\ninstruction set: %s%s%s%s\nnative bf16: %s\n"
-           "--precision auto: %s\nDUET_PRECISION: %s\n",
-           DUET_VERSION_STRING, dv, duet_cpu_isa(), isa_cap ? " (ONEDNN_MAX_CPU_ISA=" : "",
+           "--precision auto: %s (the uint8 MobileNetV2: %s)\nDUET_PRECISION: %s\n",
+           DUET_VERSION_STRING, dv, isa, isa_cap ? " (ONEDNN_MAX_CPU_ISA=" : "",
            isa_cap ? isa_cap : "", isa_cap ? ")" : "", duet_cpu_has_bf16() ? "yes" : "no",
-           duet_precision_name(a), env && *env ? env : "(unset: auto)");
+           duet_precision_name(a), strcmp(mob, "int8") ? "float emulation in f32" : "int8", env && *env ? env : "(unset: auto)");
     return 0;
 }
 

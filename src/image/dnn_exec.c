@@ -28,7 +28,7 @@ duet_status cnn_weights(struct cnn_exec *ex, const duet_cnn *net, int node, cons
             *mem = ex->w[i].mem;
             return DUET_OK;
         }
-    const char *name = net->nodes[node].name;
+    const char *name = net->nodes[(size_t)node % net->n_nodes].name;
     if (ex->n_w == ex->cap_w) {
         size_t cap = ex->cap_w ? ex->cap_w * 2 : 64;
         cnn_wt *w = realloc(ex->w, cap * sizeof *w);
@@ -95,9 +95,18 @@ static duet_status get_plan(duet_cnn *net, size_t n, cnn_plan **out, duet_error 
 }
 
 /* The input as the graph's first layer expects it (NHWC float). */
-static void preprocess(const duet_cnn *net, const float *input, size_t n, float *out) {
+static void preprocess(const duet_cnn *net, const float *input, size_t n, void *to) {
     const cnn_node *in = &net->nodes[net->input];
     size_t px = n * (size_t)in->h * in->w;
+    float *out = to;
+    if (cnn_int8(net)) { /* the uint8 pixels themselves (the input's grid) */
+        uint8_t *u = to;
+        for (size_t k = 0; k < px * (size_t)in->c; k++) {
+            float q = nearbyintf(input[k]);
+            u[k] = (uint8_t)(q < 0 ? 0 : (q > 255 ? 255 : q));
+        }
+        return;
+    }
     if (net->pre == CNN_PRE_CAFFE) {
         for (size_t k = 0; k < px; k++) {
             const float *q = input + 3 * k;
@@ -134,11 +143,13 @@ duet_status cnn_exec_run(duet_cnn *net, const float *input, size_t n, float *fea
         const cnn_step *s = &p->steps[i];
         if ((s->out == STEP_FEATS && !feats) || (s->out == STEP_LOGITS && !logits) || (s->out == STEP_MAP && !map))
             continue;
-        dnnl_status_t ds = dnnl_primitive_execute(s->prim, stream, s->nargs, s->args);
+        dnnl_status_t ds = s->prim ? dnnl_primitive_execute(s->prim, stream, s->nargs, s->args)
+                                   : dnnl_stream_wait(stream);
+        if (!s->prim && ds == dnnl_success) ds = cnn_fix_run(net, p, &p->fixes[s->fix]);
         if (ds != dnnl_success) {
             const cnn_node *nd = &net->nodes[s->node >= 0 ? s->node : net->input];
             st = duet_dnn_fail(ds, err, "layer '%s' (%s -> %dx%dx%d, batch %zu, %s)", nd->name, s->what, nd->h, nd->w,
-                               nd->c, n, duet_precision_name(duet_cnn_precision(net)));
+                               nd->c, n, cnn_int8(net) ? "int8" : duet_precision_name(duet_cnn_precision(net)));
         }
     }
     duet_status ws = duet_dnn_fail(dnnl_stream_wait(stream), err, "cnn run: waiting for the stream");

@@ -15,15 +15,15 @@ void plan_input(pctx *c, int i) {
 
 /* The user layout of a convolution's weights: HWIO ([kh*kw*cin x cout]),
  * depthwise [kh*kw x c] as groups of one. */
-static void conv_user_md(pctx *c, const cnn_node *nd, int cin, dnnl_memory_desc_t *u) {
+void pl_conv_user_md(pctx *c, const cnn_node *nd, int cin, dnnl_data_type_t dt, dnnl_memory_desc_t *u) {
     if (nd->op == CNN_DWCONV) {
         dnnl_dims_t d = {nd->c, 1, 1, nd->kh, nd->kw};
         dnnl_dims_t s = {1, (dnnl_dim_t)nd->c * nd->kh * nd->kw, (dnnl_dim_t)nd->c * nd->kh * nd->kw,
                          (dnnl_dim_t)nd->kw * nd->c, nd->c};
-        pl_ok(c, dnnl_memory_desc_init_by_strides(u, 5, d, dnnl_f32, s), "weights");
+        pl_ok(c, dnnl_memory_desc_init_by_strides(u, 5, d, dt, s), "weights");
     } else {
         dnnl_dims_t d = {nd->c, cin, nd->kh, nd->kw};
-        pl_md(c, u, 4, d, dnnl_f32, dnnl_hwio);
+        pl_md(c, u, 4, d, dt, dnnl_hwio);
     }
 }
 
@@ -41,7 +41,7 @@ void plan_conv(pctx *c, int i) {
     pl_md(c, &wmd, dw ? 5 : 4, dw ? gd : wd, c->adt, dnnl_format_tag_any);
     pl_md(c, &bmd, 1, bd, dnnl_f32, dnnl_a);
     pl_md(c, &dmd, 4, dd, c->adt, dnnl_format_tag_any);
-    conv_user_md(c, nd, cin, &umd);
+    pl_conv_user_md(c, nd, cin, dnnl_f32, &umd);
     dnnl_convolution_desc_t cd;
     if (c->st || !pl_ok(c, dnnl_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_direct,
                                                               &smd, &wmd, nd->bias ? &bmd : NULL, &dmd, st, pl, pr),

@@ -8,6 +8,7 @@
  *   dnn_plan.c   cnn_plan_build: the graph -> steps (fusion, padding,
  *                buffers reused after their last reader); dnn_layers.c
  *                plans each layer (dnn_plan.h: the builder's context)
+ *   dnn_int8.c   the int8 planners of a quantized net (cnn_int8)
  *   dnn_exec.c   the executor: engine, plan cache, weights, run */
 #ifndef DUET_IMAGE_DNN_NET_H
 #define DUET_IMAGE_DNN_NET_H
@@ -19,12 +20,13 @@
 enum { STEP_ALWAYS = 0, STEP_FEATS, STEP_LOGITS, STEP_MAP };
 
 typedef struct cnn_step {
-    dnnl_primitive_t prim;
+    dnnl_primitive_t prim;     /* NULL: the C step fixes[fix]          */
+    int fix;
     int node;                  /* graph node, for messages (-1: none)   */
     const char *what;          /* "convolution", "reorder", ...         */
     int out;                   /* STEP_*                                */
     int nargs;
-    dnnl_exec_arg_t args[5];
+    dnnl_exec_arg_t args[8];
 } cnn_step;
 
 /* A memory object of the plan: its data lives in buffer buf (>= 0), or
@@ -43,13 +45,29 @@ typedef struct cnn_buf {
     int busy, fixed;
 } cnn_buf;
 
+/* An int8 run's C step after a depthwise convolution: the channels whose
+ * weights minus their zero point need 9 bits (1 or 2 of a MobileNetV2
+ * depthwise layer's hundreds) computed exactly (dnn_int8.c), as oneDNN
+ * would: acc in int32, f32 (acc + bias) M, clip, + z_o, round to even. */
+typedef struct cnn_fix {
+    int node, src, dst;        /* plan mems: uint8 NHWC in and out       */
+    int *ch, n_ch;             /* the channels                           */
+    float *m;                  /* their output scales                    */
+    int zx, clip, pt, pl;      /* src zero point; clip; padding          */
+    float lo, hi;
+} cnn_fix;
+
 typedef struct cnn_plan {
     size_t n;                              /* batch size                */
     cnn_step *steps; size_t n_steps, cap_steps;
     cnn_mem *mems; size_t n_mems, cap_mems;
     cnn_buf *bufs; size_t n_bufs, cap_bufs;
     int in_mem, feat_mem, logit_mem, map_mem;   /* user arrays (mems)  */
-    float *in_pre;                         /* preprocessed input         */
+    void *in_pre;                          /* preprocessed input (f32, or
+                                              uint8 in int8 runs)        */
+    cnn_fix *fixes; size_t n_fixes, cap_fixes;  /* int8: C steps      */
+    int32_t *zps; size_t n_zps, cap_zps;   /* int8: zero points (runtime
+                                              arguments), fixed array    */
     size_t used;                           /* LRU tick                   */
     size_t reorders;                       /* inside the net (not I/O)   */
 } cnn_plan;
@@ -75,8 +93,11 @@ struct cnn_exec {
 duet_status cnn_plan_build(duet_cnn *net, struct cnn_exec *ex, size_t n, cnn_plan **out,
                            duet_error *err);
 void cnn_plan_free(cnn_plan *p);   /* NULL-safe */
+/* Runs the C step f of plan p (batch p->n) on its mems' data. */
+dnnl_status_t cnn_fix_run(const duet_cnn *net, const cnn_plan *p, const cnn_fix *f);
 /* The weights of node in layout want, reordered from the user layout umd
- * (data at src) on first use. */
+ * (data at src) on first use. node may be i + n_nodes: a second set of
+ * node i's (an int8 run's zero-point correction). */
 duet_status cnn_weights(struct cnn_exec *ex, const duet_cnn *net, int node,
                         const dnnl_memory_desc_t *umd, const void *src,
                         const dnnl_memory_desc_t *want, dnnl_memory_t *mem, duet_error *err);

@@ -15,7 +15,8 @@
  *                 pools of non-negative input) that read it, else a zeroed
  *                 copy; IDENTITY: the input itself, or a copy when it clamps
  * Activations are bf16 between layers when the precision is bf16 (the
- * feature and the logits f32), f32 otherwise. A post-op a primitive does
+ * feature and the logits f32), f32 otherwise; an int8 run of a quantized
+ * net plans its layers in dnn_int8.c instead. A post-op a primitive does
  * not implement runs as eltwise primitives after it. */
 #include "image/dnn_plan.h"
 #include <float.h>
@@ -104,6 +105,16 @@ void pl_step(pctx *c, dnnl_primitive_desc_t pd, int node, const char *what, int 
     memset(s, 0, sizeof *s);
     s->prim = prim; s->node = node; s->what = what; s->out = out; s->nargs = nargs;
     memcpy(s->args, args, (size_t)nargs * sizeof *args);
+}
+
+/* Appends a C step: fix (an index into p->fixes). */
+void pl_step_fix(pctx *c, int node, int fix) {
+    cnn_plan *p = c->p;
+    if (c->st) return;
+    if (grow(&p->steps, &p->cap_steps, p->n_steps, sizeof *p->steps)) { pl_nomem(c); return; }
+    cnn_step *s = &p->steps[p->n_steps++];
+    memset(s, 0, sizeof *s);
+    s->node = node; s->what = "exact channels"; s->out = STEP_ALWAYS; s->fix = fix;
 }
 
 void pl_reorder(pctx *c, int from, int to, int node, int out) {
@@ -270,13 +281,15 @@ static void describe(pctx *c, int i) {
                                       "dense", "identity"};
     const cnn_node *nd = NODE(i), *p = nd->n_in ? NODE(nd->in[0]) : nd;
     snprintf(c->what, sizeof c->what, "layer '%s' (%s %dx%dx%d -> %dx%dx%d, batch %zu, %s)", nd->name,
-             ops[nd->op], p->h, p->w, p->c, nd->h, nd->w, nd->c, c->n, c->adt == dnnl_bf16 ? "bf16" : "f32");
+             ops[nd->op], p->h, p->w, p->c, nd->h, nd->w, nd->c, c->n,
+             c->q ? "int8" : c->adt == dnnl_bf16 ? "bf16" : "f32");
 }
 
 duet_status cnn_plan_build(duet_cnn *net, struct cnn_exec *ex, size_t n, cnn_plan **out, duet_error *err) {
     size_t N = net->n_nodes;
+    int q = cnn_int8(net);
     pctx c = {net, ex, calloc(1, sizeof(cnn_plan)), err, DUET_OK, n,
-              duet_cnn_precision(net) == DUET_PRECISION_BF16 ? dnnl_bf16 : dnnl_f32,
+              q ? dnnl_u8 : duet_cnn_precision(net) == DUET_PRECISION_BF16 ? dnnl_bf16 : dnnl_f32, q,
               duet_alloc_array(N, sizeof(int)), duet_alloc_array(N, sizeof(int)), duet_alloc_array(N, sizeof(int)),
               duet_alloc_array(N, sizeof(int)), duet_calloc_array(N, sizeof(int[4])),
               duet_alloc_array(N, sizeof(int)), duet_calloc_array(N, sizeof(int)), "cnn plan"};
@@ -290,11 +303,23 @@ duet_status cnn_plan_build(duet_cnn *net, struct cnn_exec *ex, size_t n, cnn_pla
             c.left[i] = net->nodes[i].consumers;
         }
         c.left[cnn_map_node(net)]++; /* read at the end (run_map) */
-        find_fusions(&c);
+        if (!q) find_fusions(&c);
+        else if (!(c.p->zps = duet_alloc_array(c.p->cap_zps = 3 * N + 3, sizeof(int32_t)))) pl_nomem(&c);
     }
     for (size_t i = 0; i < N && !c.st; i++) {
         if (c.done[i]) continue;
         describe(&c, (int)i);
+        if (q) {
+            switch (net->nodes[i].op) {
+            case CNN_INPUT: plan_q_input(&c, (int)i); break;
+            case CNN_CONV: case CNN_DWCONV: plan_q_conv(&c, (int)i); break;
+            case CNN_MAXPOOL: case CNN_AVGPOOL: plan_q_pool(&c, (int)i); break;
+            case CNN_ADD: plan_q_add(&c, (int)i); break;
+            case CNN_IDENTITY: pl_alias(&c, (int)i, net->nodes[i].in[0], NULL); break;
+            default: c.st = duet_fail(err, DUET_ERR_UNSUPPORTED, "%s: no int8 form", c.what);
+            }
+            continue;
+        }
         switch (net->nodes[i].op) {
         case CNN_INPUT: plan_input(&c, (int)i); break;
         case CNN_CONV: case CNN_DWCONV: plan_conv(&c, (int)i); break;
@@ -307,13 +332,14 @@ duet_status cnn_plan_build(duet_cnn *net, struct cnn_exec *ex, size_t n, cnn_pla
     }
     snprintf(c.what, sizeof c.what, "cnn outputs (batch %zu)", n);
     if (!c.st) {
-        c.p->feat_mem = plan_output(&c, net->feature, STEP_FEATS);
-        c.p->logit_mem = plan_output(&c, net->output, STEP_LOGITS);
-        c.p->map_mem = plan_output(&c, cnn_map_node(net), STEP_MAP);
+        int (*po)(pctx *, int, int) = q ? plan_q_output : plan_output;
+        c.p->feat_mem = po(&c, net->feature, STEP_FEATS);
+        c.p->logit_mem = po(&c, net->output, STEP_LOGITS);
+        c.p->map_mem = po(&c, cnn_map_node(net), STEP_MAP);
     }
     if (!c.st && net->pre != CNN_PRE_NONE) {
         const cnn_node *in = &net->nodes[net->input];
-        c.p->in_pre = duet_alloc_array(n * (size_t)in->h * in->w, (size_t)in->c * sizeof(float));
+        c.p->in_pre = duet_alloc_array(n * (size_t)in->h * in->w, (size_t)in->c * (q ? 1 : sizeof(float)));
         if (!c.p->in_pre) pl_nomem(&c);
     }
     for (size_t b = 0; !c.st && b < c.p->n_bufs; b++) {
@@ -334,10 +360,13 @@ duet_status cnn_plan_build(duet_cnn *net, struct cnn_exec *ex, size_t n, cnn_pla
 
 void cnn_plan_free(cnn_plan *p) {
     if (!p) return;
-    for (size_t i = 0; i < p->n_steps; i++) dnnl_primitive_destroy(p->steps[i].prim);
+    for (size_t i = 0; i < p->n_steps; i++)
+        if (p->steps[i].prim) dnnl_primitive_destroy(p->steps[i].prim);
+    for (size_t i = 0; i < p->n_fixes; i++) { free(p->fixes[i].ch); free(p->fixes[i].m); }
+    free(p->fixes);
     for (size_t i = 0; i < p->n_mems; i++) dnnl_memory_destroy(p->mems[i].mem);
     for (size_t i = 0; i < p->n_bufs; i++) free(p->bufs[i].data);
-    free(p->steps); free(p->mems); free(p->bufs); free(p->in_pre);
+    free(p->steps); free(p->mems); free(p->bufs); free(p->in_pre); free(p->zps);
     free(p);
 }
 

@@ -19,6 +19,7 @@ typedef struct pctx {
     duet_status st;         /* first error                               */
     size_t n;
     dnnl_data_type_t adt;   /* activations                               */
+    int q;                  /* int8 run (cnn_int8): uint8 activations      */
     int *val;               /* node -> plan mem holding its output        */
     int *own;               /* node -> buffer its output owns (-1)        */
     int *left;              /* readers not yet planned                    */
@@ -41,6 +42,7 @@ int pl_mem_fresh(pctx *c, const dnnl_memory_desc_t *md, int *buf);
 void pl_step(pctx *c, dnnl_primitive_desc_t pd, int node, const char *what, int out, int nargs,
              const dnnl_exec_arg_t *args);
 void pl_reorder(pctx *c, int from, int to, int node, int out);
+void pl_step_fix(pctx *c, int node, int fix);
 int pl_src_as(pctx *c, int m, const dnnl_memory_desc_t *want, int node, int *tmp);
 int pl_pad_copy(pctx *c, int m, const int pad[4], int node);
 void pl_md(pctx *c, dnnl_memory_desc_t *md, int nd, const dnnl_dims_t dims, dnnl_data_type_t dt,
@@ -68,5 +70,14 @@ void plan_pad(pctx *c, int i);
 void plan_identity(pctx *c, int i);
 /* the copy of node's value into a user array (STEP_FEATS, ...): its mem */
 int plan_output(pctx *c, int node, int out);
+/* the user layout of a convolution's weights (wt or qw), type dt */
+void pl_conv_user_md(pctx *c, const cnn_node *nd, int cin, dnnl_data_type_t dt, dnnl_memory_desc_t *u);
+
+/* int8 layers (dnn_int8.c): uint8 activations on their tensors' grids */
+void plan_q_input(pctx *c, int i);
+void plan_q_conv(pctx *c, int i);    /* CONV, DWCONV                   */
+void plan_q_pool(pctx *c, int i);    /* AVGPOOL, MAXPOOL (same grid)   */
+void plan_q_add(pctx *c, int i);
+int plan_q_output(pctx *c, int node, int out);   /* dequantized to f32 */
 
 #endif

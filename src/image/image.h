@@ -36,6 +36,12 @@ typedef struct cnn_node {
     float act_lo, act_hi;        /* output clamp (relu: 0, inf)          */
     int fq;                      /* re-quantize output to uint8 grid     */
     float q_scale; int q_zp;
+    /* int8 runs (a quantized file): the weights as int8 q, layout of wt,
+     * with w - zp_w = q - qw_zp (uint8 weights: q = w - 128); the int32
+     * bias as stored; the weight scale of each output channel [c].   */
+    int8_t *qw; int qw_zp;
+    int32_t *qbias;
+    float *qw_scale;
     int consumers;
 } cnn_node;
 
@@ -47,8 +53,21 @@ struct duet_cnn {
     cnn_pre pre;
     float in_scale; int in_zp;   /* CNN_PRE_UINT8                        */
     duet_precision prec;         /* resolved; 0 (auto) reads as f32      */
+    int quant;                   /* every layer integer: int8 runs possible */
+    int int8_mode;               /* CNN_INT8_AUTO, _OFF, _ON              */
     struct cnn_exec *exec;       /* oneDNN engine, plans, weights (lazy) */
 };
+
+/* When a quantized net (net->quant) computes in int8: AUTO (the default)
+ * at precision bf16 on a CPU with int8 dot products (VNNI: AVX512-VNNI,
+ * AVX-VNNI, AMX), else its float emulation; OFF never; ON on any CPU
+ * (oneDNN also runs int8 on AVX2 / AVX-512 without VNNI: tests). */
+enum { CNN_INT8_AUTO = 0, CNN_INT8_OFF = 1, CNN_INT8_ON = 2 };
+void cnn_set_int8(duet_cnn *net, int mode);
+/* 1 when net runs in int8 (net->quant and the mode's rule). */
+int cnn_int8(const duet_cnn *net);
+/* The uint8 grid of node j's output: the input's quantization, or its own. */
+void cnn_qparams(const duet_cnn *net, int j, float *scale, int *zp);
 
 /* Appends a zeroed node (act_lo -inf, act_hi inf); returns its index or -1
  * (out of memory). name is copied. */

@@ -1,6 +1,7 @@
 /* net.c -- the CNN graph: nodes, shapes, consumers; the public run calls
  * (on the oneDNN executor, dnn_exec.c), softmax, crop averaging, precision. */
 #include "image/image.h"
+#include "core/dnn.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +41,9 @@ void duet_cnn_free(duet_cnn *net) {
         free(net->nodes[i].name);
         free(net->nodes[i].wt);
         free(net->nodes[i].bias);
+        free(net->nodes[i].qw);
+        free(net->nodes[i].qbias);
+        free(net->nodes[i].qw_scale);
     }
     free(net->nodes);
     cnn_exec_free(net);
@@ -174,11 +178,36 @@ duet_status duet_cnn_set_precision(duet_cnn *net, duet_precision p, duet_error *
     duet_precision r;
     duet_status st = duet_precision_resolve(p, &r, err);
     if (st) return st;
-    if (r != duet_cnn_precision(net)) cnn_exec_free(net);
+    if (r != duet_cnn_precision(net)) cnn_exec_free(net); /* also when int8 comes or goes */
     net->prec = r;
     return DUET_OK;
 }
 
 duet_precision duet_cnn_precision(const duet_cnn *net) {
     return net->prec ? net->prec : DUET_PRECISION_F32;
+}
+
+/* int8 dot-product instructions (VNNI) in the instruction set oneDNN uses. */
+static int cpu_has_vnni(void) {
+    dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
+    return isa == dnnl_cpu_isa_avx512_core_vnni || isa == dnnl_cpu_isa_avx512_core_bf16 ||
+           isa == dnnl_cpu_isa_avx512_core_amx || isa == dnnl_cpu_isa_avx2_vnni;
+}
+
+void cnn_set_int8(duet_cnn *net, int mode) {
+    int was = cnn_int8(net);
+    net->int8_mode = mode;
+    if (cnn_int8(net) != was) cnn_exec_free(net);
+}
+
+int cnn_int8(const duet_cnn *net) {
+    if (!net->quant || net->pre != CNN_PRE_UINT8 || net->int8_mode == CNN_INT8_OFF) return 0;
+    return net->int8_mode == CNN_INT8_ON || (duet_cnn_precision(net) == DUET_PRECISION_BF16 && cpu_has_vnni());
+}
+
+int duet_cnn_int8(const duet_cnn *net) { return net && cnn_int8(net); }
+
+void cnn_qparams(const duet_cnn *net, int j, float *scale, int *zp) {
+    if (j == net->input) { *scale = net->in_scale; *zp = net->in_zp; }
+    else { *scale = net->nodes[j].q_scale; *zp = net->nodes[j].q_zp; }
 }

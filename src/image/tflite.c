@@ -2,7 +2,8 @@
  * small flatbuffer reader that checks every offset against the buffer.
  * Weights are dequantized to float at load; each activation is
  * re-quantized to its tensor's uint8 grid when computed, so the float
- * graph follows the quantized model closely. */
+ * graph follows the quantized model closely. The integer weights, biases
+ * and grids are kept too, for int8 runs (dnn_int8.c). */
 #include "image/image.h"
 #include <math.h>
 #include <stdlib.h>
@@ -99,6 +100,7 @@ typedef struct tctx {
     int *tnode;
     size_t buffers, nbuf;
     duet_cnn *net;
+    int q_ok;          /* every layer so far integer (int8 runs possible) */
 } tctx;
 
 #define BAD(...) duet_fail(c->err, DUET_ERR_FORMAT, __VA_ARGS__)
@@ -183,6 +185,53 @@ static float *dequant(tctx *c, const tensor *t, size_t count, int channel_axis_l
         out[i] = t->nscale ? (float)((double)(q - z) * s) : (float)q;
     }
     return out;
+}
+
+static int64_t zp_at(const fb *f, const tensor *t, size_t ch) {
+    if (t->nzp <= 1 || ch >= t->nzp) return t->zp;
+    int64_t z;
+    memcpy(&z, f->b + t->zp_pos + 8 * ch, 8);
+    return z;
+}
+
+/* The integer form of a conv's weights wt (OHWI, count values, already
+ * checked by dequant) and bias bt (or NULL) for int8 runs: nd->qw in the
+ * layout of nd->wt, qw_zp, qbias, qw_scale. Weights that have no such form
+ * (not uint8/int8, a zero point per channel, a bias not int32) clear
+ * c->q_ok: the net then runs its float emulation only. */
+static duet_status quant_weights(tctx *c, const tensor *wt, const tensor *bt, size_t count, int cout, int conv,
+                                 cnn_node *nd) {
+    const fb *f = &c->f;
+    size_t tab, first = 0, len = 0;
+    int64_t z = zp_at(f, wt, 0);
+    int ok = (wt->type == T_UINT8 || wt->type == T_INT8) && wt->nscale && (!bt || (bt->type == T_INT32 && bt->nscale));
+    for (size_t k = 1; ok && k < wt->nzp; k++) ok = zp_at(f, wt, k) == z;
+    if (wt->type == T_UINT8) z -= 128;
+    if (!ok || z < -127 || z > 127) { c->q_ok = 0; return DUET_OK; }
+    if (vec_table(f, c->buffers, wt->buffer, &tab) || vec(f, tab, 0, 1, &first, &len) <= 0 || len != count)
+        return BAD("%s: tensor '%s': weights buffer", c->name, wt->name);
+    const uint8_t *d = f->b + first;
+    nd->qw = duet_alloc_array(count, 1);
+    nd->qw_scale = duet_alloc_array((size_t)cout, sizeof(float));
+    if (!nd->qw || !nd->qw_scale) return duet_fail(c->err, DUET_ERR_NOMEM, "out of memory");
+    nd->qw_zp = (int)z;
+    size_t K = count / (size_t)cout;
+    for (size_t i = 0; i < count; i++) { /* OHWI -> [K x cout] for CONV */
+        int q = wt->type == T_UINT8 ? (int)d[i] - 128 : (int8_t)d[i];
+        size_t to = conv ? (i % K) * (size_t)cout + i / K : i;
+        nd->qw[to] = (int8_t)q;
+    }
+    for (int o = 0; o < cout; o++)
+        memcpy(&nd->qw_scale[o], f->b + wt->scale_pos + 4 * (wt->nscale > 1 ? (size_t)o : 0), 4);
+    if (bt) {
+        if (vec_table(f, c->buffers, bt->buffer, &tab) || vec(f, tab, 0, 1, &first, &len) <= 0 ||
+            len != 4 * (size_t)cout)
+            return BAD("%s: tensor '%s': bias buffer", c->name, bt->name);
+        if (!(nd->qbias = duet_alloc_array((size_t)cout, sizeof(int32_t))))
+            return duet_fail(c->err, DUET_ERR_NOMEM, "out of memory");
+        for (int o = 0; o < cout; o++) nd->qbias[o] = i32_elem(f, first, (size_t)o);
+    }
+    return DUET_OK;
 }
 
 static int act_of(long long a, float *lo, float *hi) {
@@ -286,6 +335,8 @@ static duet_status build_op(tctx *c, size_t oi, size_t op, int code) {
                 return duet_fail(c->err, DUET_ERR_SHAPE, "%s: operator %zu ('%s'): bias of %d for %d channels", c->name, oi, ot->name, bt->rank ? bt->shape[0] : 0, cout);
             if (!(nd->bias = dequant(c, bt, (size_t)cout, cout, &st))) return st;
         }
+        st = quant_weights(c, wt, ilen >= 3 && in[2] >= 0 ? &c->T[in[2]] : NULL, cnt, cout, kind == CNN_CONV, nd);
+        if (st) return st;
     }
     nd->c = cout;
     if (kind == CNN_ADD) {
@@ -314,6 +365,12 @@ static duet_status build_op(tctx *c, size_t oi, size_t op, int code) {
     if (ot->type == T_UINT8 && ot->nscale) { nd->fq = 1; nd->q_scale = ot->scale; nd->q_zp = (int)ot->zp; }
     else if (ot->type != T_FLOAT32)
         return duet_fail(c->err, DUET_ERR_UNSUPPORTED, "%s: operator %zu ('%s'): activations must be uint8 or float32", c->name, oi, ot->name);
+    if (!nd->fq) c->q_ok = 0;
+    else if (kind == CNN_AVGPOOL || kind == CNN_MAXPOOL || kind == CNN_IDENTITY) { /* the grid passes through */
+        float s; int z;
+        cnn_qparams(net, src, &s, &z);
+        if (s != nd->q_scale || z != nd->q_zp || (src != net->input && !net->nodes[src].fq)) c->q_ok = 0;
+    }
     if (kind == CNN_AVGPOOL) net->feature = id;
     c->tnode[to] = id;
     return DUET_OK;
@@ -322,7 +379,7 @@ static duet_status build_op(tctx *c, size_t oi, size_t op, int code) {
 duet_status duet_cnn_parse_tflite(const void *buf, size_t len, const char *name, duet_cnn **out,
                                   duet_error *err) {
     *out = NULL;
-    tctx ctx = {{buf, len}, name ? name : "(tflite)", err, NULL, 0, NULL, 0, 0, NULL};
+    tctx ctx = {{buf, len}, name ? name : "(tflite)", err, NULL, 0, NULL, 0, 0, NULL, 1};
     tctx *c = &ctx;
     const fb *f = &c->f;
     duet_status st = DUET_OK;
@@ -376,6 +433,7 @@ duet_status duet_cnn_parse_tflite(const void *buf, size_t len, const char *name,
         if ((st = build_op(c, i, op, (int)(bc > dep ? bc : dep)))) goto done;
     }
     if (c->net->output < 0 && c->net->n_nodes) c->net->output = (int)c->net->n_nodes - 1;
+    c->net->quant = c->q_ok;
     st = cnn_finish(c->net, c->name, err);
 done:
     free(c->T); free(c->tnode);
