@@ -93,8 +93,10 @@ static enum MHD_Result answer_hits(duet_server *s, struct MHD_Connection *c, req
     json_t *arr = json_array();
     for (size_t i = 0; i < j->got; i++) {
         const char *t = duet_index_text(s->ix, j->side, j->hits[i].index);
+        /* unit vectors: a cosine, whose float rounding may pass 1 by an ulp */
+        double sc = j->hits[i].score > 1 ? 1 : j->hits[i].score < -1 ? -1 : j->hits[i].score;
         json_t *r = json_pack("{s:I, s:I, s:f}", "rank", (json_int_t)(i + 1), "index",
-                              (json_int_t)j->hits[i].index, "score", (double)j->hits[i].score);
+                              (json_int_t)j->hits[i].index, "score", sc);
         json_object_set_new(r, j->side == DUET_SIDE_IMAGE ? "name" : "text", json_string(t));
         json_array_append_new(arr, r);
     }

@@ -218,7 +218,7 @@ static void deadline_ts(double t, struct timespec *ts) {
     double now = duet_now();
     struct timespec n;
     clock_gettime(CLOCK_MONOTONIC, &n);
-    double at = (double)n.tv_sec + 1e-9 * (double)n.tv_nsec + (t - now);
+    double at = (double)n.tv_sec + 1e-9 * (double)n.tv_nsec + (t - now) + 1e-6; /* never before t */
     ts->tv_sec = (time_t)at;
     ts->tv_nsec = (long)((at - (double)ts->tv_sec) * 1e9);
 }
@@ -305,8 +305,8 @@ static void *worker(void *arg) {
         if (!q->queued || !b) break; /* stopping, and nothing is left */
         double limit = q->head->t_queued + wait;
         if (limit > q->head->deadline) limit = q->head->deadline;
-        while (!q->stopping && q->queued < q->max_batch && (q->reserved > 0 || q->queued < q->last_batch) &&
-               duet_now() < limit) {
+        while (!q->stopping && !atomic_load(&s->draining) && q->queued < q->max_batch &&
+               (q->reserved > 0 || q->queued < q->last_batch) && duet_now() < limit) {
             struct timespec ts;
             deadline_ts(limit, &ts);
             if (pthread_cond_timedwait(&q->cv, &q->mu, &ts) == ETIMEDOUT) break;

@@ -322,7 +322,15 @@ void duet_server_set_cnn(duet_server *s, duet_cnn *cnn, int crops) {
 void duet_server_stop(duet_server *s) {
     if (!s) return;
     MHD_socket ls = MHD_quiesce_daemon(s->d);
+    /* stop listening: new connections are refused, not left in the backlog
+     * (the descriptor stays open until MHD has stopped) */
+    if (ls != MHD_INVALID_SOCKET) shutdown(ls, SHUT_RDWR);
     atomic_store(&s->draining, 1);
+    for (int k = 0; k < N_KINDS; k++) { /* no more waiting for company */
+        pthread_mutex_lock(&s->q[k].mu);
+        pthread_cond_broadcast(&s->q[k].cv);
+        pthread_mutex_unlock(&s->q[k].mu);
+    }
     double until = duet_now() + s->p.deadline;
     while (atomic_load(&s->m.in_flight) > 0 && duet_now() < until) {
         struct timespec ts = {0, 5 * 1000 * 1000};
