@@ -21,11 +21,7 @@ done
 if [ -n "${INDEX:-}" ]; then    # an index given (e.g. a Flickr8K gallery for the screenshot)
   IDX=$INDEX
 else
-  export DUET_MOBILENET=${DUET_MOBILENET:-$ROOT/../shared/data/mobilenet/mobilenet_v2_1.0_224_quant.tflite}
-  DUET=$DUET tests/lib/search_gallery.sh "$T/g" 24
-  rc=$?
-  if [ $rc -eq 3 ]; then echo "SKIP browser: MobileNetV2 weights absent" >&2; skip=1; summary; fi
-  [ $rc -eq 0 ] || { bad "gallery build failed: $(tail -5 "$T/g/log.txt")"; summary; }
+  small_gallery "$T/g"
   IDX=$T/g/g.index
 fi
 QUERY=${QUERY:-a red square on a white background}

@@ -22,11 +22,7 @@ PY=/usr/bin/python3
 for tool in curl $PY; do
   command -v $tool >/dev/null || { echo "SKIP serve_batch: $tool is not installed (scripts/deps.sh test)" >&2; skip=1; summary; }
 done
-export DUET_MOBILENET=${DUET_MOBILENET:-$ROOT/../shared/data/mobilenet/mobilenet_v2_1.0_224_quant.tflite}
-DUET=$DUET tests/lib/search_gallery.sh "$T/g" 24
-rc=$?
-if [ $rc -eq 3 ]; then echo "SKIP serve_batch: MobileNetV2 weights absent" >&2; skip=1; summary; fi
-[ $rc -eq 0 ] || { bad "gallery build failed: $(tail -5 "$T/g/log.txt")"; summary; }
+small_gallery "$T/g"
 cd "$T/g" || exit 1
 
 # The client: python3 client.py MODE URL ... (prints one line per check)
@@ -168,18 +164,18 @@ start_server g.index --threads 2 --batch 8 --image-batch 4 --batch-wait 300 --ac
 [ -n "$URL" ] && ok || { bad "serve did not start: $(cat "$T/serve.err")"; summary; }
 wait_cnn && ok || bad "the CNN did not load: $(cat "$T/serve.err")"
 $PY client.py metrics "$URL" > m0.txt 2>&1
-$PY client.py text "$URL" > text.txt 2>&1
-cat text.txt >&2
-grep -q "^alone_ok True batches \[1\]$" text.txt && ok || bad "text queries one at a time: $(cat text.txt)"
-grep -q "^batched True" text.txt && ok || bad "text queries sent together were never batched: $(cat text.txt)"
-grep -q "^equal True$" text.txt && ok || bad "batched text answers differ from single ones: $(cat text.txt)"
-grep -q "^cosine True$" text.txt && ok || bad "text scores are not cosines, best first: $(cat text.txt)"
-$PY client.py image "$URL" > image.txt 2>&1
-cat image.txt >&2
-grep -q "^alone_ok True batches \[1\]$" image.txt && ok || bad "image queries one at a time: $(cat image.txt)"
-grep -q "^batched True" image.txt && ok || bad "image queries sent together were never batched: $(cat image.txt)"
-grep -q "^equal True$" image.txt && ok || bad "batched image answers differ from single ones: $(cat image.txt)"
-grep -q "^cosine True$" image.txt && ok || bad "image scores are not cosines, best first: $(cat image.txt)"
+# equal KIND: the sequential and burst answers of client.py KIND compared
+equal() {
+  local kind=$1
+  $PY client.py "$kind" "$URL" > "$kind.txt" 2>&1
+  cat "$kind.txt" >&2
+  grep -q "^alone_ok True batches \[1\]$" "$kind.txt" && ok || bad "$kind queries one at a time: $(cat "$kind.txt")"
+  grep -q "^batched True" "$kind.txt" && ok || bad "$kind queries sent together were never batched: $(cat "$kind.txt")"
+  grep -q "^equal True$" "$kind.txt" && ok || bad "batched $kind answers differ from single ones: $(cat "$kind.txt")"
+  grep -q "^cosine True$" "$kind.txt" && ok || bad "$kind scores are not cosines, best first: $(cat "$kind.txt")"
+}
+equal text
+equal image
 grep -q "^self True" image.txt && ok || bad "a gallery image does not find itself at cosine 1: $(cat image.txt)"
 
 # --- /metrics and the access log -----------------------------------------
