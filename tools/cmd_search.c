@@ -514,7 +514,7 @@ int cmd_serve(int argc, char **argv) {
         double t1 = now_seconds();
         if (!load_cnn(C, &c, weights, 0, 0) && c.cnn) {
             duet_server_set_cnn(srv, c.cnn, c.enc.crops);
-            fprintf(stderr, "duet serve: image queries on (CNN loaded in %.0f ms)\n", (now_seconds() - t1) * 1e3);
+            fprintf(stderr, "duet serve: image queries on (CNN loaded and its plans made in %.0f ms)\n", (now_seconds() - t1) * 1e3);
         }
     }
     int sig = 0;

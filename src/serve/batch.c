@@ -273,6 +273,29 @@ static void process(duet_server *s, queue *q, job **b, size_t n, cnn_times *ct) 
     for (size_t i = 0; i < live; i++) finish(b[i], t0);
 }
 
+/* A CNN given to duet_server_set_cnn: its plans made here, then published
+ * to the endpoints. mu (held) is released meanwhile. 1 when one was. */
+static int cnn_adopt(duet_server *s, cnn_times *ct, pthread_mutex_t *mu) {
+    pthread_mutex_lock(&s->cnn_lock);
+    duet_query_encoder enc = s->enc;
+    enc.cnn = s->cnn_pending;
+    enc.crops = s->crops_pending;
+    pthread_mutex_unlock(&s->cnn_lock);
+    if (!enc.cnn) return 0;
+    pthread_mutex_unlock(mu);
+    cnn_warm(s, &enc, ct);
+    pthread_mutex_lock(&s->cnn_lock);
+    if (s->cnn_pending == enc.cnn) {
+        s->enc.cnn = enc.cnn;
+        s->enc.crops = enc.crops;
+        s->cnn_pending = NULL;
+    }
+    pthread_cond_broadcast(&s->cnn_cv);
+    pthread_mutex_unlock(&s->cnn_lock);
+    pthread_mutex_lock(mu);
+    return 1;
+}
+
 static void *worker(void *arg) {
     queue *q = arg;
     duet_server *s = q->s;
@@ -290,17 +313,7 @@ static void *worker(void *arg) {
     }
     pthread_mutex_lock(&q->mu);
     for (;;) {
-        if (q->kind == KIND_IMAGE && !q->stopping) { /* a new CNN: its plans before its first query */
-            pthread_mutex_lock(&s->cnn_lock);
-            duet_query_encoder enc = s->enc;
-            pthread_mutex_unlock(&s->cnn_lock);
-            if (enc.cnn && enc.cnn != ct.cnn) {
-                pthread_mutex_unlock(&q->mu);
-                cnn_warm(s, &enc, &ct);
-                pthread_mutex_lock(&q->mu);
-                continue;
-            }
-        }
+        if (q->kind == KIND_IMAGE && !q->stopping && cnn_adopt(s, &ct, &q->mu)) continue;
         if (!q->queued && !q->stopping) { pthread_cond_wait(&q->cv, &q->mu); continue; }
         if (!q->queued || !b) break; /* stopping, and nothing is left */
         double limit = q->head->t_queued + wait;
@@ -319,6 +332,12 @@ static void *worker(void *arg) {
     q->closed = 1;
     pthread_mutex_unlock(&q->mu);
     free(b);
+    if (q->kind == KIND_IMAGE) { /* a set_cnn still waiting gives up */
+        pthread_mutex_lock(&s->cnn_lock);
+        s->cnn_pending = NULL;
+        pthread_cond_broadcast(&s->cnn_cv);
+        pthread_mutex_unlock(&s->cnn_lock);
+    }
     return NULL;
 }
 

@@ -240,6 +240,7 @@ static void server_free(duet_server *s) {
     duet_searcher_free(s->search[0]);
     duet_searcher_free(s->search[1]);
     if (s->queues_made) queues_free(s);
+    pthread_cond_destroy(&s->cnn_cv);
     pthread_mutex_destroy(&s->cnn_lock);
     metrics_fini(&s->m);
     free(s);
@@ -276,6 +277,7 @@ duet_status duet_server_start(const duet_serve_params *p, const duet_index *ix, 
     s->ix = ix;
     s->enc = *enc;
     pthread_mutex_init(&s->cnn_lock, NULL);
+    pthread_cond_init(&s->cnn_cv, NULL);
     metrics_init(&s->m);
     for (int side = 0; side < 2; side++) {
         duet_mat g = duet_index_embeddings(ix, side);
@@ -308,11 +310,27 @@ duet_status duet_server_start(const duet_serve_params *p, const duet_index *ix, 
 
 int duet_server_port(const duet_server *s) { return s->port; }
 
-/* cnn: borrowed, must outlive the server (or a later call replacing it). */
+/* cnn: borrowed, must outlive the server (or a later call replacing it).
+ * The image worker makes the CNN's plans (on its own thread, with its
+ * thread count) before publishing it, so the first image queries do not
+ * wait behind that; this call returns once it has. */
 void duet_server_set_cnn(duet_server *s, duet_cnn *cnn, int crops) {
     pthread_mutex_lock(&s->cnn_lock);
-    s->enc.cnn = cnn;
-    s->enc.crops = crops;
+    if (!cnn) {
+        s->enc.cnn = NULL;
+        s->cnn_pending = NULL;
+        pthread_mutex_unlock(&s->cnn_lock);
+        return;
+    }
+    s->cnn_pending = cnn;
+    s->crops_pending = crops;
+    pthread_mutex_unlock(&s->cnn_lock);
+    queue *q = &s->q[KIND_IMAGE];
+    pthread_mutex_lock(&q->mu);
+    pthread_cond_broadcast(&q->cv);
+    pthread_mutex_unlock(&q->mu);
+    pthread_mutex_lock(&s->cnn_lock);
+    while (s->cnn_pending == cnn && s->enc.cnn != cnn) pthread_cond_wait(&s->cnn_cv, &s->cnn_lock);
     pthread_mutex_unlock(&s->cnn_lock);
 }
 

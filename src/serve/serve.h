@@ -107,6 +107,10 @@ struct duet_server {
     const duet_index *ix;
     duet_query_encoder enc;    /* a copy; enc.cnn and enc.crops under cnn_lock */
     pthread_mutex_t cnn_lock;
+    pthread_cond_t cnn_cv;     /* a pending CNN was published (or dropped)    */
+    duet_cnn *cnn_pending;     /* set_cnn's CNN, until the image worker has
+                                  made its plans and publishes it in enc     */
+    int crops_pending;
     duet_searcher *search[2];  /* the image and caption galleries, owned      */
     int port;
     queue q[N_KINDS];

@@ -157,7 +157,12 @@ elif mode == "stop":  # requests in flight while the server is told to stop
 PY
 
 status() { local u=$1; shift; curl -s -m 20 -o "$T/body" -w '%{http_code}' "$@" "$URL$u"; }
-wait_cnn() { for _ in $(seq 1 300); do grep -q "image queries on" "$T/serve.err" && return 0; sleep 0.1; done; return 1; }
+# wait_cnn: the CNN loaded, and one image query answered (the image worker
+# makes the CNN's plans first; timed scenarios must not wait behind that)
+wait_cnn() {
+  for _ in $(seq 1 300); do grep -q "image queries on" "$T/serve.err" && break; sleep 0.1; done
+  [ "$(curl -s -m 120 -o /dev/null -w '%{http_code}' --data-binary @img/img_000.bmp "$URL/api/search-image?k=1")" = 200 ]
+}
 
 # --- batched answers equal single answers ---------------------------------
 start_server g.index --threads 2 --batch 8 --image-batch 4 --batch-wait 300 --access-log "$T/access.log"
