@@ -140,8 +140,17 @@ print("answered (200), server side: p50 %.1f ms, p99 %.1f ms, max %.1f ms; mean 
       % (pc(0.5), pc(0.99), ok[-1] if ok else float("nan"), sum(b) / len(b) if b else 0))'
 }
 
+# idle_server: waits (up to 60 s) until the last run's requests are all
+# answered and its connections closed (suspended ones are noticed only then)
+idle_server() {
+  for _ in $(seq 1 300); do
+    curl -s "$URL/metrics" | awk '$1 == "duet_requests_in_flight" { f = $2 } $1 == "duet_open_connections" { c = $2 }
+                                  END { exit !(f <= 1 && c <= 1) }' && return 0
+    sleep 0.2
+  done
+}
 warm
-sleep 1
+idle_server
 {
   echo "== duet serve load test, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores (shared with the client); load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "== $(lscpu | sed -n 's/^Model name: *//p'); $("$DUET" info 2>/dev/null | grep -E '^(instruction set|precision)' | tr '\n' ' ')"
@@ -160,7 +169,7 @@ sleep 1
     logstats "$from"
     peak=$(sort -n "$tmp/rss.txt" | tail -1)
     echo "server resident memory: idle $((idle / 1024)) MB, most under load $((peak / 1024)) MB ($(awk -v a="$peak" -v b="$idle" 'BEGIN { printf "%.2f", a / b }')x)"
-    sleep 2
+    idle_server
   done
   echo
   echo "== after the runs: $(curl -s -o /dev/null -w 'health HTTP %{http_code}' "$URL/api/health"); load average $(cut -d' ' -f1-3 /proc/loadavg)"
