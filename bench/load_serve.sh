@@ -15,7 +15,9 @@
 #                                                 builds the Flickr8K one)
 #   bench/load_serve.sh                          builds an 8,000-image gallery
 #       from RANDOM 1280-D image features (noted in the output; text only).
-# LOAD_SECONDS (30), LOAD_SCENARIOS ("text:16 image:16 image:256 text:256"),
+# PEER=path/to/older/duet: the 16-connection runs again against that binary's
+# server (one request at a time before issue 16), in the same run, and the
+# ratios. LOAD_SECONDS (30), LOAD_SCENARIOS ("text:16 image:16 image:256 text:256"),
 # LOAD_IMAGES (photos to post, the first 64: ../shared/data/flickr8k/images), LOAD_FLAGS
 # (extra `duet serve` flags).
 set -euo pipefail
@@ -174,6 +176,27 @@ idle_server
   echo
   echo "== after the runs: $(curl -s -o /dev/null -w 'health HTTP %{http_code}' "$URL/api/health"); load average $(cut -d' ' -f1-3 /proc/loadavg)"
   curl -s "$URL/metrics" | grep -E '^duet_(queue_rejected|deadline_expired)_total|^duet_batch_size_(sum|count)'
+  kill -TERM $SPID  # (a child of the outer shell: wait for it by polling)
+  for _ in $(seq 1 600); do kill -0 $SPID 2>/dev/null || break; sleep 0.1; done
+  if [ -n "${PEER:-}" ]; then
+    echo
+    "$PEER" serve --index "$INDEX" --port 0 >"$tmp/peer.out" 2>"$tmp/peer.err" &
+    SPID=$!
+    URL=""
+    for _ in $(seq 1 300); do
+      URL=$(sed -n 's|^duet serve: \(http://[0-9.:]*\)/ .*|\1|p' "$tmp/peer.out"); [ -n "$URL" ] && break; sleep 0.1
+    done
+    for _ in $(seq 1 600); do grep -q "image queries on" "$tmp/peer.err" && break; sleep 0.1; done
+    warm
+    echo "== peer: $PEER ($("$PEER" --version 2>/dev/null | head -1)), the same runs"
+    for sc in $SCEN; do
+      kind=${sc%%:*} conns=${sc##*:}
+      [ "$conns" -le 16 ] || continue
+      echo "== peer: $kind search, $conns connections, ${S} s"
+      wrk -t2 -c"$conns" -d"${S}s" --timeout 10s --latency -s "$tmp/$kind.lua" "$URL" | grep -E '^ +(50|99)%|Requests/sec|Non-2xx|Socket'
+      sleep 2
+    done
+    kill -TERM $SPID; wait $SPID || true
+  fi
 } | tee bench/out/load_serve.txt
-kill -TERM $SPID; wait $SPID || echo "load_serve: serve exited $? on SIGTERM" >&2
 SPID=""

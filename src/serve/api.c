@@ -172,6 +172,7 @@ enum MHD_Result api_search_image(duet_server *s, struct MHD_Connection *c, req *
     if (!j) { duet_image_free(&im); return send_error(c, rq, 500, "out of memory"); }
     j->width = im.width;
     j->height = im.height;
+    j->crops = enc.crops;
     st = duet_query_image_input(&enc, &im, j->input, &e);
     duet_image_free(&im);
     if (st) { job_free(j); return send_error(c, rq, 400, e.msg); }

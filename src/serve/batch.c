@@ -265,8 +265,18 @@ static void process(duet_server *s, queue *q, job **b, size_t n, cnn_times *ct) 
         fail_all(b, live, 503, "image queries are off (no CNN loaded)");
     } else {
         if (ct->cnn != enc.cnn) cnn_warm(s, &enc, ct);
-        if (b[0]->type == JOB_LOCALIZE) run_localize(b[0], &enc);
-        else run_images(s, b, live, &enc, ct);
+        size_t ok = 0; /* inputs cut for another CNN's crops (replaced since) */
+        for (size_t i = 0; i < live; i++) {
+            if (b[i]->type == JOB_IMAGE && b[i]->crops != enc.crops) {
+                fail_all(&b[i], 1, 503, "the CNN was replaced while the request waited: retry");
+                finish(b[i], t0);
+            } else {
+                b[ok++] = b[i];
+            }
+        }
+        live = ok;
+        if (live && b[0]->type == JOB_LOCALIZE) run_localize(b[0], &enc);
+        else if (live) run_images(s, b, live, &enc, ct);
     }
     hist_observe(&s->m.batch[q->kind], (double)live);
     hist_observe(&s->m.batch_seconds[q->kind], duet_now() - t0);

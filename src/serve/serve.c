@@ -158,7 +158,10 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         *con_cls = rq;
         return r;
     }
-    if (rq->code) return MHD_YES; /* answered early; the rest of a body */
+    if (rq->code) { /* answered early; the rest of a body is dropped */
+        *upload_size = 0;
+        return MHD_YES;
+    }
     if (post) {
         if (*upload_size) return body_chunk(s, c, rq, upload, upload_size);
         if (rq->refused) return send_busy(c, rq, "the image queue is full: retry later");

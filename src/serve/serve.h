@@ -43,6 +43,7 @@ typedef struct job {
     uint8_t flag;              /* text: DUET_TEXT_FLAG_EMPTY                  */
     duet_image im;             /* localize: the gallery image (owned)         */
     size_t width, height;      /* of the query image                          */
+    int crops;                 /* the CNN input's crops                       */
     const char *q;             /* localize: the phrase (the connection's)      */
     /* the answer, filled by the worker */
     int done;
