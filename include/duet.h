@@ -1102,7 +1102,7 @@ typedef struct duet_serve_params {
     double deadline;         /* seconds a request may wait in its queue
                                 (else 503); also the bound on draining at
                                 duet_server_stop, 10                       */
-    int cnn_threads;         /* oneDNN threads of the image worker, 2       */
+    int cnn_threads;         /* oneDNN threads of the image worker, 1       */
     /* One JSON line per finished request (no newline), from any server
      * thread, one call at a time; NULL: no access log. */
     void (*access_log)(void *ctx, const char *line);
