@@ -1121,7 +1121,9 @@ duet_status duet_server_start(const duet_serve_params *p, const duet_index *ix,
 int duet_server_port(const duet_server *s);   /* the bound port */
 /* Turns image queries on (or off with NULL) while serving, e.g. once a CNN
  * loaded after the server started: cnn is borrowed and must outlive the
- * server. Until then POST /api/search-image answers 503. */
+ * server. The image worker makes the CNN's plans (for 1 and image_batch
+ * images) first; this call returns once it has and image queries are on.
+ * Until then POST /api/search-image and /api/localize answer 503. */
 void duet_server_set_cnn(duet_server *s, duet_cnn *cnn, int crops);
 /* Graceful stop (NULL-safe): stops accepting connections, answers the
  * requests already received (new requests on open connections get 503),
