@@ -1093,6 +1093,41 @@ duet_status duet_query_encode_images(const duet_query_encoder *q,
                                      const duet_image *const *ims, size_t n,
                                      float *out, duet_error *err);
 
+/* Batched query encoding whose answer for a query never depends on the
+ * queries it is batched with (a server's micro-batches; docs/SEARCH.md):
+ * the text model runs on each text alone; the branches always run on a
+ * fixed number of rows (the rest zero), since a matrix product's rounding
+ * may depend on its row count; the CNN runs a batch of a given size whose
+ * unused slots are zero images.
+ *
+ * One text -> its text model features feat [duet_textmodel_dim] and flag
+ * (as duet_textmodel_encode). */
+duet_status duet_query_text_features(const duet_query_encoder *q,
+                                     const char *text, float *feat,
+                                     uint8_t *flag, duet_error *err);
+/* Floats of one image's CNN input: crops x 224 x 224 x 3. */
+size_t duet_query_image_input_floats(const duet_query_encoder *q);
+/* One image -> its CNN input (duet_image_crops with q->crops), input
+ * caller-owned of duet_query_image_input_floats floats. Needs no CNN. */
+duet_status duet_query_image_input(const duet_query_encoder *q,
+                                   const duet_image *im, float *input,
+                                   duet_error *err);
+/* n CNN inputs (from duet_query_image_input, back to back) run as one CNN
+ * batch of run >= n images (zero images fill it), features averaged over
+ * the crops as duet_cnn_images does -> feats [n x cnn feature_dim]. The
+ * CNN is used: the caller serializes calls. */
+duet_status duet_query_image_features(const duet_query_encoder *q,
+                                      const float *input, size_t n,
+                                      size_t run, float *feats,
+                                      duet_error *err);
+/* The branch of side on n feature rows feats [n x duet_model_dim(side)],
+ * run on exactly rows rows at a time (rows >= 1; the last run padded with
+ * zero rows) -> out [n x embed_dim]. A row's embedding depends only on the
+ * row and on rows. */
+duet_status duet_query_embed_rows(const duet_query_encoder *q, int side,
+                                  const float *feats, size_t n, size_t rows,
+                                  float *out, duet_error *err);
+
 /* ----------------------------------------------------------------- region
  * (phrase localization, docs/REGION.md) Boxes are in pixels of the original image,
  * half-open: x0 <= x < x1, y0 <= y < y1 (area (x1 - x0) * (y1 - y0)). */
@@ -1255,7 +1290,8 @@ duet_status duet_phrase_data(duet_cnn *cnn, const duet_entities *ent,
 typedef struct duet_serve_params {
     const char *host;        /* IPv4 address to bind, "127.0.0.1"           */
     int port;                /* 8080; 0 = any free port (see duet_server_port) */
-    int threads;             /* MHD thread pool size, 2                     */
+    int threads;             /* MHD thread pool size (HTTP, text features,
+                                image decoding), 2                          */
     size_t max_body;         /* bytes of an image upload, 8 MB              */
     size_t max_k;            /* largest k accepted, 1000                    */
     size_t default_k;        /* k when absent, 20                           */
@@ -1264,6 +1300,25 @@ typedef struct duet_serve_params {
     size_t max_connections;  /* 256                                         */
     duet_precision precision;/* of the scoring product, f32 (answers are the
                                 same in every precision: duet_topk)          */
+    /* Micro-batching (docs/SEARCH.md): one worker thread per kind of work
+     * (text queries; image queries and localization) encodes and searches
+     * what is queued together. */
+    size_t text_batch;       /* text queries per batch, 16; the text branch
+                                always runs on this many rows             */
+    size_t image_batch;      /* images per CNN batch, 8                     */
+    unsigned batch_wait_ms;  /* longest wait for company, 2 ms: only while
+                                more requests are on their way            */
+    size_t text_queue;       /* text requests admitted and not yet taken by
+                                the worker, 128; beyond: 503 + Retry-After */
+    size_t image_queue;      /* the same for images and localize, 16       */
+    double deadline;         /* seconds a request may wait in its queue
+                                (else 503); also the bound on draining at
+                                duet_server_stop, 10                       */
+    int cnn_threads;         /* oneDNN threads of the image worker, 1       */
+    /* One JSON line per finished request (no newline), from any server
+     * thread, one call at a time; NULL: no access log. */
+    void (*access_log)(void *ctx, const char *line);
+    void *access_log_ctx;
 } duet_serve_params;
 duet_serve_params duet_serve_default_params(void);
 
@@ -1278,9 +1333,15 @@ duet_status duet_server_start(const duet_serve_params *p, const duet_index *ix,
 int duet_server_port(const duet_server *s);   /* the bound port */
 /* Turns image queries on (or off with NULL) while serving, e.g. once a CNN
  * loaded after the server started: cnn is borrowed and must outlive the
- * server. Until then POST /api/search-image answers 503. */
+ * server. The image worker makes the CNN's plans (for 1 and image_batch
+ * images) first; this call returns once it has and image queries are on.
+ * Until then POST /api/search-image and /api/localize answer 503. */
 void duet_server_set_cnn(duet_server *s, duet_cnn *cnn, int crops);
-void duet_server_stop(duet_server *s);        /* NULL-safe; joins threads */
+/* Graceful stop (NULL-safe): stops accepting connections, answers the
+ * requests already received (new requests on open connections get 503),
+ * waiting at most params.deadline seconds for them, then joins every
+ * thread and frees the server. */
+void duet_server_stop(duet_server *s);
 
 /* ------------------------------------------------------------------ run
  * the main job as cached stages (docs/RUN.md)

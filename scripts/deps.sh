@@ -4,7 +4,7 @@
 #                           libmicrohttpd, expat
 #   scripts/deps.sh ref     + numpy/PyTorch/scikit-learn (tools/ref scripts)
 #   scripts/deps.sh bench   + the same peers for `make bench` (+ FAISS, wrk)
-#   scripts/deps.sh test    + curl, python3, numpy, chromium (the CLI, HTTP and
+#   scripts/deps.sh test    + curl, python3, numpy, prometheus_client, chromium (the CLI, HTTP and
 #                           browser tests; `search` is the same set)
 set -euo pipefail
 what=${1:-build}
@@ -13,7 +13,7 @@ case "$what" in
   build) ;;
   ref) pkgs+=(python3-numpy python3-torch python3-sklearn python3-torchvision python3-pil) ;;
   bench) pkgs+=(python3-numpy python3-torch python3-sklearn python3-torchvision python3-pil python3-faiss wrk curl) ;;
-  test|search) pkgs+=(curl python3 python3-numpy chromium) ;;
+  test|search) pkgs+=(curl python3 python3-numpy python3-prometheus-client chromium) ;;
   *) echo "deps.sh: unknown set '$what' (build, ref, bench, test)" >&2; exit 2 ;;
 esac
 missing=()

@@ -470,21 +470,39 @@ done:
 
 /* ---------------------------------------------------------------- serve */
 
+/* --access-log: one JSON line per request, appended to the file. */
+static void access_line(void *ctx, const char *line) {
+    FILE *f = ctx;
+    fprintf(f, "%s\n", line);
+    fflush(f);
+}
+
 int cmd_serve(int argc, char **argv) {
-    const char *C = "serve", *index = NULL, *model = NULL, *textmodel = NULL, *weights = NULL;
+    const char *C = "serve", *index = NULL, *model = NULL, *textmodel = NULL, *weights = NULL, *log = NULL;
     duet_serve_params p = duet_serve_default_params();
     const char *prec = NULL;
     int no_image = 0, timeout = (int)p.idle_timeout, req_timeout = (int)p.request_timeout;
+    int wait_ms = (int)p.batch_wait_ms;
+    float deadline = (float)p.deadline;
     flag flags[] = {
         {"precision", F_STR, &prec, PRECISION_HELP},
         {"index", F_STR, &index, "index file (duet index build)"},
         {"host", F_STR, &p.host, "IPv4 address to listen on (0.0.0.0: every interface)"},
         {"port", F_INT, &p.port, "TCP port (0: any free port; the URL is printed)"},
-        {"threads", F_INT, &p.threads, "server threads (each query runs single-threaded)"},
+        {"threads", F_INT, &p.threads, "HTTP threads (they also compute text features and decode images)"},
         {"max-k", F_SIZE, &p.max_k, "largest k a request may ask for"},
         {"max-body", F_SIZE, &p.max_body, "largest image upload in bytes"},
+        {"max-connections", F_SIZE, &p.max_connections, "open connections at most"},
         {"timeout", F_INT, &timeout, "seconds an idle connection is kept"},
         {"request-timeout", F_INT, &req_timeout, "seconds a request (headers + body) may take"},
+        {"batch", F_SIZE, &p.text_batch, "text queries encoded together at most (the text branch always runs on this many rows)"},
+        {"image-batch", F_SIZE, &p.image_batch, "image queries per CNN batch at most"},
+        {"batch-wait", F_INT, &wait_ms, "milliseconds a request may wait for company (only while more are on their way)"},
+        {"queue", F_SIZE, &p.text_queue, "text requests waiting at most; beyond, 503 with Retry-After"},
+        {"image-queue", F_SIZE, &p.image_queue, "image and localize requests waiting at most; beyond, 503"},
+        {"deadline", F_FLOAT, &deadline, "seconds a request may wait in its queue (then 503); also the most a stop waits"},
+        {"cnn-threads", F_INT, &p.cnn_threads, "threads of the CNN (image queries)"},
+        {"access-log", F_STR, &log, "append one JSON line per request to this file (-: stderr)"},
         {"model", F_STR, &model, "model file; unset: the one the index records"},
         {"textmodel", F_STR, &textmodel, "text model; unset: the one the index records"},
         {"weights", F_STR, &weights, "CNN weights for image queries; unset: the default for the model's CNN"},
@@ -501,16 +519,28 @@ int cmd_serve(int argc, char **argv) {
         return 1;
     }
     if (timeout < 1 || req_timeout < 1) return usage_error(C, "--timeout and --request-timeout must be >= 1");
+    if (wait_ms < 0 || wait_ms > 10000) return usage_error(C, "--batch-wait must be from 0 to 10000 ms");
+    if (!(deadline > 0)) return usage_error(C, "--deadline must be > 0 seconds");
     p.idle_timeout = (unsigned)timeout;
     p.request_timeout = (unsigned)req_timeout;
-    /* each request runs its GEMM on its server thread */
+    p.batch_wait_ms = (unsigned)wait_ms;
+    p.deadline = deadline;
+    FILE *logf = NULL;
+    if (log) {
+        logf = strcmp(log, "-") ? fopen(log, "a") : stderr;
+        if (!logf) { fprintf(stderr, "duet %s: cannot open the access log %s\n", C, log); return 1; }
+        p.access_log = access_line;
+        p.access_log_ctx = logf;
+    }
+    /* each worker sets its own oneDNN threads; OpenBLAS (text features) runs on the caller's */
     duet_set_threads(1);
     search_ctx c = {0};
-    if ((rc = get_precision(C, prec, &c.prec))) return rc;
+    if ((rc = get_precision(C, prec, &c.prec))) { if (logf && logf != stderr) fclose(logf); return rc; }
     p.precision = c.prec;
     double t0 = now_seconds();
     if ((rc = open_index(C, index, &c)) || (rc = load_encoders(C, &c, model, textmodel, LOAD_CNN_NONE, NULL))) {
         ctx_free(&c);
+        if (logf && logf != stderr) fclose(logf);
         return rc;
     }
     sigset_t set;
@@ -521,7 +551,11 @@ int cmd_serve(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
     duet_error e = {0};
     duet_server *srv = NULL;
-    if (duet_server_start(&p, c.ix, &c.enc, &srv, &e)) { ctx_free(&c); return fail(C, &e); }
+    if (duet_server_start(&p, c.ix, &c.enc, &srv, &e)) {
+        ctx_free(&c);
+        if (logf && logf != stderr) fclose(logf);
+        return fail(C, &e);
+    }
     printf("duet serve: http://%s:%d/ (%zu images, %zu captions; ready in %.0f ms)\n", p.host,
            duet_server_port(srv), duet_index_count(c.ix, 0), duet_index_count(c.ix, 1), (now_seconds() - t0) * 1e3);
     fflush(stdout);
@@ -530,13 +564,16 @@ int cmd_serve(int argc, char **argv) {
         double t1 = now_seconds();
         if (!load_cnn(C, &c, weights, 0, 0) && c.cnn) {
             duet_server_set_cnn(srv, c.cnn, c.enc.crops);
-            fprintf(stderr, "duet serve: image queries on (CNN loaded in %.0f ms)\n", (now_seconds() - t1) * 1e3);
+            fprintf(stderr, "duet serve: image queries on (CNN loaded and its plans made in %.0f ms)\n", (now_seconds() - t1) * 1e3);
         }
     }
     int sig = 0;
     sigwait(&set, &sig);
-    fprintf(stderr, "duet serve: signal %d, stopping\n", sig);
+    fprintf(stderr, "duet serve: signal %d, stopping: no new connections, answering the requests received\n", sig);
+    double t2 = now_seconds();
     duet_server_stop(srv);
+    fprintf(stderr, "duet serve: stopped in %.0f ms\n", (now_seconds() - t2) * 1e3);
     ctx_free(&c);
+    if (logf && logf != stderr) fclose(logf);
     return 0;
 }

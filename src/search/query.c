@@ -69,3 +69,66 @@ duet_status duet_query_encode_images(const duet_query_encoder *q, const duet_ima
     free(f);
     return st;
 }
+
+/* ------------------------------------------------ batch-independent forms */
+
+duet_status duet_query_text_features(const duet_query_encoder *q, const char *text, float *feat, uint8_t *flag,
+                                     duet_error *err) {
+    if (!q->textmodel) return duet_fail(err, DUET_ERR_INVALID_ARG, "query: no text model loaded");
+    duet_mat fm = {feat, 1, duet_textmodel_dim(q->textmodel)};
+    return duet_textmodel_encode(q->textmodel, &text, 1, &fm, flag, NULL, err);
+}
+
+size_t duet_query_image_input_floats(const duet_query_encoder *q) {
+    return (size_t)(q->crops == 10 ? 10 : 1) * DUET_IMAGE_SIDE * DUET_IMAGE_SIDE * 3;
+}
+
+duet_status duet_query_image_input(const duet_query_encoder *q, const duet_image *im, float *input,
+                                   duet_error *err) {
+    return duet_image_crops(im, q->crops == 10 ? 10 : 1, input, err);
+}
+
+duet_status duet_query_image_features(const duet_query_encoder *q, const float *input, size_t n, size_t run,
+                                      float *feats, duet_error *err) {
+    if (!q->cnn) return duet_fail(err, DUET_ERR_UNSUPPORTED, "query: no CNN loaded for image queries");
+    if (!n || run < n) return duet_fail(err, DUET_ERR_INVALID_ARG, "query: a CNN run of %zu for %zu images", run, n);
+    size_t per = q->crops == 10 ? 10 : 1, plane = duet_query_image_input_floats(q) / per;
+    size_t fd = duet_cnn_feature_dim(q->cnn);
+    float *in = run > n ? duet_calloc_array(run * per, plane * sizeof(float)) : NULL;
+    float *f = duet_alloc_array(run * per, fd * sizeof(float));
+    duet_status st = DUET_OK;
+    if (!f || (run > n && !in)) st = duet_fail(err, DUET_ERR_NOMEM, "query: out of memory for a CNN run of %zu", run);
+    if (!st && in) memcpy(in, input, n * per * plane * sizeof(float));
+    if (!st) st = duet_cnn_run(q->cnn, in ? in : input, run * per, f, NULL, err);
+    /* the crops' mean exactly as duet_cnn_images takes it */
+    for (size_t i = 0; !st && i < n; i++)
+        for (size_t j = 0; j < fd; j++) {
+            double s = 0;
+            for (size_t c = 0; c < per; c++) s += f[(i * per + c) * fd + j];
+            feats[i * fd + j] = (float)(s / (double)per);
+        }
+    free(in);
+    free(f);
+    return st;
+}
+
+duet_status duet_query_embed_rows(const duet_query_encoder *q, int side, const float *feats, size_t n,
+                                  size_t rows, float *out, duet_error *err) {
+    if (side != DUET_SIDE_IMAGE && side != DUET_SIDE_TEXT)
+        return duet_fail(err, DUET_ERR_INVALID_ARG, "query: side %d is not image (0) or text (1)", side);
+    if (!rows) return duet_fail(err, DUET_ERR_INVALID_ARG, "query: the branch needs rows >= 1");
+    size_t d = duet_model_dim(q->model, side), de = duet_model_embed_dim(q->model);
+    float *x = duet_alloc_array(rows, d * sizeof(float)), *y = duet_alloc_array(rows, de * sizeof(float));
+    duet_status st = x && y ? DUET_OK : duet_fail(err, DUET_ERR_NOMEM, "query: out of memory for %zu rows", rows);
+    for (size_t r = 0; !st && r < n; r += rows) {
+        size_t m = n - r < rows ? n - r : rows;
+        memcpy(x, feats + r * d, m * d * sizeof(float));
+        memset(x + m * d, 0, (rows - m) * d * sizeof(float));
+        duet_mat xm = {x, rows, d}, ym = {y, rows, de};
+        st = duet_model_embed(q->model, side, &xm, &ym, err);
+        if (!st) memcpy(out + r * de, y, m * de * sizeof(float));
+    }
+    free(x);
+    free(y);
+    return st;
+}

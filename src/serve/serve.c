@@ -1,304 +1,150 @@
 /* serve.c -- the HTTP server of `duet serve` on libmicrohttpd: a JSON API
- * (search by text, search by an uploaded image, gallery images, health) and
- * the web page (src/serve/www/index.html, embedded by www.c). All state
- * lives in a duet_server passed to MHD as the handler's closure; per-request
- * state lives in the request context MHD keeps for us. docs/SEARCH.md. */
+ * (search by text, search by an uploaded image, localize, gallery images,
+ * health, metrics) and the web page (src/serve/www/index.html, embedded by
+ * www.c). This file holds the daemon: start, dispatch, the per-request
+ * state MHD keeps for us, and the graceful stop. The parts: serve.h;
+ * docs/SEARCH.md. */
 #define _POSIX_C_SOURCE 200809L
-#include "core/core.h"
+#include "serve/serve.h"
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <jansson.h>
-#include <microhttpd.h>
 #include <netinet/in.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 /* www.c: the page, NUL-terminated. */
 extern const char duet_www_index_html[];
 
-#define MAX_QUERY_BYTES 2000
-
-struct duet_server {
-    struct MHD_Daemon *d;
-    duet_serve_params p;
-    const duet_index *ix;
-    duet_query_encoder enc;     /* a copy; enc.cnn and enc.crops under cnn_lock */
-    pthread_mutex_t cnn_lock;   /* the CNN keeps a workspace: one at a time */
-    duet_searcher *search[2];   /* the image and caption galleries, owned  */
-    int port;
-};
-
 duet_serve_params duet_serve_default_params(void) {
-    duet_serve_params p = {"127.0.0.1", 8080, 2, (size_t)8 << 20, 1000, 20, 10, 30, 256, DUET_PRECISION_F32};
+    duet_serve_params p = {
+        .host = "127.0.0.1", .port = 8080, .threads = 2, .max_body = (size_t)8 << 20, .max_k = 1000,
+        .default_k = 20, .idle_timeout = 10, .request_timeout = 30, .max_connections = 256,
+        .precision = DUET_PRECISION_F32, .text_batch = 16, .image_batch = 8, .batch_wait_ms = 2,
+        .text_queue = 128, .image_queue = 16, .deadline = 10, .cnn_threads = 1};
     return p;
 }
 
 /* Per connection: when the current request's first byte may have come. */
 typedef struct conn_ctx { double start; } conn_ctx;
 
-/* Per request. */
-typedef struct req {
-    char *body;
-    size_t len, cap;
-    int too_big;
-} req;
-
 /* ------------------------------------------------------------ responses */
 
-/* Queues text (copied) with status code and content type. */
-static enum MHD_Result send_text(struct MHD_Connection *c, unsigned code, const char *type,
-                                 const char *text, size_t len) {
+enum MHD_Result send_text(struct MHD_Connection *c, req *rq, unsigned code, const char *type, const char *text,
+                          size_t len, int retry) {
     struct MHD_Response *r = MHD_create_response_from_buffer(len, (void *)text, MHD_RESPMEM_MUST_COPY);
     if (!r) return MHD_NO;
     MHD_add_response_header(r, "Content-Type", type);
     MHD_add_response_header(r, "Cache-Control", "no-store");
     MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+    if (retry) MHD_add_response_header(r, "Retry-After", "1");
     enum MHD_Result ret = MHD_queue_response(c, code, r);
     MHD_destroy_response(r);
+    if (ret == MHD_YES) rq->code = code;
     return ret;
 }
 
 /* Queues o as JSON (takes the reference). */
-static enum MHD_Result send_json(struct MHD_Connection *c, unsigned code, json_t *o) {
-    char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+static enum MHD_Result send_json_r(struct MHD_Connection *c, req *rq, unsigned code, json_t *o, int retry) {
+    char *s = o ? json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(9)) : NULL;
     json_decref(o);
-    if (!s) return send_text(c, 500, "application/json", "{\"error\":\"out of memory\"}", 25);
-    enum MHD_Result ret = send_text(c, code, "application/json", s, strlen(s));
+    if (!s) return send_text(c, rq, 500, "application/json", "{\"error\":\"out of memory\"}", 25, 0);
+    enum MHD_Result ret = send_text(c, rq, code, "application/json", s, strlen(s), retry);
     free(s);
     return ret;
 }
 
-static enum MHD_Result send_error(struct MHD_Connection *c, unsigned code, const char *msg) {
-    return send_json(c, code, json_pack("{s:s, s:i}", "error", msg, "status", (int)code));
+enum MHD_Result send_json(struct MHD_Connection *c, req *rq, unsigned code, json_t *o) {
+    return send_json_r(c, rq, code, o, 0);
 }
 
-/* ------------------------------------------------------------ arguments */
+enum MHD_Result send_error(struct MHD_Connection *c, req *rq, unsigned code, const char *msg) {
+    return send_json_r(c, rq, code, json_pack("{s:s, s:i}", "error", msg, "status", (int)code), code == 503);
+}
 
-/* Strict k: digits only, 1..max_k; absent: default_k. 0 or an error. */
-static int parse_k(const duet_server *s, struct MHD_Connection *c, size_t *k, const char **why) {
-    const char *v = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "k");
-    if (!v) { *k = s->p.default_k; return 0; }
-    size_t x = 0;
-    if (!*v) { *why = "k is empty"; return -1; }
-    for (const char *p = v; *p; p++) {
-        if (*p < '0' || *p > '9' || p - v > 9) { *why = "k must be a whole number from 1 to max_k"; return -1; }
-        x = x * 10 + (size_t)(*p - '0');
+enum MHD_Result send_busy(struct MHD_Connection *c, req *rq, const char *msg) {
+    return send_error(c, rq, 503, msg);
+}
+
+/* ------------------------------------------------------------ dispatch */
+
+static int endpoint_of(const char *url, int post) {
+    if (post) return !strcmp(url, "/api/search-image") ? EP_SEARCH_IMAGE : EP_OTHER;
+    if (!strcmp(url, "/") || !strcmp(url, "/index.html")) return EP_PAGE;
+    if (!strcmp(url, "/api/search")) return EP_SEARCH;
+    if (!strcmp(url, "/api/localize")) return EP_LOCALIZE;
+    if (!strcmp(url, "/api/health")) return EP_HEALTH;
+    if (!strcmp(url, "/metrics")) return EP_METRICS;
+    if (!strncmp(url, "/images/", 8)) return EP_IMAGES;
+    return EP_OTHER;
+}
+
+static double conn_start(struct MHD_Connection *c) {
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    conn_ctx *cc = ci ? ci->socket_context : NULL;
+    return cc ? cc->start : duet_now();
+}
+
+/* The first call of a request: its state, the early refusals. */
+static enum MHD_Result first_call(duet_server *s, struct MHD_Connection *c, const char *url, const char *method,
+                                  int post, req **out) {
+    req *rq = calloc(1, sizeof *rq);
+    if (!rq) return MHD_NO;
+    *out = rq;
+    rq->t0 = duet_now();
+    rq->kind = -1;
+    rq->ep = endpoint_of(url, post);
+    rq->counted = 1;
+    snprintf(rq->method, sizeof rq->method, "%s", method);
+    snprintf(rq->path, sizeof rq->path, "%s", url);
+    atomic_fetch_add(&s->m.in_flight, 1);
+    /* headers that dribbled in for longer than the request timeout */
+    if (rq->t0 - conn_start(c) > s->p.request_timeout) return send_error(c, rq, 408, "request took too long");
+    if (atomic_load(&s->draining)) return send_busy(c, rq, "the server is shutting down");
+    if (!post) return MHD_YES;
+    if (rq->ep != EP_SEARCH_IMAGE) return send_error(c, rq, 404, "not found");
+    const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
+    if (cl) {
+        char *end;
+        errno = 0;
+        unsigned long long n = strtoull(cl, &end, 10);
+        if (errno || *end || n > s->p.max_body) return send_error(c, rq, 413, "image body over the size cap");
     }
-    if (x < 1 || x > s->p.max_k) { *why = "k must be a whole number from 1 to max_k"; return -1; }
-    *k = x;
-    return 0;
+    /* a place in the image queue before the body is kept: a full queue's
+     * bodies are read and dropped, so memory does not grow with clients */
+    if (queue_reserve(s, KIND_IMAGE)) rq->refused = 1;
+    else rq->kind = KIND_IMAGE;
+    return MHD_YES;
 }
 
-/* "images" or "captions"; dflt when absent; -1 unknown. */
-static int parse_side(struct MHD_Connection *c, int dflt) {
-    const char *v = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "to");
-    if (!v) return dflt;
-    if (!strcmp(v, "images")) return DUET_SIDE_IMAGE;
-    if (!strcmp(v, "captions")) return DUET_SIDE_TEXT;
-    return -1;
-}
-
-/* ------------------------------------------------------------ handlers */
-
-/* Searches emb (one query row) on side and answers with the hits. */
-static enum MHD_Result answer_hits(duet_server *s, struct MHD_Connection *c, const float *emb, size_t k,
-                                   int side, json_t *o, double t0) {
-    duet_mat q = {(float *)emb, 1, duet_index_dim(s->ix)};
-    duet_hit *h = duet_alloc_array(k, sizeof *h);
-    size_t got = 0;
-    duet_error e = {0};
-    if (!h || duet_searcher_topk(s->search[side], &q, k, h, &got, &e)) {
-        free(h); json_decref(o);
-        return send_error(c, 500, h ? e.msg : "out of memory");
+/* A chunk of an image body. */
+static enum MHD_Result body_chunk(duet_server *s, struct MHD_Connection *c, req *rq, const char *upload,
+                                  size_t *upload_size) {
+    if (duet_now() - conn_start(c) > s->p.request_timeout) return MHD_NO; /* close: too slow */
+    size_t n = *upload_size;
+    *upload_size = 0;
+    if (rq->refused || rq->too_big) return MHD_YES;
+    if (n > s->p.max_body - rq->len) {
+        rq->too_big = 1;
+        free(rq->body);
+        rq->body = NULL;
+        rq->len = rq->cap = 0;
+        return MHD_YES;
     }
-    json_t *arr = json_array();
-    for (size_t i = 0; i < got; i++) {
-        const char *t = duet_index_text(s->ix, side, h[i].index);
-        json_t *r = json_pack("{s:I, s:I, s:f}", "rank", (json_int_t)(i + 1), "index",
-                              (json_int_t)h[i].index, "score", (double)h[i].score);
-        json_object_set_new(r, side == DUET_SIDE_IMAGE ? "name" : "text", json_string(t));
-        json_array_append_new(arr, r);
+    if (rq->len + n > rq->cap) {
+        size_t cap = rq->cap ? rq->cap : 65536;
+        while (cap < rq->len + n) cap *= 2;
+        if (cap > s->p.max_body) cap = s->p.max_body;
+        char *b = realloc(rq->body, cap);
+        if (!b) return MHD_NO;
+        rq->body = b;
+        rq->cap = cap;
     }
-    free(h);
-    json_object_set_new(o, "to", json_string(side == DUET_SIDE_IMAGE ? "images" : "captions"));
-    json_object_set_new(o, "k", json_integer((json_int_t)k));
-    json_object_set_new(o, "took_ms", json_real((duet_now() - t0) * 1e3));
-    json_object_set_new(o, "results", arr);
-    return send_json(c, 200, o);
-}
-
-static enum MHD_Result api_search(duet_server *s, struct MHD_Connection *c) {
-    double t0 = duet_now();
-    const char *q = NULL, *why = NULL;
-    size_t qlen = 0, k;
-    if (MHD_lookup_connection_value_n(c, MHD_GET_ARGUMENT_KIND, "q", 1, &q, &qlen) != MHD_YES || !q)
-        return send_error(c, 400, "missing parameter q");
-    if (qlen == 0 || qlen > MAX_QUERY_BYTES) return send_error(c, 400, "q must hold 1 to 2000 bytes");
-    if (memchr(q, '\0', qlen) || !duet_utf8_valid(q, qlen)) return send_error(c, 400, "q is not valid UTF-8 text");
-    if (parse_k(s, c, &k, &why)) return send_error(c, 400, why);
-    int side = parse_side(c, DUET_SIDE_IMAGE);
-    if (side < 0) return send_error(c, 400, "to must be images or captions");
-    if (duet_index_count(s->ix, side) == 0) return send_error(c, 400, "the index holds no captions");
-    size_t d = duet_index_dim(s->ix);
-    float *emb = duet_alloc_array(d, sizeof(float));
-    uint8_t flag = 0;
-    duet_error e = {0};
-    if (!emb) return send_error(c, 500, "out of memory");
-    if (duet_query_encode_text(&s->enc, &q, 1, emb, &flag, &e)) { free(emb); return send_error(c, 500, e.msg); }
-    json_t *o = json_pack("{s:s, s:b}", "query", q, "no_known_word", flag & DUET_TEXT_FLAG_EMPTY);
-    enum MHD_Result r = answer_hits(s, c, emb, k, side, o, t0);
-    free(emb);
-    return r;
-}
-
-static enum MHD_Result api_search_image(duet_server *s, struct MHD_Connection *c, req *rq) {
-    double t0 = duet_now();
-    const char *why = NULL;
-    size_t k;
-    if (rq->too_big) return send_error(c, 413, "image body over the size cap");
-    if (rq->len == 0) return send_error(c, 400, "empty body: POST the image bytes (JPEG, PNG or BMP)");
-    if (parse_k(s, c, &k, &why)) return send_error(c, 400, why);
-    int side = parse_side(c, duet_index_count(s->ix, DUET_SIDE_TEXT) ? DUET_SIDE_TEXT : DUET_SIDE_IMAGE);
-    if (side < 0) return send_error(c, 400, "to must be images or captions");
-    if (duet_index_count(s->ix, side) == 0) return send_error(c, 400, "the index holds no captions");
-    duet_error e = {0};
-    duet_image im = {0};
-    if (duet_image_decode(rq->body, rq->len, "upload", &im, &e)) return send_error(c, 400, e.msg);
-    size_t d = duet_index_dim(s->ix);
-    float *emb = duet_alloc_array(d, sizeof(float));
-    if (!emb) { duet_image_free(&im); return send_error(c, 500, "out of memory"); }
-    const duet_image *ip = &im;
-    pthread_mutex_lock(&s->cnn_lock);
-    int have = s->enc.cnn != NULL;
-    duet_status st = have ? duet_query_encode_images(&s->enc, &ip, 1, emb, &e) : DUET_OK;
-    pthread_mutex_unlock(&s->cnn_lock);
-    if (!have) {
-        duet_image_free(&im); free(emb);
-        return send_error(c, 503, "image queries are off (no CNN loaded, or still loading)");
-    }
-    json_t *o = json_pack("{s:I, s:I}", "width", (json_int_t)im.width, "height", (json_int_t)im.height);
-    duet_image_free(&im);
-    if (st) { free(emb); json_decref(o); return send_error(c, 400, e.msg); }
-    enum MHD_Result r = answer_hits(s, c, emb, k, side, o, t0);
-    free(emb);
-    return r;
-}
-
-static const char *content_type(const char *name) {
-    const char *d = strrchr(name, '.');
-    if (!d) return "application/octet-stream";
-    if (!strcasecmp(d, ".jpg") || !strcasecmp(d, ".jpeg")) return "image/jpeg";
-    if (!strcasecmp(d, ".png")) return "image/png";
-    if (!strcasecmp(d, ".bmp")) return "image/bmp";
-    return "application/octet-stream";
-}
-
-/* The file of gallery image name: only names in the index, below
- * image_root. 0 with path set, or the HTTP status to answer with *why. */
-static unsigned gallery_path(const duet_server *s, const char *name, char *path, size_t cap, const char **why) {
-    const char *root = duet_index_meta_of(s->ix).image_root;
-    if (!*name || strstr(name, "..") || name[0] == '/' || strchr(name, '\\')) { *why = "bad image name"; return 400; }
-    if (duet_index_find_image(s->ix, name) == (size_t)-1) { *why = "no such gallery image"; return 404; }
-    if (!root) { *why = "the index records no image directory"; return 404; }
-    if ((size_t)snprintf(path, cap, "%s/%s", root, name) >= cap) { *why = "no such gallery image"; return 404; }
-    return 0;
-}
-
-/* /images/NAME */
-static enum MHD_Result get_image(duet_server *s, struct MHD_Connection *c, const char *name) {
-    char path[8192];
-    const char *why = NULL;
-    unsigned code = gallery_path(s, name, path, sizeof path, &why);
-    if (code) return send_error(c, code, why);
-    int fd = open(path, O_RDONLY);
-    struct stat sb;
-    if (fd < 0 || fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        if (fd >= 0) close(fd);
-        return send_error(c, 404, "gallery image file is missing");
-    }
-    struct MHD_Response *r = MHD_create_response_from_fd((size_t)sb.st_size, fd);
-    if (!r) { close(fd); return MHD_NO; }
-    MHD_add_response_header(r, "Content-Type", content_type(name));
-    MHD_add_response_header(r, "Cache-Control", "max-age=3600");
-    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
-    enum MHD_Result ret = MHD_queue_response(c, 200, r);
-    MHD_destroy_response(r);
-    return ret;
-}
-
-/* /api/localize?name=NAME&q=PHRASE[&k=]: the boxes of a gallery image that
- * best match the phrase (duet_regions_localize, contrast score): proposals,
- * one CNN pass, the image branch on every region. */
-static enum MHD_Result api_localize(duet_server *s, struct MHD_Connection *c) {
-    double t0 = duet_now();
-    const char *q = NULL, *name = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "name"), *why = NULL;
-    size_t qlen = 0, k;
-    if (MHD_lookup_connection_value_n(c, MHD_GET_ARGUMENT_KIND, "q", 1, &q, &qlen) != MHD_YES || !q || !name)
-        return send_error(c, 400, "missing parameter q or name");
-    if (qlen == 0 || qlen > MAX_QUERY_BYTES) return send_error(c, 400, "q must hold 1 to 2000 bytes");
-    if (memchr(q, '\0', qlen) || !duet_utf8_valid(q, qlen)) return send_error(c, 400, "q is not valid UTF-8 text");
-    if (!MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "k")) k = 3;
-    else if (parse_k(s, c, &k, &why)) return send_error(c, 400, why);
-    char path[8192];
-    unsigned code = gallery_path(s, name, path, sizeof path, &why);
-    if (code) return send_error(c, code, why);
-    duet_error e = {0};
-    duet_image im = {0};
-    if (duet_image_read(path, &im, &e)) return send_error(c, 404, "gallery image file is missing or unreadable");
-    duet_regions reg = {0};
-    pthread_mutex_lock(&s->cnn_lock);
-    int have = s->enc.cnn != NULL;
-    duet_status st = have ? duet_regions_embed(&s->enc, &im, NULL, &reg, &e) : DUET_OK;
-    pthread_mutex_unlock(&s->cnn_lock);
-    size_t w = im.width, h = im.height;
-    duet_image_free(&im);
-    if (!have) return send_error(c, 503, "localization is off (no CNN loaded, or still loading)");
-    if (st) return send_error(c, 500, e.msg);
-    duet_hit *hits = duet_alloc_array(k, sizeof *hits);
-    size_t nh = 0;
-    if (!hits) { duet_regions_free(&reg); return send_error(c, 500, "out of memory"); }
-    st = duet_regions_localize(&s->enc, &reg, q, DUET_SCORE_CONTRAST, k, hits, &nh, &e);
-    if (st) {
-        free(hits); duet_regions_free(&reg);
-        return send_error(c, st == DUET_ERR_INVALID_ARG ? 400 : 500, e.msg);
-    }
-    json_t *arr = json_array();
-    for (size_t i = 0; i < nh; i++) {
-        const duet_box *b = &reg.boxes[hits[i].index];
-        json_array_append_new(arr, json_pack("{s:I, s:f, s:[f,f,f,f]}", "rank", (json_int_t)(i + 1), "score",
-                                             (double)hits[i].score, "box", b->x0, b->y0, b->x1, b->y1));
-    }
-    json_t *o = json_pack("{s:s, s:s, s:I, s:I, s:I, s:o, s:f}", "name", name, "query", q, "width", (json_int_t)w,
-                          "height", (json_int_t)h, "proposals", (json_int_t)reg.n, "boxes", arr, "took_ms",
-                          (duet_now() - t0) * 1e3);
-    free(hits);
-    duet_regions_free(&reg);
-    return send_json(c, 200, o);
-}
-
-static enum MHD_Result health(duet_server *s, struct MHD_Connection *c) {
-    duet_index_meta m = duet_index_meta_of(s->ix);
-    pthread_mutex_lock(&s->cnn_lock);
-    int have = s->enc.cnn != NULL;
-    pthread_mutex_unlock(&s->cnn_lock);
-    json_t *o = json_pack("{s:s, s:s, s:I, s:I, s:I, s:b, s:I, s:I}", "status", "ok", "duet_version",
-                          DUET_VERSION_STRING, "images", (json_int_t)duet_index_count(s->ix, 0), "captions",
-                          (json_int_t)duet_index_count(s->ix, 1), "dim", (json_int_t)duet_index_dim(s->ix),
-                          "image_queries", have, "max_k", (json_int_t)s->p.max_k,
-                          "max_body", (json_int_t)s->p.max_body);
-    json_object_set_new(o, "model", m.model ? json_string(m.model) : json_null());
-    json_object_set_new(o, "image_model", m.image_model ? json_string(m.image_model) : json_null());
-    json_object_set_new(o, "index_precision", m.precision ? json_string(m.precision) : json_null());
-    json_object_set_new(o, "index_isa", m.isa ? json_string(m.isa) : json_null());
-    json_object_set_new(o, "precision", json_string(duet_precision_name(duet_searcher_precision(s->search[0]))));
-    json_object_set_new(o, "isa", json_string(duet_cpu_isa()));
-    return send_json(c, 200, o);
+    memcpy(rq->body + rq->len, upload, n);
+    rq->len += n;
+    return MHD_YES;
 }
 
 /* The MHD access handler: cls is the duet_server, *con_cls our req. */
@@ -308,57 +154,31 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     req *rq = *con_cls;
     int post = strcmp(method, "POST") == 0;
     if (!rq) {
-        rq = calloc(1, sizeof *rq);
-        if (!rq) return MHD_NO;
+        enum MHD_Result r = first_call(s, c, url, method, post, &rq);
         *con_cls = rq;
-        /* headers that dribbled in for longer than the request timeout */
-        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-        conn_ctx *cc = ci ? ci->socket_context : NULL;
-        if (cc && duet_now() - cc->start > s->p.request_timeout)
-            return send_error(c, 408, "request took too long");
-        if (post) {
-            if (strcmp(url, "/api/search-image") != 0) return send_error(c, 404, "not found");
-            const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
-            if (cl) {
-                char *end;
-                errno = 0;
-                unsigned long long n = strtoull(cl, &end, 10);
-                if (errno || *end || n > s->p.max_body)
-                    return send_error(c, 413, "image body over the size cap");
-            }
-            return MHD_YES;
-        }
+        return r;
+    }
+    if (rq->code) { /* answered early; the rest of a body is dropped */
+        *upload_size = 0;
+        return MHD_YES;
     }
     if (post) {
-        if (*upload_size) {
-            const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-            conn_ctx *cc = ci ? ci->socket_context : NULL;
-            if (cc && duet_now() - cc->start > s->p.request_timeout) return MHD_NO; /* close: too slow */
-            size_t n = *upload_size;
-            *upload_size = 0;
-            if (rq->too_big || n > s->p.max_body - rq->len) { rq->too_big = 1; return MHD_YES; }
-            if (rq->len + n > rq->cap) {
-                size_t cap = rq->cap ? rq->cap : 65536;
-                while (cap < rq->len + n) cap *= 2;
-                if (cap > s->p.max_body) cap = s->p.max_body;
-                char *b = realloc(rq->body, cap);
-                if (!b) return MHD_NO;
-                rq->body = b; rq->cap = cap;
-            }
-            memcpy(rq->body + rq->len, upload, n);
-            rq->len += n;
-            return MHD_YES;
-        }
+        if (*upload_size) return body_chunk(s, c, rq, upload, upload_size);
+        if (rq->refused) return send_busy(c, rq, "the image queue is full: retry later");
         return api_search_image(s, c, rq);
     }
-    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) return send_error(c, 405, "method not allowed");
-    if (!strcmp(url, "/") || !strcmp(url, "/index.html"))
-        return send_text(c, 200, "text/html; charset=utf-8", duet_www_index_html, strlen(duet_www_index_html));
-    if (!strcmp(url, "/api/health")) return health(s, c);
-    if (!strcmp(url, "/api/search")) return api_search(s, c);
-    if (!strcmp(url, "/api/localize")) return api_localize(s, c);
-    if (!strncmp(url, "/images/", 8)) return get_image(s, c, url + 8);
-    return send_error(c, 404, "not found");
+    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
+        return send_error(c, rq, 405, "method not allowed");
+    switch (rq->ep) {
+    case EP_PAGE:
+        return send_text(c, rq, 200, "text/html; charset=utf-8", duet_www_index_html, strlen(duet_www_index_html), 0);
+    case EP_HEALTH: return api_health(s, c, rq);
+    case EP_SEARCH: return api_search(s, c, rq);
+    case EP_LOCALIZE: return api_localize(s, c, rq);
+    case EP_METRICS: return api_metrics(s, c, rq);
+    case EP_IMAGES: return api_image_file(s, c, rq, url + 8);
+    default: return send_error(c, rq, 404, "not found");
+    }
 }
 
 /* Percent-decoding of the path and the arguments, in place. %00 becomes the
@@ -386,8 +206,17 @@ static size_t unescape(void *cls, struct MHD_Connection *c, char *s) {
 }
 
 static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe) {
+    duet_server *s = cls;
     req *rq = *con_cls;
-    if (rq) { free(rq->body); free(rq); *con_cls = NULL; }
+    if (rq) {
+        metrics_request_done(s, c, rq, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK);
+        if (rq->kind >= 0) queue_unreserve(s, rq->kind); /* never submitted */
+        if (rq->counted) atomic_fetch_sub(&s->m.in_flight, 1);
+        job_free(rq->jb);
+        free(rq->body);
+        free(rq);
+        *con_cls = NULL;
+    }
     /* a keep-alive connection's next request starts now */
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
     conn_ctx *cc = ci ? ci->socket_context : NULL;
@@ -396,14 +225,28 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum 
 
 static void conn_notify(void *cls, struct MHD_Connection *c, void **socket_context,
                         enum MHD_ConnectionNotificationCode toe) {
+    duet_server *s = cls;
     if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
         conn_ctx *cc = malloc(sizeof *cc);
         if (cc) cc->start = duet_now();
         *socket_context = cc;
+        atomic_fetch_add(&s->m.connections, 1);
     } else {
         free(*socket_context);
         *socket_context = NULL;
+        atomic_fetch_sub(&s->m.connections, 1);
     }
+}
+
+static void server_free(duet_server *s) {
+    if (!s) return;
+    duet_searcher_free(s->search[0]);
+    duet_searcher_free(s->search[1]);
+    if (s->queues_made) queues_free(s);
+    pthread_cond_destroy(&s->cnn_cv);
+    pthread_mutex_destroy(&s->cnn_lock);
+    metrics_fini(&s->m);
+    free(s);
 }
 
 /* p, ix, enc: borrowed, must outlive the server. */
@@ -413,10 +256,16 @@ duet_status duet_server_start(const duet_serve_params *p, const duet_index *ix, 
     if (!p || !ix || !enc) return duet_fail(err, DUET_ERR_INVALID_ARG, "serve: params, index and encoder are required");
     if (p->port < 0 || p->port > 65535) return duet_fail(err, DUET_ERR_INVALID_ARG, "serve: port %d is outside 0..65535", p->port);
     if (p->threads < 1 || p->threads > 256) return duet_fail(err, DUET_ERR_INVALID_ARG, "serve: threads %d is outside 1..256", p->threads);
+    if (p->cnn_threads < 1 || p->cnn_threads > 256)
+        return duet_fail(err, DUET_ERR_INVALID_ARG, "serve: cnn_threads %d is outside 1..256", p->cnn_threads);
     if (!p->max_k || !p->default_k || p->default_k > p->max_k || !p->max_body || !p->idle_timeout ||
         !p->request_timeout || !p->max_connections)
         return duet_fail(err, DUET_ERR_INVALID_ARG, "serve: max_k, default_k (<= max_k), max_body, timeouts and "
                          "max_connections must be positive");
+    if (!p->text_batch || p->text_batch > 1024 || !p->image_batch || p->image_batch > 256 || !p->text_queue ||
+        !p->image_queue || !(p->deadline > 0) || p->batch_wait_ms > 10000)
+        return duet_fail(err, DUET_ERR_INVALID_ARG, "serve: text_batch (1..1024), image_batch (1..256), queues and "
+                         "deadline must be positive, batch_wait_ms at most 10000");
     struct sockaddr_in sa;
     memset(&sa, 0, sizeof sa);
     sa.sin_family = AF_INET;
@@ -430,17 +279,18 @@ duet_status duet_server_start(const duet_serve_params *p, const duet_index *ix, 
     s->p = *p;
     s->ix = ix;
     s->enc = *enc;
+    pthread_mutex_init(&s->cnn_lock, NULL);
+    pthread_cond_init(&s->cnn_cv, NULL);
+    metrics_init(&s->m);
     for (int side = 0; side < 2; side++) {
         duet_mat g = duet_index_embeddings(ix, side);
         duet_status st = duet_searcher_new(&g, p->precision, &s->search[side], err);
-        if (st) {
-            duet_searcher_free(s->search[0]);
-            free(s);
-            return st;
-        }
+        if (st) { server_free(s); return st; }
     }
-    pthread_mutex_init(&s->cnn_lock, NULL);
-    s->d = MHD_start_daemon(MHD_USE_AUTO | MHD_USE_INTERNAL_POLLING_THREAD, 0, NULL, NULL, handle, s,
+    duet_status st = queues_start(s, err);
+    if (st) { server_free(s); return st; }
+    s->d = MHD_start_daemon(MHD_USE_AUTO | MHD_USE_INTERNAL_POLLING_THREAD | MHD_ALLOW_SUSPEND_RESUME, 0, NULL,
+                            NULL, handle, s,
                             MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
                             MHD_OPTION_THREAD_POOL_SIZE, (unsigned)p->threads,
                             MHD_OPTION_CONNECTION_TIMEOUT, p->idle_timeout,
@@ -451,10 +301,8 @@ duet_status duet_server_start(const duet_serve_params *p, const duet_index *ix, 
                             MHD_OPTION_UNESCAPE_CALLBACK, unescape, s,
                             MHD_OPTION_END);
     if (!s->d) {
-        pthread_mutex_destroy(&s->cnn_lock);
-        duet_searcher_free(s->search[0]);
-        duet_searcher_free(s->search[1]);
-        free(s);
+        queues_stop(s);
+        server_free(s);
         return duet_fail(err, DUET_ERR_IO, "serve: cannot listen on %s:%d (in use, or not allowed)", host, p->port);
     }
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
@@ -465,19 +313,52 @@ duet_status duet_server_start(const duet_serve_params *p, const duet_index *ix, 
 
 int duet_server_port(const duet_server *s) { return s->port; }
 
-/* cnn: borrowed, must outlive the server (or a later call replacing it). */
+/* cnn: borrowed, must outlive the server (or a later call replacing it).
+ * The image worker makes the CNN's plans (on its own thread, with its
+ * thread count) before publishing it, so the first image queries do not
+ * wait behind that; this call returns once it has. */
 void duet_server_set_cnn(duet_server *s, duet_cnn *cnn, int crops) {
     pthread_mutex_lock(&s->cnn_lock);
-    s->enc.cnn = cnn;
-    s->enc.crops = crops;
+    if (!cnn) {
+        s->enc.cnn = NULL;
+        s->cnn_pending = NULL;
+        pthread_mutex_unlock(&s->cnn_lock);
+        return;
+    }
+    s->cnn_pending = cnn;
+    s->crops_pending = crops;
+    pthread_mutex_unlock(&s->cnn_lock);
+    queue *q = &s->q[KIND_IMAGE];
+    pthread_mutex_lock(&q->mu);
+    pthread_cond_broadcast(&q->cv);
+    pthread_mutex_unlock(&q->mu);
+    pthread_mutex_lock(&s->cnn_lock);
+    while (s->cnn_pending == cnn && s->enc.cnn != cnn) pthread_cond_wait(&s->cnn_cv, &s->cnn_lock);
     pthread_mutex_unlock(&s->cnn_lock);
 }
 
+/* Stop accepting; answer what was received (at most deadline seconds);
+ * drain the queues; then stop MHD, which must hold no suspended
+ * connection by then: every queued job has been answered and resumed. */
 void duet_server_stop(duet_server *s) {
     if (!s) return;
+    MHD_socket ls = MHD_quiesce_daemon(s->d);
+    /* stop listening: new connections are refused, not left in the backlog
+     * (the descriptor stays open until MHD has stopped) */
+    if (ls != MHD_INVALID_SOCKET) shutdown(ls, SHUT_RDWR);
+    atomic_store(&s->draining, 1);
+    for (int k = 0; k < N_KINDS; k++) { /* no more waiting for company */
+        pthread_mutex_lock(&s->q[k].mu);
+        pthread_cond_broadcast(&s->q[k].cv);
+        pthread_mutex_unlock(&s->q[k].mu);
+    }
+    double until = duet_now() + s->p.deadline;
+    while (atomic_load(&s->m.in_flight) > 0 && duet_now() < until) {
+        struct timespec ts = {0, 5 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    queues_stop(s);
     MHD_stop_daemon(s->d);
-    pthread_mutex_destroy(&s->cnn_lock);
-    duet_searcher_free(s->search[0]);
-    duet_searcher_free(s->search[1]);
-    free(s);
+    if (ls != MHD_INVALID_SOCKET) close(ls);
+    server_free(s);
 }

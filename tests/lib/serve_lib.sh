@@ -21,3 +21,14 @@ start_server() {
   done
   return 1
 }
+
+# small_gallery DIR: the 24-image test gallery (tests/lib/search_gallery.sh)
+# in DIR; skips the suite without the MobileNetV2 weights, fails it when the
+# build fails.
+small_gallery() {
+  export DUET_MOBILENET=${DUET_MOBILENET:-$ROOT/../shared/data/mobilenet/mobilenet_v2_1.0_224_quant.tflite}
+  DUET=$DUET tests/lib/search_gallery.sh "$1" 24
+  local rc=$?
+  if [ $rc -eq 3 ]; then echo "SKIP $SUITE: MobileNetV2 weights absent ($DUET_MOBILENET)" >&2; skip=1; summary; fi
+  [ $rc -eq 0 ] || { bad "gallery build failed: $(tail -5 "$1/log.txt")"; summary; }
+}
