@@ -498,7 +498,19 @@ typedef struct duet_textmodel_params {
     int ica;               /* 1: FastICA of the word vectors before the      */
                            /* mixtures (fv-* only, as Klein), default 0      */
     uint64_t seed;         /* default 1 (k-means++ seeding, PCA subset)      */
+    int pca_method;        /* DUET_PCA_RANDOMIZED (default) or DUET_PCA_EXACT */
+    int pca_iters;         /* power iterations of the randomized PCA, 2      */
+    duet_precision precision; /* products of the randomized PCA (fit, and   */
+                           /* the projection when encoding): f32 (default), */
+                           /* bf16 (native bf16 only) or auto; the text     */
+                           /* model records it. The exact PCA is f32.       */
 } duet_textmodel_params;
+/* PCA methods (docs/TEXT.md): exact = every eigenvector of the covariance
+ * (LAPACK ssyevr); randomized = subspace iteration on the covariance
+ * (Halko, Martinsson, Tropp 2011), matrix products and QR. */
+enum { DUET_PCA_EXACT = 0, DUET_PCA_RANDOMIZED = 1 };
+const char *duet_pca_method_name(int method); /* "exact", "randomized" */
+int duet_pca_method_parse(const char *s);     /* -1 when unknown       */
 duet_textmodel_params duet_textmodel_default_params(void);
 
 typedef struct duet_textmodel duet_textmodel; /* opaque */

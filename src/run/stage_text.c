@@ -56,6 +56,13 @@ duet_status duet_stage_text(duet_run_state *rs, duet_error *err) {
                    (unsigned long long)rs->data_hash, duet_encoder_name(p->encoder), p->components,
                    p->pca_dim, p->pca_samples, p->em_iters, p->em_tol, p->reg_covar, p->min_scale, p->ica,
                    (unsigned long long)p->seed);
+    /* the exact PCA's key text is the one from before there were methods */
+    duet_textmodel_params tp = *p;
+    tp.precision = rs->prec;
+    if (p->pca_dim && p->pca_method != DUET_PCA_EXACT) {
+        duet_sb_printf(&in, "pca_method=%s\npca_iters=%d\n", duet_pca_method_name(p->pca_method), p->pca_iters);
+        duet_stage_key_precision(rs, &in);
+    }
     duet_status st = duet_stage_open(rs, S, &in, &done, err);
     if (st || done) { duet_sb_free(&in); return st; }
     duet_vectors *v = NULL;
@@ -67,7 +74,7 @@ duet_status duet_stage_text(duet_run_state *rs, duet_error *err) {
     duet_stage_path(rs, S, "text.model", mp, sizeof mp);
     duet_stage_path(rs, S, "features.npy", fp, sizeof fp);
     if (uses_vectors(rs)) st = duet_vectors_load(vp, &v, err);
-    if (!st) st = duet_textmodel_fit(rs->d, v, p, text_progress, rs, &m, &fs, err);
+    if (!st) st = duet_textmodel_fit(rs->d, v, &tp, text_progress, rs, &m, &fs, err);
     duet_vectors_free(v);
     if (!st) st = duet_textmodel_save(m, mp, err);
     if (!st) {
