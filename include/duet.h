@@ -637,6 +637,8 @@ duet_status duet_model_create(size_t d_image, size_t d_text,
                               duet_model **out, duet_error *err);
 void duet_model_free(duet_model *m);
 
+/* The model's settings; NULL for an ensemble (duet_model_member gives
+ * each member's). */
 const duet_params *duet_model_params(const duet_model *m);
 duet_model_info   *duet_model_info_of(duet_model *m);
 size_t duet_model_dim(const duet_model *m, int side); /* input width */
@@ -658,9 +660,41 @@ duet_status duet_model_set_precision(duet_model *m, duet_precision p,
                                      duet_error *err);
 duet_precision duet_model_precision(const duet_model *m); /* resolved */
 
+/* Ensembles (docs/MODEL.md): n models that take the same input features
+ * (e.g. seeds of one configuration) as one model. Its embedding of a row is
+ * the members' L2-normalized embeddings concatenated and scaled by
+ * 1/sqrt(n): a unit vector of the summed width whose inner product with
+ * another is the mean of the members' cosine similarities. Everything that
+ * takes a duet_model (duet_model_embed, duet_evaluate, an index, the
+ * search, the server, localization) uses an ensemble as one model.
+ * Members must agree on the input widths and on the text model and CNN
+ * they recorded; an ensemble is not a member. On success the ensemble owns
+ * members[0..n) (the array itself stays the caller's); *out: caller frees
+ * with duet_model_free. */
+duet_status duet_model_ensemble(duet_model *const *members, size_t n,
+                                duet_model **out, duet_error *err);
+/* 1 for a single model, n for an ensemble. */
+size_t duet_model_members(const duet_model *m);
+/* Member k (borrowed; a single model is its own member 0); NULL when out
+ * of range. */
+const duet_model *duet_model_member(const duet_model *m, size_t k);
+/* One line saying what m is, e.g. "ensemble of 3 models (MLP
+ * 6000-2048-512, seeds 1, 2, 3), 1536-D" or "one model (MLP
+ * 6000-2048-512, seed 1), 512-D", into buf[n]; returns snprintf's count. */
+int duet_model_describe(const duet_model *m, char *buf, size_t n);
+/* The ensemble embedding of rows of x[k] ([rows x d_side of member k],
+ * one matrix per member, same rows) by ms[0..n) into out
+ * ([rows x sum of widths], caller-owned): what duet_model_embed does for
+ * an ensemble file, for members with their own features (duet eval
+ * --model A,B,C). */
+duet_status duet_ensemble_embed(const duet_model *const *ms, size_t n,
+                                int side, const duet_mat *const *x,
+                                duet_mat *out, duet_error *err);
+
 /* Model file: "DUETMODL", format version, a JSON header (shapes, every
- * hyper-parameter, provenance), then the float32 parameters. Written to a
- * temporary file and renamed. */
+ * hyper-parameter, provenance), then the float32 parameters; an ensemble
+ * has kind "duet-ensemble", its members' headers and arrays
+ * "params.K"/"buffers.K". Written to a temporary file and renamed. */
 #define DUET_MODEL_FORMAT_VERSION 1
 duet_status duet_model_save(const duet_model *m, const char *path,
                             duet_error *err);
@@ -732,9 +766,10 @@ duet_status duet_evaluate(const duet_model *m, const duet_dataset *d,
                           duet_eval_result *res, duet_error *err);
 
 /* duet_evaluate for an ensemble of n_models models, model k taking the
- * features img[k], txt[k] (models may differ in encoder and width): each
- * member's L2-normalized embeddings are concatenated, so the score of a pair
- * is the sum of the members' cosine similarities. */
+ * features img[k], txt[k] (models may differ in encoder and width): the
+ * embeddings are duet_ensemble_embed's, so the score of a pair is the mean
+ * of the members' cosine similarities, and n models sharing their features
+ * rank exactly as the ensemble file made of them. */
 duet_status duet_evaluate_ensemble(const duet_model *const *ms,
                                    const duet_mat *const *img,
                                    const duet_mat *const *txt, size_t n_models,
