@@ -1158,6 +1158,11 @@ typedef struct duet_run_config {
     size_t fold_size;        /* test protocol: 0 = the whole split (default)  */
     size_t examples;         /* test queries kept for the report, default 6  */
     int build_index;         /* 1 (default): the index stage                  */
+    size_t ensemble;         /* > 1: train this many members (seeds seed ..
+                                seed + N - 1, each cached as the run of its
+                                seed would be) and use their ensemble
+                                (duet_model_ensemble) as the run's model;
+                                0 or 1 (default): one model                  */
     duet_comm *comm;         /* the job (NULL: this process alone): the image
                                 stage is split between the ranks, rank 0 runs
                                 the others and writes every file           */
@@ -1187,6 +1192,13 @@ typedef struct duet_run_example {
     float score[5];
 } duet_run_example;
 
+/* One member of an ensemble run, evaluated on its own. */
+typedef struct duet_run_member {
+    uint64_t seed;
+    int best_epoch, epochs_run;
+    duet_eval_result val, test;
+} duet_run_member;
+
 typedef struct duet_run_result {
     duet_run_stage stage[DUET_STAGE_COUNT];
     duet_eval_result val, test;   /* val.n_images == 0 without a val split */
@@ -1199,6 +1211,10 @@ typedef struct duet_run_result {
     size_t n_captions, image_dim, text_dim;
     char *model_path, *text_model_path, *image_features, *text_features;
     char *index_path;             /* NULL when no index was built          */
+    char *model_description;      /* duet_model_describe of the model      */
+    duet_run_member *members;     /* [n_members] an ensemble's (0: one model),
+                                     owned                                 */
+    size_t n_members;
     double seconds;               /* wall time of this call                */
     long peak_rss_kb;             /* getrusage(RUSAGE_SELF) at the end     */
     long build_peak_rss_kb;       /* the largest peak recorded by a stage

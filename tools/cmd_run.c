@@ -55,8 +55,17 @@ static void print_summary(const duet_run_config *c, const duet_run_result *r, co
            "R@10", "medr", "R-sum");
     snprintf(name, sizeof name, "duet (%s %d crop%s, %s)", c->cnn, c->crops, c->crops == 1 ? "" : "s",
              duet_encoder_name(c->text.encoder));
+    if (r->n_members) {
+        for (size_t k = 0; k < r->n_members; k++) {
+            snprintf(name, sizeof name, "  member %zu (seed %llu)", k + 1, (unsigned long long)r->members[k].seed);
+            print_row(name, &r->members[k].test, 1);
+        }
+        snprintf(name, sizeof name, "duet ensemble of %zu (%s %d crop%s, %s)", r->n_members, c->cnn, c->crops,
+                 c->crops == 1 ? "" : "s", duet_encoder_name(c->text.encoder));
+    }
     print_row(name, &r->test, 1);
     print_row("Klein et al. 2015, mean vec + CCA (Flickr8K)", &duet_klein2015_flickr8k, 0);
+    if (r->model_description) printf("model: %s\n", r->model_description);
     double built = 0;
     int cached = 0, n = 0;
     for (int s = 0; s < DUET_STAGE_COUNT; s++) {
@@ -100,6 +109,7 @@ int cmd_run(int argc, char **argv) {
         {"limit", F_SIZE, &c.limit, "only the first N images of each split (0: all; for tests)"},
         {"fold-size", F_SIZE, &c.fold_size, "test in folds of N images, averaged (0: the whole split; COCO: 1000)"},
         {"examples", F_SIZE, &c.examples, "test queries shown in the report"},
+        {"ensemble", F_SIZE, &c.ensemble, "train N models (seeds SEED .. SEED+N-1) and use their ensemble as the model (index, report)"},
         {"no-index", F_BOOL, &no_index, "skip the search-index stage"},
         {"no-report", F_BOOL, &no_report, "do not write WORK/report.html"},
         {"ablation", F_BOOL, &ablation, "run the ablation grid (WORK/ablation.md, .json), then the main configuration"},
