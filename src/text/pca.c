@@ -6,9 +6,10 @@
  *   randomized  subspace iteration on the same covariance (Halko,
  *               Martinsson, Tropp 2011, algorithm 4.4): products with the
  *               covariance on oneDNN (f32, or bf16 inputs with f32
- *               accumulation), re-orthonormalized by Householder QR
- *               (LAPACK sgeqrf / sorgqr) after each, then the directions
- *               ordered by their variance (Rayleigh-Ritz when small).
+ *               accumulation), normalized by LU between them and by a
+ *               Householder QR (LAPACK sgeqrf / sorgqr) after the last,
+ *               then the directions ordered by their variance
+ *               (Rayleigh-Ritz when small).
  *
  * The exact method is dominated by the tridiagonal reduction inside
  * ssyevr, which is bound by memory bandwidth; the randomized one is
@@ -108,6 +109,23 @@ static duet_status cmul(rpca *r, const float *Qt, float *Yt, duet_error *err) {
     return st;
 }
 
+/* The columns of Y (column-major [d x l], ld d) replaced by P L of its LU
+ * factorization with partial pivoting (LAPACK sgetrf): the same span,
+ * entries of L at most 1 in magnitude, a quarter of QR's work -- the
+ * normalization between power iterations (as in Halko et al.'s section 4.5
+ * and fbpca); the last step is a QR. */
+static duet_status lu_normalize(float *Yt, size_t d, size_t l, lapack_int *ipiv, duet_error *err) {
+    lapack_int info = LAPACKE_sgetrf(LAPACK_COL_MAJOR, (lapack_int)d, (lapack_int)l, Yt, (lapack_int)d, ipiv);
+    if (info < 0) return duet_fail(err, DUET_ERR_NONFINITE, "pca: LAPACK LU of [%zu x %zu] failed (info %d)", d, l, (int)info);
+    for (size_t j = 0; j < l; j++) {   /* L: unit diagonal, zeros above */
+        float *col = Yt + j * d;
+        memset(col, 0, j * sizeof(float));
+        col[j] = 1.0f;
+    }
+    LAPACKE_slaswp(LAPACK_COL_MAJOR, (lapack_int)l, Yt, (lapack_int)d, 1, (lapack_int)l, ipiv, -1);
+    return DUET_OK;
+}
+
 /* The columns of Y (column-major [d x l], ld d) replaced by an orthonormal
  * basis of their span: Householder QR, Q formed explicitly. */
 static duet_status orthonormalize(float *Yt, size_t d, size_t l, float *tau, duet_error *err) {
@@ -171,11 +189,12 @@ duet_status duet_pca_fit_randomized(const float *x, size_t n, size_t din, size_t
     float *qt = duet_alloc_array(l, d * sizeof(float)), *yt = duet_alloc_array(l, d * sizeof(float));
     float *tau = duet_alloc_array(l, sizeof(float)), *rq = duet_alloc_array(l, sizeof(float));
     size_t *ord = duet_alloc_array(l, sizeof(size_t));
+    lapack_int *ipiv = duet_alloc_array(l, sizeof(lapack_int));
     if (bf) {
         r.cov_h = duet_alloc_array(d, d * sizeof(uint16_t));
         r.qh = duet_alloc_array(l, d * sizeof(uint16_t));
     }
-    if (!m || !r.cov || !qt || !yt || !tau || !rq || !ord || (bf && (!r.cov_h || !r.qh))) {
+    if (!m || !r.cov || !qt || !yt || !tau || !rq || !ord || !ipiv || (bf && (!r.cov_h || !r.qh))) {
         st = duet_fail(err, DUET_ERR_NOMEM, "pca: out of memory (%zu x %zu covariance, %zu x %zu subspace)", d, d, d, l);
         goto done;
     }
@@ -187,7 +206,10 @@ duet_status duet_pca_fit_randomized(const float *x, size_t n, size_t din, size_t
     duet_rng_seed(&rng, o->seed);
     for (size_t i = 0; i < l * d; i++) qt[i] = duet_rng_normal(&rng);
     for (int it = 0; it <= o->power_iters; it++) {
-        if ((st = cmul(&r, qt, yt, err)) || (st = orthonormalize(yt, d, l, tau, err))) goto done;
+        int last = it == o->power_iters;
+        if ((st = cmul(&r, qt, yt, err)) ||
+            (st = last ? orthonormalize(yt, d, l, tau, err) : lu_normalize(yt, d, l, ipiv, err)))
+            goto done;
         float *t = qt; qt = yt; yt = t;
     }
     /* Z = C Q; the variance along q_j is q_j . z_j */
@@ -237,7 +259,7 @@ duet_status duet_pca_fit_randomized(const float *x, size_t n, size_t din, size_t
         if (var) var[c] = rq[ord[c]];
     }
 done:
-    free(m); free(r.cov); free(r.cov_h); free(r.qh); free(qt); free(yt); free(tau); free(rq); free(ord);
+    free(m); free(r.cov); free(r.cov_h); free(r.qh); free(qt); free(yt); free(tau); free(rq); free(ord); free(ipiv);
     duet_dnn_fini(&r.dnn);
     return st;
 }
