@@ -78,7 +78,7 @@ done:
 /* ------------------------------------------------------------ randomized */
 
 duet_pca_opts duet_pca_default_opts(void) {
-    duet_pca_opts o = {2, 0, 1024, DUET_PRECISION_F32, 1};
+    duet_pca_opts o = {2, 0, 1024, DUET_PRECISION_F32, 1, NULL};
     return o;
 }
 
@@ -198,22 +198,27 @@ duet_status duet_pca_fit_randomized(const float *x, size_t n, size_t din, size_t
         st = duet_fail(err, DUET_ERR_NOMEM, "pca: out of memory (%zu x %zu covariance, %zu x %zu subspace)", d, d, d, l);
         goto done;
     }
+    double tm[DUET_PCA_PHASES] = {0}, t0 = duet_now(), t1;
+#define PHASE(i) (t1 = duet_now(), tm[i] += t1 - t0, t0 = t1)
     mean_of(x, n, d, m, mean);
     if ((st = covariance(&r, x, n, m, err))) goto done;
     if (bf && (st = duet_dnn_to_bf16(&r.dnn, r.cov, r.cov_h, d * d, err))) goto done;
+    PHASE(0);
     /* Q = orth(C^(q+1) Omega), Omega Gaussian [d x l] (seeded) */
     duet_rng rng;
     duet_rng_seed(&rng, o->seed);
     for (size_t i = 0; i < l * d; i++) qt[i] = duet_rng_normal(&rng);
     for (int it = 0; it <= o->power_iters; it++) {
         int last = it == o->power_iters;
-        if ((st = cmul(&r, qt, yt, err)) ||
-            (st = last ? orthonormalize(yt, d, l, tau, err) : lu_normalize(yt, d, l, ipiv, err)))
-            goto done;
+        if ((st = cmul(&r, qt, yt, err))) goto done;
+        PHASE(1);
+        if ((st = last ? orthonormalize(yt, d, l, tau, err) : lu_normalize(yt, d, l, ipiv, err))) goto done;
+        PHASE(last ? 3 : 2);
         float *t = qt; qt = yt; yt = t;
     }
     /* Z = C Q; the variance along q_j is q_j . z_j */
     if ((st = cmul(&r, qt, yt, err))) goto done;
+    PHASE(1);
     if (l <= o->ritz_max) {
         /* Rayleigh-Ritz: B = Q^T C Q [l x l], its eigenvectors V, basis Q V */
         float *B = duet_alloc_array(l, l * sizeof(float)), *V = duet_alloc_array(l, l * sizeof(float));
@@ -258,6 +263,9 @@ duet_status duet_pca_fit_randomized(const float *x, size_t n, size_t din, size_t
         for (size_t j = 0; j < d; j++) basis[j * dout + c] = sg * q[j];
         if (var) var[c] = rq[ord[c]];
     }
+    PHASE(4);
+    if (o->times) memcpy(o->times, tm, sizeof tm);
+#undef PHASE
 done:
     free(m); free(r.cov); free(r.cov_h); free(r.qh); free(qt); free(yt); free(tau); free(rq); free(ord); free(ipiv);
     duet_dnn_fini(&r.dnn);

@@ -196,7 +196,11 @@ typedef struct duet_pca_opts {
     duet_precision prec;  /* of the products with the covariance (and of
                              the covariance itself): f32 or bf16           */
     uint64_t seed;        /* of the Gaussian start                        */
+    double *times;        /* optional [DUET_PCA_PHASES]: seconds spent in
+                             the covariance, the products, LU, QR and the
+                             ordering (Rayleigh-Ritz or quotients)         */
 } duet_pca_opts;
+#define DUET_PCA_PHASES 5
 duet_pca_opts duet_pca_default_opts(void);
 /* Randomized PCA (subspace iteration, Halko et al. 2011): mean, basis and
  * var as duet_pca_fit; basis is an orthonormal basis of the estimated top
