@@ -41,6 +41,7 @@ static const grid_row grid[] = {
 static duet_run_config row_config(const duet_run_config *base, const grid_row *g) {
     duet_run_config c = *base;
     c.build_index = 0;
+    c.ensemble = 0;   /* every row is one training; ensembles are evaluated after */
     if (g->encoder >= 0) c.text.encoder = (duet_encoder)g->encoder;
     if (g->linear >= 0) c.train.linear = g->linear;
     if (g->one_way >= 0) c.train.one_way = g->one_way;
