@@ -56,10 +56,17 @@ duet_status duet_stage_text(duet_run_state *rs, duet_error *err) {
                    (unsigned long long)rs->data_hash, duet_encoder_name(p->encoder), p->components,
                    p->pca_dim, p->pca_samples, p->em_iters, p->em_tol, p->reg_covar, p->min_scale, p->ica,
                    (unsigned long long)p->seed);
-    /* the exact PCA's key text is the one from before there were methods */
+    /* The exact PCA's key text is the one from before there were methods;
+     * the randomized one adds its settings only when a PCA will run: the
+     * raw dimension exceeds pca_dim (the fv-* and mean dimensions follow
+     * from the word vectors' width; tf-idf's vocabulary is not known yet) */
     duet_textmodel_params tp = *p;
     tp.precision = rs->prec;
-    if (p->pca_dim && p->pca_method != DUET_PCA_EXACT) {
+    size_t wd = (size_t)json_integer_value(json_object_get(rs->man[DUET_STAGE_VECTORS], "dim"));
+    size_t raw = p->encoder == DUET_ENC_MEAN ? wd
+               : p->encoder == DUET_ENC_FV_BOTH ? 4 * p->components * wd
+               : p->encoder == DUET_ENC_TFIDF ? 0 : 2 * p->components * wd;
+    if (p->pca_dim && (raw == 0 || p->pca_dim < raw) && p->pca_method != DUET_PCA_EXACT) {
         duet_sb_printf(&in, "pca_method=%s\npca_iters=%d\n", duet_pca_method_name(p->pca_method), p->pca_iters);
         duet_stage_key_precision(rs, &in);
     }

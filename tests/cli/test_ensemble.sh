@@ -6,7 +6,8 @@
 # model is needed (as a member of another ensemble) is refused with a clear
 # message. Then, with ../shared/data/flickr8k, MobileNetV2 and GloVe,
 # `duet run --ensemble 2` on a subset: members beside the ensemble in
-# run.json and the report, member 1 shared with the plain run's stage,
+# run.json and the report, member 1 shared with the plain run's stage, the
+# text stage's key free of the PCA method when no PCA runs,
 # `duet search` answers from the ensemble index (its scores are checked
 # against the mean cosine in tests/test_model.c). Prints "cli_ensemble: N passed,
 # N failed, N skipped" last.
@@ -73,6 +74,13 @@ grep -q "member 2: seed 2" w/report.html && grep -q "duet ensemble of 2" w/repor
   || bad "report lacks the members beside the ensemble"
 # the plain run (seed 1) reuses member 1's train stage
 expect 0 "train   cached" "${RUN[@]}"
+# no PCA runs here (K = 4: 800-D <= --pca 6000), so the PCA method is not
+# part of the text stage's key: the exact method's run reuses it
+expect 0 "text    cached" "${RUN[@]}" --pca-method exact
+# with a PCA (800 -> 100) the methods are two text stages
+expect 0 "text    running" "${RUN[@]}" --pca 100 --no-index
+expect 0 "text    running" "${RUN[@]}" --pca 100 --no-index --pca-method exact
+expect 0 "text    cached" "${RUN[@]}" --pca 100 --no-index
 # search of the ensemble index (the model and text model the index records)
 index=$(grep -o '"index":"[^"]*"' ens.json | sed 's/"index":"//; s/"$//')
 EXPECT_STDOUT=1 expect 0 "a dog runs on the grass" "$DUET" search --index "$index" -k 3 "a dog runs on the grass"
