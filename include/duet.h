@@ -588,7 +588,19 @@ typedef struct duet_textmodel_params {
     int ica;               /* 1: FastICA of the word vectors before the      */
                            /* mixtures (fv-* only, as Klein), default 0      */
     uint64_t seed;         /* default 1 (k-means++ seeding, PCA subset)      */
+    int pca_method;        /* DUET_PCA_RANDOMIZED (default) or DUET_PCA_EXACT */
+    int pca_iters;         /* power iterations of the randomized PCA, 2      */
+    duet_precision precision; /* products of the randomized PCA (fit, and   */
+                           /* the projection when encoding): f32 (default), */
+                           /* bf16 (native bf16 only) or auto; the text     */
+                           /* model records it. The exact PCA is f32.       */
 } duet_textmodel_params;
+/* PCA methods (docs/TEXT.md): exact = every eigenvector of the covariance
+ * (LAPACK ssyevr); randomized = subspace iteration on the covariance
+ * (Halko, Martinsson, Tropp 2011), matrix products and QR. */
+enum { DUET_PCA_EXACT = 0, DUET_PCA_RANDOMIZED = 1 };
+const char *duet_pca_method_name(int method); /* "exact", "randomized" */
+int duet_pca_method_parse(const char *s);     /* -1 when unknown       */
 duet_textmodel_params duet_textmodel_default_params(void);
 
 typedef struct duet_textmodel duet_textmodel; /* opaque */
@@ -717,6 +729,8 @@ duet_status duet_model_create(size_t d_image, size_t d_text,
                               duet_model **out, duet_error *err);
 void duet_model_free(duet_model *m);
 
+/* The model's settings; NULL for an ensemble (duet_model_member gives
+ * each member's). */
 const duet_params *duet_model_params(const duet_model *m);
 duet_model_info   *duet_model_info_of(duet_model *m);
 size_t duet_model_dim(const duet_model *m, int side); /* input width */
@@ -744,11 +758,43 @@ duet_status duet_model_set_precision(duet_model *m, duet_precision p,
                                      duet_error *err);
 duet_precision duet_model_precision(const duet_model *m); /* resolved */
 
+/* Ensembles (docs/MODEL.md): n models that take the same input features
+ * (e.g. seeds of one configuration) as one model. Its embedding of a row is
+ * the members' L2-normalized embeddings concatenated and scaled by
+ * 1/sqrt(n): a unit vector of the summed width whose inner product with
+ * another is the mean of the members' cosine similarities. Everything that
+ * takes a duet_model (duet_model_embed, duet_evaluate, an index, the
+ * search, the server, localization) uses an ensemble as one model.
+ * Members must agree on the input widths and on the text model and CNN
+ * they recorded; an ensemble is not a member. On success the ensemble owns
+ * members[0..n) (the array itself stays the caller's); *out: caller frees
+ * with duet_model_free. */
+duet_status duet_model_ensemble(duet_model *const *members, size_t n,
+                                duet_model **out, duet_error *err);
+/* 1 for a single model, n for an ensemble. */
+size_t duet_model_members(const duet_model *m);
+/* Member k (borrowed; a single model is its own member 0); NULL when out
+ * of range. */
+const duet_model *duet_model_member(const duet_model *m, size_t k);
+/* One line saying what m is, e.g. "ensemble of 3 models (MLP
+ * 6000-2048-512, seeds 1, 2, 3), 1536-D" or "one model (MLP
+ * 6000-2048-512, seed 1), 512-D", into buf[n]; returns snprintf's count. */
+int duet_model_describe(const duet_model *m, char *buf, size_t n);
+/* The ensemble embedding of rows of x[k] ([rows x d_side of member k],
+ * one matrix per member, same rows) by ms[0..n) into out
+ * ([rows x sum of widths], caller-owned): what duet_model_embed does for
+ * an ensemble file, for members with their own features (duet eval
+ * --model A,B,C). */
+duet_status duet_ensemble_embed(const duet_model *const *ms, size_t n,
+                                int side, const duet_mat *const *x,
+                                duet_mat *out, duet_error *err);
+
 /* Model file: "DUETMODL", format version 2, a JSON header (shapes, every
  * hyper-parameter, provenance), the float32 parameters and a CRC-32C of the
  * file, verified on load (a mismatch is DUET_ERR_FORMAT naming the file;
- * version 1 files, without it, are still read). Written to a temporary file
- * and renamed. */
+ * version 1 files, without it, are still read). An ensemble has kind
+ * "duet-ensemble", its members' headers and arrays "params.K"/"buffers.K".
+ * Written to a temporary file and renamed. */
 #define DUET_MODEL_FORMAT_VERSION 2
 duet_status duet_model_save(const duet_model *m, const char *path,
                             duet_error *err);
@@ -839,9 +885,10 @@ duet_status duet_evaluate(const duet_model *m, const duet_dataset *d,
                           duet_eval_result *res, duet_error *err);
 
 /* duet_evaluate for an ensemble of n_models models, model k taking the
- * features img[k], txt[k] (models may differ in encoder and width): each
- * member's L2-normalized embeddings are concatenated, so the score of a pair
- * is the sum of the members' cosine similarities. */
+ * features img[k], txt[k] (models may differ in encoder and width): the
+ * embeddings are duet_ensemble_embed's, so the score of a pair is the mean
+ * of the members' cosine similarities, and n models sharing their features
+ * rank exactly as the ensemble file made of them. */
 duet_status duet_evaluate_ensemble(const duet_model *const *ms,
                                    const duet_mat *const *img,
                                    const duet_mat *const *txt, size_t n_models,
@@ -1384,6 +1431,11 @@ typedef struct duet_run_config {
     size_t fold_size;        /* test protocol: 0 = the whole split (default)  */
     size_t examples;         /* test queries kept for the report, default 6  */
     int build_index;         /* 1 (default): the index stage                  */
+    size_t ensemble;         /* > 1: train this many members (seeds seed ..
+                                seed + N - 1, each cached as the run of its
+                                seed would be) and use their ensemble
+                                (duet_model_ensemble) as the run's model;
+                                0 or 1 (default): one model                  */
     duet_comm *comm;         /* the job (NULL: this process alone): the image
                                 stage is split between the ranks and every
                                 rank trains (data-parallel); rank 0 runs the
@@ -1416,6 +1468,13 @@ typedef struct duet_run_example {
     float score[5];
 } duet_run_example;
 
+/* One member of an ensemble run, evaluated on its own. */
+typedef struct duet_run_member {
+    uint64_t seed;
+    int best_epoch, epochs_run;
+    duet_eval_result val, test;
+} duet_run_member;
+
 typedef struct duet_run_result {
     duet_run_stage stage[DUET_STAGE_COUNT];
     duet_eval_result val, test;   /* val.n_images == 0 without a val split */
@@ -1428,6 +1487,10 @@ typedef struct duet_run_result {
     size_t n_captions, image_dim, text_dim;
     char *model_path, *text_model_path, *image_features, *text_features;
     char *index_path;             /* NULL when no index was built          */
+    char *model_description;      /* duet_model_describe of the model      */
+    duet_run_member *members;     /* [n_members] an ensemble's (0: one model),
+                                     owned                                 */
+    size_t n_members;
     double seconds;               /* wall time of this call                */
     long peak_rss_kb;             /* getrusage(RUSAGE_SELF) at the end     */
     long build_peak_rss_kb;       /* the largest peak recorded by a stage

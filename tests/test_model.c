@@ -2,7 +2,9 @@
 /* test_model.c -- the model object, its file, Recall@K, and training:
  * properties (unit norms, eval-mode determinism), the model file round trip
  * and its refusals, Recall@K against a brute-force ranking, bit-for-bit
- * repeatable training and resume. */
+ * repeatable training and resume, ensembles (the model file of N members:
+ * = duet eval of the list, N copies = the model, an index = the mean
+ * cosine, refusals). */
 #include "check.h"
 #include "embed/embed.h"
 #include <stdlib.h>
@@ -281,7 +283,8 @@ static void synth_free(synth *s) {
 }
 
 /* Brute-force recall of the ensemble {a, c} on the test split: scores are
- * the sum of each model's cosine similarities, ranks counted naively. */
+ * the sum of each model's cosine similarities (ranked as their mean),
+ * ranks counted naively. */
 static void check_ensemble(const synth *s, const duet_model *a, const duet_model *c) {
     duet_error e = {0};
     size_t *im = NULL, ni = 0;
@@ -292,7 +295,7 @@ static void check_ensemble(const synth *s, const duet_model *a, const duet_model
     /* per-model embeddings of every image and caption */
     duet_mat E[2][2];
     for (int k = 0; k < 2; k++) {
-        size_t o = ms[k]->p.embed_dim;
+        size_t o = duet_model_embed_dim(ms[k]);
         E[k][0] = (duet_mat){calloc(s->img.rows * o, sizeof(float)), s->img.rows, o};
         E[k][1] = (duet_mat){calloc(s->txt.rows * o, sizeof(float)), s->txt.rows, o};
         CHECK(duet_model_embed(ms[k], DUET_SIDE_IMAGE, &s->img, &E[k][0], &e) == DUET_OK);
@@ -308,7 +311,7 @@ static void check_ensemble(const synth *s, const duet_model *a, const duet_model
     for (size_t j = 0; j < nc; j++)
         for (size_t i = 0; i < ni; i++)
             for (int k = 0; k < 2; k++) {
-                size_t o = ms[k]->p.embed_dim;
+                size_t o = duet_model_embed_dim(ms[k]);
                 double d = 0;
                 for (size_t q = 0; q < o; q++)
                     d += (double)E[k][1].data[caps[j] * o + q] * E[k][0].data[im[i] * o + q];
@@ -349,6 +352,131 @@ static void check_ensemble(const synth *s, const duet_model *a, const duet_model
     free(im);
 }
 
+/* Copies of models through their files (an ensemble takes its members). */
+static duet_model *copy_of(const duet_model *m, const char *name) {
+    duet_error e = {0};
+    duet_model *c = NULL;
+    CHECK_MSG(duet_model_save(m, tmp(name), &e) == DUET_OK, "%s", e.msg);
+    CHECK_MSG(duet_model_load(tmp(name), &c, &e) == DUET_OK, "%s", e.msg);
+    return c;
+}
+
+static int same_eval(const duet_eval_result *x, const duet_eval_result *y) {
+    return x->i2t.r1 == y->i2t.r1 && x->i2t.r5 == y->i2t.r5 && x->i2t.r10 == y->i2t.r10 &&
+           x->i2t.medr == y->i2t.medr && x->i2t.meanr == y->i2t.meanr && x->t2i.r1 == y->t2i.r1 &&
+           x->t2i.r5 == y->t2i.r5 && x->t2i.r10 == y->t2i.r10 && x->t2i.medr == y->t2i.medr &&
+           x->t2i.meanr == y->t2i.meanr && x->rsum == y->rsum && x->n_images == y->n_images;
+}
+
+/* The ensemble model file of {a, c}: it evaluates exactly as duet eval's
+ * ensemble of a and c; n copies of a rank exactly as a; its embeddings are
+ * unit vectors whose inner products are the mean of the members' cosines;
+ * an index of it answers a query with the order and scores of that mean;
+ * nested ensembles, mismatched members and use as one model are refused. */
+static void check_ensemble_model(const synth *s, const duet_model *a, const duet_model *c) {
+    duet_error e = {0};
+    duet_model *two[2] = {copy_of(a, "ea.duet"), copy_of(c, "ec.duet")}, *E = NULL, *E2 = NULL;
+    if (!two[0] || !two[1]) return;
+    CHECK_MSG(duet_model_ensemble(two, 2, &E, &e) == DUET_OK, "%s", e.msg);
+    if (!E) return;
+    CHECK(duet_model_members(E) == 2 && duet_model_member(E, 1) == two[1] && duet_model_member(E, 2) == NULL);
+    CHECK(duet_model_members(a) == 1 && duet_model_member(a, 0) == a);
+    CHECK(duet_model_params(E) == NULL && duet_model_params(a) != NULL);
+    CHECK(duet_model_embed_dim(E) == duet_model_embed_dim(a) + duet_model_embed_dim(c));
+    char desc[256];
+    duet_model_describe(E, desc, sizeof desc);
+    CHECK_MSG(strstr(desc, "ensemble of 2 models") && strstr(desc, "seeds 1, 2"), "%s", desc);
+    CHECK_MSG(duet_model_save(E, tmp("e.duet"), &e) == DUET_OK, "%s", e.msg);
+    CHECK_MSG(duet_model_load(tmp("e.duet"), &E2, &e) == DUET_OK, "%s", e.msg);
+    if (!E2) { duet_model_free(E); return; }
+    CHECK(duet_model_members(E2) == 2 && duet_model_embed_dim(E2) == duet_model_embed_dim(E));
+    /* evaluation: the file = the list, field for field */
+    const duet_model *ms[2] = {a, c};
+    const duet_mat *img[2] = {&s->img, &s->img}, *txt[2] = {&s->txt, &s->txt};
+    duet_eval_result rl, rf, r1, rn;
+    CHECK(duet_evaluate_ensemble(ms, img, txt, 2, s->d, DUET_SPLIT_TEST, 0, &rl, &e) == DUET_OK);
+    CHECK(duet_evaluate(E2, s->d, &s->img, &s->txt, DUET_SPLIT_TEST, 0, &rf, &e) == DUET_OK);
+    CHECK(same_eval(&rl, &rf));
+    CHECK(duet_evaluate(E2, s->d, &s->img, &s->txt, DUET_SPLIT_VAL, 20, &rf, &e) == DUET_OK);
+    CHECK(duet_evaluate_ensemble(ms, img, txt, 2, s->d, DUET_SPLIT_VAL, 20, &rl, &e) == DUET_OK);
+    CHECK(same_eval(&rl, &rf));
+    /* n copies of a rank exactly as a */
+    CHECK(duet_evaluate(a, s->d, &s->img, &s->txt, DUET_SPLIT_TEST, 0, &r1, &e) == DUET_OK);
+    for (size_t n = 2; n <= 4; n++) {
+        duet_model *cp[4], *En = NULL;
+        for (size_t k = 0; k < n; k++) cp[k] = copy_of(a, "copy.duet");
+        CHECK(duet_model_ensemble(cp, n, &En, &e) == DUET_OK);
+        CHECK(En && duet_evaluate(En, s->d, &s->img, &s->txt, DUET_SPLIT_TEST, 0, &rn, &e) == DUET_OK);
+        CHECK_MSG(same_eval(&r1, &rn), "%zu copies: R-sum %.2f vs %.2f", n, rn.rsum, r1.rsum);
+        duet_model_free(En);
+    }
+    /* embeddings: unit rows; inner products = mean of the members' cosines */
+    size_t ni = 40, nt = 60, o = duet_model_embed_dim(E2), oa = duet_model_embed_dim(a), oc = duet_model_embed_dim(c);
+    duet_mat xi = {s->img.data, ni, s->img.cols}, xt = {s->txt.data, nt, s->txt.cols};
+    duet_mat ei = {calloc(ni * o, 4), ni, o}, et = {calloc(nt * o, 4), nt, o};
+    duet_mat ai = {calloc(ni * oa, 4), ni, oa}, at = {calloc(nt * oa, 4), nt, oa};
+    duet_mat ci = {calloc(ni * oc, 4), ni, oc}, ct = {calloc(nt * oc, 4), nt, oc};
+    CHECK(duet_model_embed(E2, DUET_SIDE_IMAGE, &xi, &ei, &e) == DUET_OK);
+    CHECK(duet_model_embed(E2, DUET_SIDE_TEXT, &xt, &et, &e) == DUET_OK);
+    CHECK(duet_model_embed(a, DUET_SIDE_IMAGE, &xi, &ai, &e) == DUET_OK && duet_model_embed(a, DUET_SIDE_TEXT, &xt, &at, &e) == DUET_OK);
+    CHECK(duet_model_embed(c, DUET_SIDE_IMAGE, &xi, &ci, &e) == DUET_OK && duet_model_embed(c, DUET_SIDE_TEXT, &xt, &ct, &e) == DUET_OK);
+    for (size_t r = 0; r < ni; r++) {
+        double n2 = 0;
+        for (size_t q = 0; q < o; q++) n2 += (double)ei.data[r * o + q] * ei.data[r * o + q];
+        CHECK_NEAR(n2, 1.0, 1e-5);
+    }
+    /* the index: rows of E2's image embeddings; queries E2's text
+     * embeddings; the searcher's order and scores = the mean cosine */
+    const char *names[40];
+    char nb[40][16];
+    for (size_t i = 0; i < ni; i++) { snprintf(nb[i], sizeof nb[i], "im%02zu.jpg", i); names[i] = nb[i]; }
+    duet_index_meta meta = {0};
+    duet_index_rows rows = {o, ni, ei.data, names, 0, NULL, NULL};
+    duet_index *ix = NULL;
+    duet_searcher *sr = NULL;
+    CHECK_MSG(duet_index_write(tmp("e.index"), &meta, &rows, &e) == DUET_OK, "%s", e.msg);
+    CHECK(duet_index_open(tmp("e.index"), 1, &ix, &e) == DUET_OK);
+    duet_mat gal = ix ? duet_index_embeddings(ix, DUET_SIDE_IMAGE) : (duet_mat){0};
+    CHECK(ix && duet_searcher_new(&gal, DUET_PRECISION_F32, &sr, &e) == DUET_OK);
+    duet_hit *hits = calloc(nt * ni, sizeof *hits);
+    size_t kk = 0;
+    CHECK(sr && duet_searcher_topk(sr, &et, ni, hits, &kk, &e) == DUET_OK && kk == ni);
+    for (size_t j = 0; sr && j < nt; j++) {
+        double mean[40];
+        for (size_t i = 0; i < ni; i++) {
+            double sa = 0, sc = 0;
+            for (size_t q = 0; q < oa; q++) sa += (double)at.data[j * oa + q] * ai.data[i * oa + q];
+            for (size_t q = 0; q < oc; q++) sc += (double)ct.data[j * oc + q] * ci.data[i * oc + q];
+            mean[i] = (sa + sc) / 2;
+        }
+        for (size_t h = 0; h < ni; h++) {
+            CHECK_NEAR(hits[j * ni + h].score, mean[hits[j * ni + h].index], 2e-6);
+            if (h) CHECK(mean[hits[j * ni + h].index] <= mean[hits[j * ni + h - 1].index] + 1e-6);
+        }
+    }
+    free(hits);
+    duet_searcher_free(sr);
+    duet_index_free(ix);
+    duet_mat_free(&ei); duet_mat_free(&et); duet_mat_free(&ai); duet_mat_free(&at); duet_mat_free(&ci); duet_mat_free(&ct);
+    /* refusals: an ensemble as a member; members of other input widths;
+     * an ensemble file where one model is needed (a checkpoint) */
+    duet_model *nest[2] = {E2, copy_of(a, "n.duet")}, *bad = NULL;
+    CHECK(duet_model_ensemble(nest, 2, &bad, &e) == DUET_ERR_UNSUPPORTED);
+    CHECK_MSG(strstr(e.msg, "member 1 is itself an ensemble of 2"), "%s", e.msg);
+    duet_model *wide = make_model(0, 3), *mix[2] = {nest[1], wide};
+    CHECK(duet_model_ensemble(mix, 2, &bad, &e) == DUET_ERR_SHAPE);
+    CHECK_MSG(strstr(e.msg, "share their input features"), "%s", e.msg);
+    duet_tf_file tf;
+    CHECK(duet_tf_read(tmp("e.duet"), DUET_MODEL_MAGIC, DUET_MODEL_FORMAT_VERSION, "model", &tf, &e) == DUET_OK);
+    CHECK(duet_model_from_tf(&tf, tmp("e.duet"), &bad, &e) == DUET_ERR_UNSUPPORTED);
+    CHECK_MSG(strstr(e.msg, "is an ensemble model file (2 members)"), "%s", e.msg);
+    duet_tf_free(&tf);
+    duet_model_free(nest[1]);
+    duet_model_free(wide);
+    duet_model_free(E);
+    duet_model_free(E2);
+}
+
 TEST(training_is_repeatable_and_learns) {
     synth s = {0};
     synth_load(&s, tmp("syn"), 300);
@@ -386,6 +514,7 @@ TEST(training_is_repeatable_and_learns) {
     CHECK(duet_train(s.d, &s.img, &s.txt, &p, NULL, &c, NULL, NULL, &e) == DUET_OK);
     if (c) CHECK(memcmp(a->params, c->params, a->n_params * sizeof(float)) != 0);
     if (c) check_ensemble(&s, a, c);
+    if (c) check_ensemble_model(&s, a, c);
     duet_model_free(a);
     duet_model_free(b);
     duet_model_free(c);

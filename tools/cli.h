@@ -63,6 +63,7 @@ int get_precision(const char *cmd, const char *value, duet_precision *out);
 int cmd_train(int argc, char **argv);    /* tools/cmd_embed.c */
 int cmd_eval(int argc, char **argv);
 int cmd_embed(int argc, char **argv);
+int cmd_ensemble(int argc, char **argv);
 int cmd_dataset(int argc, char **argv);
 int cmd_synth(int argc, char **argv);
 int cmd_vectors(int argc, char **argv);        /* tools/cmd_text.c */

@@ -228,8 +228,9 @@ static size_t split_list(char *buf, char **part, size_t max) {
     }
 }
 
-/* eval: one model, or an ensemble (--model A,B,... with one features file
- * per model or one shared by all; scores are summed cosine similarities). */
+/* eval: one model (or ensemble file), or an ensemble (--model A,B,... with
+ * one features file per model or one shared by all; a score is the mean of
+ * the members' cosine similarities, duet_ensemble_embed). */
 int cmd_eval(int argc, char **argv) {
     const char *cmd = "eval";
     const char *model = NULL, *dataset = NULL, *img_path = NULL, *txt_path = NULL;
@@ -237,7 +238,7 @@ int cmd_eval(int argc, char **argv) {
     size_t fold = 1000;
     int json = 0, threads = 0;
     flag flags[] = {
-        {"model", F_STR, &model, "model file; A,B,... evaluates the ensemble (summed similarities)"},
+        {"model", F_STR, &model, "model file (one model or an ensemble file); A,B,... evaluates the ensemble of those (mean similarities)"},
         {"dataset", F_STR, &dataset, "flickr8k:DIR, karpathy:FILE.json or tsv:FILE"},
         {"image-features", F_STR, &img_path, ".npy, one row per dataset image (one per model, comma-separated, or one for all)"},
         {"text-features", F_STR, &txt_path, ".npy, one row per dataset caption (one per model, or one for all)"},
@@ -343,6 +344,41 @@ int cmd_embed(int argc, char **argv) {
     duet_model_free(m);
     duet_mat_free(&x);
     duet_mat_free(&y);
+    return st ? fail(cmd, &e) : 0;
+}
+
+/* ---------------------------------------------------------------- ensemble */
+
+/* ensemble: MODEL... -o OUT: the members (trained on the same features, e.g.
+ * seeds) as one model file; prints what it wrote. */
+int cmd_ensemble(int argc, char **argv) {
+    const char *cmd = "ensemble", *out = NULL;
+    int json = 0;
+    flag flags[] = {
+        {"out", F_STR, &out, "ensemble model file to write (-o)"},
+        {"json", F_BOOL, &json, "print {\"model\", \"members\", \"embed_dim\", \"description\"}"},
+        {0}};
+    const char *pos[MAX_ENSEMBLE + 1];
+    int npos, rc = parse_flags(cmd, "MODEL MODEL... -o OUT   (models trained on the same image and text features)",
+                               argc, argv, flags, pos, MAX_ENSEMBLE, &npos);
+    if (rc) return rc < 0 ? 0 : rc;
+    if ((rc = need(cmd, out, "out"))) return rc;
+    if (npos < 1) return usage_error(cmd, "give the member model files");
+    duet_error e = {0};
+    duet_model *m[MAX_ENSEMBLE] = {0}, *ens = NULL;
+    duet_status st = DUET_OK;
+    for (int k = 0; k < npos && !st; k++) st = duet_model_load(pos[k], &m[k], &e);
+    if (!st) st = duet_model_ensemble(m, (size_t)npos, &ens, &e);   /* "member K": the K-th file given */
+    if (!st) st = duet_model_save(ens, out, &e);
+    if (!st) {
+        char desc[256];
+        duet_model_describe(ens, desc, sizeof desc);
+        if (json) printf("{\"model\":\"%s\",\"members\":%d,\"embed_dim\":%zu,\"description\":\"%s\"}\n", out, npos,
+                         duet_model_embed_dim(ens), desc);
+        else printf("wrote %s: %s\n", out, desc);
+    }
+    if (ens) duet_model_free(ens);
+    else for (int k = 0; k < npos; k++) duet_model_free(m[k]);
     return st ? fail(cmd, &e) : 0;
 }
 

@@ -55,8 +55,17 @@ static void print_summary(const duet_run_config *c, const duet_run_result *r, co
            "R@10", "medr", "R-sum");
     snprintf(name, sizeof name, "duet (%s %d crop%s, %s)", c->cnn, c->crops, c->crops == 1 ? "" : "s",
              duet_encoder_name(c->text.encoder));
+    if (r->n_members) {
+        for (size_t k = 0; k < r->n_members; k++) {
+            snprintf(name, sizeof name, "  member %zu (seed %llu)", k + 1, (unsigned long long)r->members[k].seed);
+            print_row(name, &r->members[k].test, 1);
+        }
+        snprintf(name, sizeof name, "duet ensemble of %zu (%s %d crop%s, %s)", r->n_members, c->cnn, c->crops,
+                 c->crops == 1 ? "" : "s", duet_encoder_name(c->text.encoder));
+    }
     print_row(name, &r->test, 1);
     print_row("Klein et al. 2015, mean vec + CCA (Flickr8K)", &duet_klein2015_flickr8k, 0);
+    if (r->model_description) printf("model: %s\n", r->model_description);
     double built = 0;
     int cached = 0, n = 0;
     for (int s = 0; s < DUET_STAGE_COUNT; s++) {
@@ -81,6 +90,7 @@ int cmd_run(int argc, char **argv) {
     const char *data = NULL, *images = NULL, *work = NULL, *cnn = "resnet50", *weights = NULL, *vectors = NULL;
     const char *enc = duet_encoder_name(c.text.encoder), *opt = "adam", *prec = NULL;
     const char *fdtype = "f32";
+    const char *pca_method = duet_pca_method_name(c.text.pca_method);
     int json = 0, ablation = 0, no_index = 0, no_report = 0;
     flag flags[72] = {
         {"data", F_STR, &data, "Flickr8K directory (unset: $DUET_DATA, else " FLICKR8K_DEFAULT ")"},
@@ -94,11 +104,14 @@ int cmd_run(int argc, char **argv) {
         {"components", F_SIZE, &c.text.components, "mixture components K of the fv-* encoders"},
         {"pca", F_SIZE, &c.text.pca_dim, "PCA dimension of the text features (0: none)"},
         {"pca-samples", F_SIZE, &c.text.pca_samples, "training captions PCA is fitted on (0: all)"},
+        {"pca-method", F_STR, &pca_method, "randomized (subspace iteration, products in the run's precision) or exact (f32 eigen-decomposition)"},
+        {"pca-iters", F_INT, &c.text.pca_iters, "power iterations of the randomized PCA"},
         {"ica", F_BOOL, &c.text.ica, "FastICA of the word vectors before the mixtures (fv-* encoders)"},
         {"limit", F_SIZE, &c.limit, "only the first N images of each split (0: all; for tests)"},
         {"fold-size", F_SIZE, &c.fold_size, "test in folds of N images, averaged (0: the whole split; COCO: 1000)"},
         {"examples", F_SIZE, &c.examples, "test queries shown in the report"},
         {"feature-dtype", F_STR, &fdtype, "text features on disk: f32, or f16 (half the bytes; docs/SCALE.md)"},
+        {"ensemble", F_SIZE, &c.ensemble, "train N models (seeds SEED .. SEED+N-1) and use their ensemble as the model (index, report)"},
         {"no-index", F_BOOL, &no_index, "skip the search-index stage"},
         {"no-report", F_BOOL, &no_report, "do not write WORK/report.html"},
         {"ablation", F_BOOL, &ablation, "run the ablation grid (WORK/ablation.md, .json), then the main configuration"},
@@ -115,6 +128,10 @@ int cmd_run(int argc, char **argv) {
     int e = duet_encoder_parse(enc);
     if (e < 0) return usage_error(cmd, "--encoder: unknown encoder '%s'", enc);
     c.text.encoder = (duet_encoder)e;
+    int pm = duet_pca_method_parse(pca_method);
+    if (pm < 0) return usage_error(cmd, "--pca-method: '%s' is not randomized or exact", pca_method);
+    c.text.pca_method = pm;
+    if (c.text.pca_iters < 0 || c.text.pca_iters > 100) return usage_error(cmd, "--pca-iters must be in 0..100");
     if (c.crops != 1 && c.crops != 10) return usage_error(cmd, "--crops must be 1 or 10");
     int fdt = duet_dtype_parse(fdtype);
     if (fdt < 0) return usage_error(cmd, "--feature-dtype: '%s' is not f32 or f16", fdtype);

@@ -64,6 +64,7 @@ int cmd_textmodel(int argc, char **argv) {
     const char *cmd = "textmodel", *out = NULL, *spec = NULL, *vec = NULL, *encs = "fv-gmm";
     duet_textmodel_params p = duet_textmodel_default_params();
     int threads = 0;
+    const char *pca_method = duet_pca_method_name(p.pca_method), *prec = NULL;
     flag flags[] = {
         {"dataset", F_STR, &spec, "dataset SPEC (fitted on its train split only)"},
         {"vectors", F_STR, &vec, "word vectors (duet vectors file or any importable format)"},
@@ -71,6 +72,9 @@ int cmd_textmodel(int argc, char **argv) {
         {"components", F_SIZE, &p.components, "mixture components K"},
         {"pca", F_SIZE, &p.pca_dim, "PCA output dimension (0: none; none when >= the encoder's)"},
         {"pca-samples", F_SIZE, &p.pca_samples, "training captions PCA is fitted on (0: all)"},
+        {"pca-method", F_STR, &pca_method, "randomized (subspace iteration) or exact (every eigenvector, slow for thousands of dimensions)"},
+        {"pca-iters", F_INT, &p.pca_iters, "power iterations of the randomized PCA"},
+        {"precision", F_STR, &prec, "products of the randomized PCA: auto, f32 or bf16 (unset: $DUET_PRECISION, else auto)"},
         {"em-iters", F_INT, &p.em_iters, "EM iterations at most"},
         {"ica", F_BOOL, &p.ica, "FastICA of the word vectors before the mixtures (fv-* encoders)"},
         {"seed", F_U64, &p.seed, "seed of k-means++ and of the PCA subset"},
@@ -88,6 +92,9 @@ int cmd_textmodel(int argc, char **argv) {
     p.encoder = (duet_encoder)enc;
     if (enc != DUET_ENC_TFIDF && (rc = need(cmd, vec, "vectors"))) return rc;
     if (p.ica && enc < DUET_ENC_FV_GMM) return usage_error(cmd, "--ica applies to the fv-* encoders only");
+    if ((p.pca_method = duet_pca_method_parse(pca_method)) < 0)
+        return usage_error(cmd, "--pca-method: '%s' is not randomized or exact", pca_method);
+    if (p.pca_method == DUET_PCA_RANDOMIZED && p.pca_dim && (rc = get_precision(cmd, prec, &p.precision))) return rc;
     if (threads > 0) duet_set_threads(threads);
     duet_error e = {0};
     duet_dataset *d = NULL;

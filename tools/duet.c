@@ -62,6 +62,7 @@ static const command commands[] = {
     {"train", cmd_train, "train the two-branch embedding on feature files"},
     {"eval", cmd_eval, "Recall@1/5/10 both ways on a split"},
     {"embed", cmd_embed, "embed a feature file with one branch of a model"},
+    {"ensemble", cmd_ensemble, "one ensemble model file from models trained on the same features"},
     {"dataset", cmd_dataset, "counts, image order and caption order of a dataset"},
     {"synth", cmd_synth, "write a synthetic dataset (features + captions)"},
     {"info", cmd_info, "versions, the instruction set oneDNN uses, what --precision auto means here"},

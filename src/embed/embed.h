@@ -251,6 +251,13 @@ struct duet_model {
                                    layout; w[s].W1h/W2h point into it)      */
     char isa[24];               /* the instruction set training ran on ("":
                                    unknown, e.g. a file from before 0.x)    */
+    /* An ensemble (ensemble.c): n_members > 0 models sharing the input
+     * features, owned; params is NULL, br[s].d_in the shared input widths,
+     * br[s].out and p.embed_dim the sum of the members' widths, the rest of
+     * p member 1's. Nothing but ensemble.c and modelfile.c looks at the
+     * parameters of an ensemble. */
+    size_t n_members;
+    duet_model **members;
 };
 
 /* Rewrites the bf16 mirror from params (after params changed outside the
@@ -289,6 +296,19 @@ char *duet_model_header_json(const duet_model *m); /* caller frees with free() *
  * with duet_model_free. */
 duet_status duet_model_from_tf(const duet_tf_file *tf, const char *path,
                                duet_model **out, duet_error *err);
+
+/* A model from the header object h (fields "d_image", "d_text", "params",
+ * "info") and the arrays params_name / buffers_name of tf (a member of an
+ * ensemble file, or a model file's own). */
+duet_status duet_model_from_header(const void *h, const duet_tf_file *tf,
+                                   const char *params_name,
+                                   const char *buffers_name, const char *path,
+                                   duet_model **out, duet_error *err);
+/* ensemble.c: the ensemble model file (kind "duet-ensemble", docs/MODEL.md). */
+duet_status duet_ensemble_save(const duet_model *m, const char *path,
+                               duet_error *err);
+duet_status duet_ensemble_from_tf(const duet_tf_file *tf, const char *path,
+                                  duet_model **out, duet_error *err);
 
 /* Recall@K results <-> JSON: {"i2t":{"r1","r5","r10","medr","meanr"},
  * "t2i":{...},"rsum","n_images","n_captions","n_folds"}. to_json returns a

@@ -176,10 +176,20 @@ duet_status duet_model_embed_rows(const duet_model *m, int side, const duet_feat
     return st;
 }
 
+/* Gathers rows idx[0..n) of src into a new matrix (caller frees data). */
+static duet_status gather_rows(const duet_features *src, const size_t *idx, size_t n,
+                               duet_mat *out, duet_error *err) {
+    out->rows = n;
+    out->cols = duet_features_cols(src);
+    out->data = duet_alloc_array(n, out->cols * sizeof(float));
+    if (!out->data) return duet_fail(err, DUET_ERR_NOMEM, "evaluate: out of memory");
+    return duet_features_gather(src, idx, n, out->data, err);
+}
+
 /* Evaluates the images imgs[0..ni) of d (with all their captions) with the
- * ensemble ms[0..n): each model embeds its own features, the L2-normalized
- * embeddings are concatenated, so a score is the sum of the models' cosine
- * similarities. */
+ * ensemble ms[0..n) (duet_ensemble_embed: a score is the mean of the
+ * models' cosine similarities; one model: its own embeddings). Members
+ * given the same feature matrix share its gathered rows. */
 static duet_status evaluate_images(const duet_model *const *ms, const duet_features *const *img,
                                    const duet_features *const *txt, size_t n_models,
                                    const duet_dataset *d, const size_t *imgs, size_t ni,
@@ -187,39 +197,41 @@ static duet_status evaluate_images(const duet_model *const *ms, const duet_featu
     size_t nc = 0, o = 0;
     for (size_t i = 0; i < ni; i++)
         nc += d->image_cap_start[imgs[i] + 1] - d->image_cap_start[imgs[i]];
-    for (size_t k = 0; k < n_models; k++) o += ms[k]->p.embed_dim;
+    for (size_t k = 0; k < n_models; k++) o += duet_model_embed_dim(ms[k]);
     size_t *caps = duet_alloc_array(nc, sizeof(size_t));
     size_t *cap_img = duet_alloc_array(nc, sizeof(size_t));
-    duet_mat ei = {0}, et = {0}, mi = {0}, mt = {0};
+    duet_mat *xi = calloc(n_models, sizeof *xi), *xt = calloc(n_models, sizeof *xt);
+    const duet_mat **pi = calloc(n_models, sizeof *pi), **pt = calloc(n_models, sizeof *pt);
+    duet_mat ei = {0}, et = {0};
     duet_status st = DUET_OK;
-    if (!caps || !cap_img) { st = duet_fail(err, DUET_ERR_NOMEM, "evaluate: out of memory"); goto out; }
+    if (!caps || !cap_img || !xi || !xt || !pi || !pt) { st = duet_fail(err, DUET_ERR_NOMEM, "evaluate: out of memory"); goto out; }
     size_t c = 0;
     for (size_t i = 0; i < ni; i++)
         for (size_t q = d->image_cap_start[imgs[i]]; q < d->image_cap_start[imgs[i] + 1]; q++) {
             caps[c] = d->image_caps[q];
             cap_img[c++] = i;
         }
-    ei = (duet_mat){duet_alloc_array(ni, o * sizeof(float)), ni, o};
-    et = (duet_mat){duet_alloc_array(nc, o * sizeof(float)), nc, o};
-    if (!ei.data || !et.data) { st = duet_fail(err, DUET_ERR_NOMEM, "evaluate: out of memory"); goto out; }
-    for (size_t k = 0, col = 0; k < n_models && !st; k++) {
-        size_t ok = ms[k]->p.embed_dim;
-        mi = (duet_mat){duet_alloc_array(ni, ok * sizeof(float)), ni, ok};
-        mt = (duet_mat){duet_alloc_array(nc, ok * sizeof(float)), nc, ok};
-        if (!mi.data || !mt.data) st = duet_fail(err, DUET_ERR_NOMEM, "evaluate: out of memory");
-        if (!st) st = duet_model_embed_rows(ms[k], DUET_SIDE_IMAGE, img[k], imgs, ni, &mi, err);
-        if (!st) st = duet_model_embed_rows(ms[k], DUET_SIDE_TEXT, txt[k], caps, nc, &mt, err);
-        /* [ni x ok] -> columns col..col+ok of [ni x o] */
-        for (size_t r = 0; !st && r < ni; r++) memcpy(ei.data + r * o + col, mi.data + r * ok, ok * sizeof(float));
-        for (size_t r = 0; !st && r < nc; r++) memcpy(et.data + r * o + col, mt.data + r * ok, ok * sizeof(float));
-        col += ok;
-        duet_mat_free(&mi); duet_mat_free(&mt);
+    for (size_t k = 0; k < n_models && !st; k++) {
+        pi[k] = pt[k] = NULL;
+        for (size_t j = 0; j < k; j++) {
+            if (!pi[k] && img[j] == img[k]) pi[k] = pi[j];
+            if (!pt[k] && txt[j] == txt[k]) pt[k] = pt[j];
+        }
+        if (!pi[k] && !(st = gather_rows(img[k], imgs, ni, &xi[k], err))) pi[k] = &xi[k];
+        if (!st && !pt[k] && !(st = gather_rows(txt[k], caps, nc, &xt[k], err))) pt[k] = &xt[k];
     }
+    if (!st) {
+        ei = (duet_mat){duet_alloc_array(ni, o * sizeof(float)), ni, o};
+        et = (duet_mat){duet_alloc_array(nc, o * sizeof(float)), nc, o};
+        if (!ei.data || !et.data) st = duet_fail(err, DUET_ERR_NOMEM, "evaluate: out of memory");
+    }
+    if (!st) st = duet_ensemble_embed(ms, n_models, DUET_SIDE_IMAGE, pi, &ei, err);
+    if (!st) st = duet_ensemble_embed(ms, n_models, DUET_SIDE_TEXT, pt, &et, err);
     if (!st) st = duet_recall_from_embeddings(&ei, &et, cap_img, res, err);
 out:
-    free(caps); free(cap_img);
+    for (size_t k = 0; xi && xt && k < n_models; k++) { duet_mat_free(&xi[k]); duet_mat_free(&xt[k]); }
+    free(caps); free(cap_img); free(xi); free(xt); free(pi); free(pt);
     duet_mat_free(&ei); duet_mat_free(&et);
-    duet_mat_free(&mi); duet_mat_free(&mt);
     return st;
 }
 
@@ -282,11 +294,11 @@ duet_status duet_evaluate_ensemble_features(const duet_model *const *ms, const d
         snprintf(tn, sizeof tn, n_models > 1 ? "text features of model %zu" : "text features", k + 1);
         if ((st = duet_check_feature_sources(d, img[k], in, txt[k], tn, check_finite, err))) return st;
         size_t ci = duet_features_cols(img[k]), ct = duet_features_cols(txt[k]);
-        if (ci != ms[k]->br[0].d_in || ct != ms[k]->br[1].d_in)
+        if (ci != duet_model_dim(ms[k], DUET_SIDE_IMAGE) || ct != duet_model_dim(ms[k], DUET_SIDE_TEXT))
             return duet_fail(err, DUET_ERR_SHAPE,
                              "evaluate: %s are %zu-D (image) and %zu-D (text), the "
                              "model takes %zu-D and %zu-D", n_models > 1 ? "an ensemble member's features" : "features",
-                             ci, ct, ms[k]->br[0].d_in, ms[k]->br[1].d_in);
+                             ci, ct, duet_model_dim(ms[k], DUET_SIDE_IMAGE), duet_model_dim(ms[k], DUET_SIDE_TEXT));
     }
     size_t *all = NULL, n_all = 0;
     if ((st = duet_dataset_split_images(d, s, &all, &n_all, err))) return st;

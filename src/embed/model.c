@@ -93,6 +93,8 @@ static void info_free(duet_model_info *i) {
 
 void duet_model_free(duet_model *m) {
     if (!m) return;
+    for (size_t k = 0; k < m->n_members; k++) duet_model_free(m->members[k]);
+    free(m->members);
     free(m->params);
     free(m->buffers);
     free(m->params_h);
@@ -170,7 +172,7 @@ duet_status duet_model_create(size_t d_image, size_t d_text,
     return DUET_OK;
 }
 
-const duet_params *duet_model_params(const duet_model *m) { return &m->p; }
+const duet_params *duet_model_params(const duet_model *m) { return m->n_members ? NULL : &m->p; }
 duet_model_info *duet_model_info_of(duet_model *m) { return &m->info; }
 size_t duet_model_dim(const duet_model *m, int side) {
     return m->br[side == DUET_SIDE_TEXT].d_in;
@@ -183,6 +185,14 @@ duet_status duet_model_embed(const duet_model *m, int side, const duet_mat *x,
                              duet_mat *out, duet_error *err) {
     if (side != DUET_SIDE_IMAGE && side != DUET_SIDE_TEXT)
         return duet_fail(err, DUET_ERR_INVALID_ARG, "embed: side %d is not image (0) or text (1)", side);
+    if (m->n_members) {   /* the members on the same features */
+        const duet_mat *xs[64];
+        for (size_t k = 0; k < m->n_members; k++) xs[k] = x;
+        if (x->cols != m->br[side].d_in)
+            return duet_fail(err, DUET_ERR_SHAPE, "embed: %s features have %zu columns, the ensemble takes %zu",
+                             side == DUET_SIDE_IMAGE ? "image" : "text", x->cols, m->br[side].d_in);
+        return duet_ensemble_embed((const duet_model *const *)m->members, m->n_members, side, xs, out, err);
+    }
     const duet_branch *b = &m->br[side];
     const char *nm = side == DUET_SIDE_IMAGE ? "image" : "text";
     if (x->cols != b->d_in)
@@ -231,6 +241,11 @@ duet_status duet_model_set_precision(duet_model *m, duet_precision p, duet_error
     duet_precision r;
     duet_status st = duet_precision_resolve(p, &r, err);
     if (st) return st;
+    if (m->n_members) {
+        for (size_t k = 0; !st && k < m->n_members; k++) st = duet_model_set_precision(m->members[k], r, err);
+        if (!st) m->embed_prec = r;
+        return st;
+    }
     if (r == DUET_PRECISION_BF16 && !m->params_h) {
         m->params_h = duet_embed_alloc(m->n_params, sizeof(uint16_t), 0);
         if (!m->params_h)

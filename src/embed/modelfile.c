@@ -55,18 +55,6 @@ char *duet_model_header_json(const duet_model *m) {
     return s;
 }
 
-duet_status duet_model_save(const duet_model *m, const char *path,
-                            duet_error *err) {
-    char *hdr = duet_model_header_json(m);
-    if (!hdr) return duet_fail(err, DUET_ERR_NOMEM, "%s: out of memory", path);
-    duet_tf_array arrays[2] = {{"params", m->params, m->n_params},
-                               {"buffers", m->buffers, m->n_buffers}};
-    duet_status st = duet_tf_write(path, MODEL_MAGIC, DUET_MODEL_FORMAT_VERSION,
-                                   hdr, arrays, 2, err);
-    free(hdr);
-    return st;
-}
-
 /* Field readers: each names the file and the field path on failure. */
 static duet_status get_int(json_t *o, const char *path, const char *obj,
                            const char *key, long long lo, long long hi,
@@ -186,25 +174,49 @@ duet_status duet_model_load(const char *path, duet_model **out, duet_error *err)
     duet_status st = duet_tf_read(path, MODEL_MAGIC, DUET_MODEL_FORMAT_VERSION,
                                   "model", &tf, err);
     if (st) return st;
-    st = duet_model_from_tf(&tf, path, out, err);
+    const char *kind = json_string_value(json_object_get(tf.header, "kind"));
+    if (kind && strcmp(kind, "duet-ensemble") == 0) st = duet_ensemble_from_tf(&tf, path, out, err);
+    else st = duet_model_from_tf(&tf, path, out, err);
     duet_tf_free(&tf);
+    return st;
+}
+
+duet_status duet_model_save(const duet_model *m, const char *path,
+                            duet_error *err) {
+    if (m->n_members) return duet_ensemble_save(m, path, err);
+    char *hdr = duet_model_header_json(m);
+    if (!hdr) return duet_fail(err, DUET_ERR_NOMEM, "%s: out of memory", path);
+    duet_tf_array arrays[2] = {{"params", m->params, m->n_params},
+                               {"buffers", m->buffers, m->n_buffers}};
+    duet_status st = duet_tf_write(path, MODEL_MAGIC, DUET_MODEL_FORMAT_VERSION,
+                                   hdr, arrays, 2, err);
+    free(hdr);
     return st;
 }
 
 duet_status duet_model_from_tf(const duet_tf_file *tfp, const char *path,
                                duet_model **out, duet_error *err) {
     *out = NULL;
+    const char *kind = json_string_value(json_object_get(tfp->header, "kind"));
+    if (kind && strcmp(kind, "duet-ensemble") == 0)
+        return duet_fail(err, DUET_ERR_UNSUPPORTED, "%s is an ensemble model file (%lld members): this needs one "
+                         "model (a training checkpoint or a member file), not an ensemble", path,
+                         (long long)json_integer_value(json_object_get(tfp->header, "n_members")));
+    if (!kind || strcmp(kind, "duet-model") != 0)
+        return duet_fail(err, DUET_ERR_FORMAT, "%s: field 'kind' is not \"duet-model\"", path);
+    return duet_model_from_header(tfp->header, tfp, "params", "buffers", path, out, err);
+}
+
+duet_status duet_model_from_header(const void *hv, const duet_tf_file *tfp, const char *params_name,
+                                   const char *buffers_name, const char *path, duet_model **out,
+                                   duet_error *err) {
+    *out = NULL;
     const duet_tf_file tf = *tfp;
-    json_t *h = tf.header;
+    json_t *h = (json_t *)hv;
     duet_status st;
     duet_params p;
     long long di = 0, dt = 0;
     duet_model *m = NULL;
-    const char *kind = json_string_value(json_object_get(h, "kind"));
-    if (!kind || strcmp(kind, "duet-model") != 0) {
-        st = duet_fail(err, DUET_ERR_FORMAT, "%s: field 'kind' is not \"duet-model\"", path);
-        goto done;
-    }
     if ((st = get_int(h, path, "", "d_image", 1, 1 << 20, &di, err)) ||
         (st = get_int(h, path, "", "d_text", 1, 1 << 20, &dt, err)) ||
         (st = parse_params(json_object_get(h, "params"), path, &p, err)))
@@ -214,8 +226,8 @@ duet_status duet_model_from_tf(const duet_tf_file *tfp, const char *path,
     /* where it was trained: info.isa, absent from older files */
     const char *isa = json_string_value(json_object_get(json_object_get(h, "info"), "isa"));
     snprintf(m->isa, sizeof m->isa, "%s", isa ? isa : "");
-    const float *pa = duet_tf_array_get(&tf, path, "params", m->n_params, NULL, err);
-    const float *bu = pa ? duet_tf_array_get(&tf, path, "buffers", m->n_buffers, NULL, err) : NULL;
+    const float *pa = duet_tf_array_get(&tf, path, params_name, m->n_params, NULL, err);
+    const float *bu = pa ? duet_tf_array_get(&tf, path, buffers_name, m->n_buffers, NULL, err) : NULL;
     if (!pa || !bu) { st = err ? err->status : DUET_ERR_FORMAT; goto done; }
     memcpy(m->params, pa, m->n_params * sizeof(float));
     memcpy(m->buffers, bu, m->n_buffers * sizeof(float));

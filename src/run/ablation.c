@@ -41,6 +41,7 @@ static const grid_row grid[] = {
 static duet_run_config row_config(const duet_run_config *base, const grid_row *g) {
     duet_run_config c = *base;
     c.build_index = 0;
+    c.ensemble = 0;   /* every row is one training; ensembles are evaluated after */
     if (g->encoder >= 0) c.text.encoder = (duet_encoder)g->encoder;
     if (g->linear >= 0) c.train.linear = g->linear;
     if (g->one_way >= 0) c.train.one_way = g->one_way;
@@ -260,8 +261,9 @@ duet_status duet_run_ablation(const duet_run_config *base, const duet_run_hooks 
         json_array_append_new(jens, json_pack("{s:s, s:o, s:o}", "name", ensembles[i].name, "grid_rows", rows_used,
                                               "test", duet_eval_to_json(&ens[i])));
     }
-    duet_sb_printf(&md, "\nEnsemble rows train nothing: they add the cosine similarities of the grid rows' models "
-                   "(`duet eval --model A,B,C`).\n");
+    duet_sb_printf(&md, "\nEnsemble rows train nothing: they average the cosine similarities of the grid rows' models "
+                   "(duet_ensemble_embed, as `duet eval --model A,B,C` and an ensemble model file, `duet run "
+                   "--ensemble N`).\n");
     const duet_eval_result *k = &duet_klein2015_flickr8k;
     duet_sb_printf(&md, "\nBase configuration over %d seeds (mean ± sample std):\n\n"
                    "| | i→t R@1 | R@5 | R@10 | t→i R@1 | R@5 | R@10 | R-sum |\n|---|---:|---:|---:|---:|---:|---:|---:|\n"

@@ -43,6 +43,8 @@ static json_t *settings_json(const duet_run_config *c) {
     duet_precision pr = DUET_PRECISION_F32;
     duet_precision_resolve(p->precision, &pr, NULL);
     merge(o, json_pack("{s:s, s:s}", "precision", duet_precision_name(pr), "isa", duet_cpu_isa()));
+    merge(o, json_pack("{s:s, s:i, s:I}", "pca_method", duet_pca_method_name(t->pca_method), "pca_iters",
+                       t->pca_iters, "ensemble", (json_int_t)(c->ensemble > 1 ? c->ensemble : 1)));
     return o;
 }
 
@@ -79,6 +81,14 @@ duet_status duet_run_json(const duet_run_config *c, const duet_run_result *r, ch
     json_object_set_new(o, "examples", ex);
     json_object_set_new(o, "published", json_pack("{s:o}", "klein2015_mean_vec_cca", duet_eval_to_json(&duet_klein2015_flickr8k)));
     json_object_set_new(o, "model", r->model_path ? json_string(r->model_path) : json_null());
+    json_object_set_new(o, "model_description", r->model_description ? json_string(r->model_description) : json_null());
+    json_t *mem = json_array();
+    for (size_t k = 0; k < r->n_members; k++)
+        json_array_append_new(mem, json_pack("{s:I, s:i, s:i, s:o, s:o}", "seed", (json_int_t)r->members[k].seed,
+                                             "best_epoch", r->members[k].best_epoch, "epochs_run",
+                                             r->members[k].epochs_run, "val", duet_eval_to_json(&r->members[k].val),
+                                             "test", duet_eval_to_json(&r->members[k].test)));
+    json_object_set_new(o, "members", mem);
     json_object_set_new(o, "text_model", r->text_model_path ? json_string(r->text_model_path) : json_null());
     json_object_set_new(o, "index", r->index_path ? json_string(r->index_path) : json_null());
     json_object_set_new(o, "seconds", json_real(r->seconds));
@@ -188,12 +198,35 @@ duet_status duet_run_report(const duet_run_config *c, const duet_run_result *r, 
                    "</th><th colspan=4>text &rarr; image</th><th rowspan=2>R-sum</th></tr>\n<tr><th>R@1</th><th>R@5"
                    "</th><th>R@10</th><th>medr</th><th>R@1</th><th>R@5</th><th>R@10</th><th>medr</th></tr>\n");
     char name[256];
-    snprintf(name, sizeof name, "duet (%s, %s)", c->cnn, desc);
+    /* an ensemble: its members side by side with it */
+    for (size_t k = 0; k < r->n_members; k++) {
+        snprintf(name, sizeof name, "member %zu: seed %llu (best epoch %d of %d)", k + 1,
+                 (unsigned long long)r->members[k].seed, r->members[k].best_epoch, r->members[k].epochs_run);
+        recall_row(&b, name, &r->members[k].test, 1);
+    }
+    if (r->n_members) snprintf(name, sizeof name, "duet ensemble of %zu (%s, %s)", r->n_members, c->cnn, desc);
+    else snprintf(name, sizeof name, "duet (%s, %s)", c->cnn, desc);
     recall_row(&b, name, &r->test, 1);
     recall_row(&b, "Klein et al. 2015, mean vector + CCA (VGG), Flickr8K", &duet_klein2015_flickr8k, 0);
     duet_sb_printf(&b, "</table>\n<p class='small'>%zu test images, %zu test captions, %zu fold%s. Validation R-sum of "
-                   "the selected model (epoch %d of %d): %.1f.</p>\n", r->test.n_images, r->test.n_captions,
-                   r->test.n_folds, r->test.n_folds == 1 ? "" : "s", r->best_epoch, r->epochs_run, r->val.rsum);
+                   "the %s: %.1f.", r->test.n_images, r->test.n_captions, r->test.n_folds,
+                   r->test.n_folds == 1 ? "" : "s", r->n_members ? "ensemble" : "selected model", r->val.rsum);
+    if (r->n_members) {
+        duet_sb_printf(&b, " An ensemble's embedding is its members' unit embeddings concatenated and scaled by "
+                       "1/&radic;%zu: one inner product is the mean of the members' cosine similarities, and the "
+                       "index and search page serve it as one model. Members' validation R-sum:", r->n_members);
+        for (size_t k = 0; k < r->n_members; k++)
+            duet_sb_printf(&b, "%s %.1f", k ? "," : "", r->members[k].val.rsum);
+        duet_sb_printf(&b, ". Training curves below: member 1.");
+    } else {
+        duet_sb_printf(&b, " Selected epoch %d of %d.", r->best_epoch, r->epochs_run);
+    }
+    duet_sb_printf(&b, "</p>\n");
+    if (r->model_description) {
+        duet_sb_printf(&b, "<p>Model: ");
+        duet_sb_html(&b, r->model_description);
+        duet_sb_printf(&b, "</p>\n");
+    }
 
     duet_sb_printf(&b, "<h2>Training</h2>\n");
     double *y = calloc(r->n_logs ? r->n_logs : 1, sizeof(double));

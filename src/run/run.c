@@ -83,6 +83,21 @@ static duet_status collect(duet_run_state *rs, duet_error *err) {
     duet_eval_from_json(json_object_get(ev, "val"), &r->val);
     duet_eval_from_json(json_object_get(ev, "test"), &r->test);
     int oom = 0;
+    r->model_description = duet_strdup_or_flag(json_string_value(json_object_get(ev, "model_description")), &oom);
+    json_t *tm = json_object_get(tr, "members"), *em = json_object_get(ev, "members");
+    if (json_array_size(tm) > 0) {   /* an ensemble: its members, each on its own */
+        r->n_members = json_array_size(tm);
+        r->members = duet_calloc_array(r->n_members, sizeof *r->members);
+        if (!r->members) return duet_fail(err, DUET_ERR_NOMEM, "run: out of memory");
+        for (size_t k = 0; k < r->n_members; k++) {
+            json_t *t = json_array_get(tm, k), *e = json_array_get(em, k);
+            r->members[k].seed = (uint64_t)json_integer_value(json_object_get(t, "seed"));
+            r->members[k].best_epoch = (int)json_integer_value(json_object_get(t, "best_epoch"));
+            r->members[k].epochs_run = (int)json_integer_value(json_object_get(t, "epochs_run"));
+            duet_eval_from_json(json_object_get(e, "val"), &r->members[k].val);
+            duet_eval_from_json(json_object_get(e, "test"), &r->members[k].test);
+        }
+    }
     for (size_t i = 0; i < r->n_examples; i++) {
         json_t *e = json_array_get(ex, i), *top = json_object_get(e, "top");
         duet_run_example *x = &r->examples[i];

@@ -58,6 +58,20 @@ duet_status duet_stage_text(duet_run_state *rs, duet_error *err) {
                    (unsigned long long)p->seed);
     if (rs->c->feature_dtype == DUET_DTYPE_F16) /* only then: f32 keys stay as they were */
         duet_sb_printf(&in, "feature_dtype=f16\n");
+    /* The exact PCA's key text is the one from before there were methods;
+     * the randomized one adds its settings only when a PCA will run: the
+     * raw dimension exceeds pca_dim (the fv-* and mean dimensions follow
+     * from the word vectors' width; tf-idf's vocabulary is not known yet) */
+    duet_textmodel_params tp = *p;
+    tp.precision = rs->prec;
+    size_t wd = (size_t)json_integer_value(json_object_get(rs->man[DUET_STAGE_VECTORS], "dim"));
+    size_t raw = p->encoder == DUET_ENC_MEAN ? wd
+               : p->encoder == DUET_ENC_FV_BOTH ? 4 * p->components * wd
+               : p->encoder == DUET_ENC_TFIDF ? 0 : 2 * p->components * wd;
+    if (p->pca_dim && (raw == 0 || p->pca_dim < raw) && p->pca_method != DUET_PCA_EXACT) {
+        duet_sb_printf(&in, "pca_method=%s\npca_iters=%d\n", duet_pca_method_name(p->pca_method), p->pca_iters);
+        duet_stage_key_precision(rs, &in);
+    }
     duet_status st = duet_stage_open(rs, S, &in, &done, err);
     if (st || done) { duet_sb_free(&in); return st; }
     duet_vectors *v = NULL;
@@ -69,7 +83,7 @@ duet_status duet_stage_text(duet_run_state *rs, duet_error *err) {
     duet_stage_path(rs, S, "text.model", mp, sizeof mp);
     duet_stage_path(rs, S, "features.npy", fp, sizeof fp);
     if (uses_vectors(rs)) st = duet_vectors_load(vp, &v, err);
-    if (!st) st = duet_textmodel_fit(rs->d, v, p, text_progress, rs, &m, &fs, err);
+    if (!st) st = duet_textmodel_fit(rs->d, v, &tp, text_progress, rs, &m, &fs, err);
     duet_vectors_free(v);
     if (!st) st = duet_textmodel_save(m, mp, err);
     if (!st) {

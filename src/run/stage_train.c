@@ -28,8 +28,7 @@ static void train_epoch(void *user, const duet_epoch_log *l) {
         l->loss, val, (double)l->lr, l->seconds);
 }
 
-static duet_status train_key(const duet_run_state *rs, duet_sbuf *in) {
-    const duet_params *p = &rs->c->train;
+static duet_status train_key(const duet_run_state *rs, const duet_params *p, duet_sbuf *in) {
     duet_sb_printf(in, "stage=train\nimage=%s\ntext=%s\ndataset=%016llx\n", rs->res->stage[DUET_STAGE_IMAGE].key,
                    rs->res->stage[DUET_STAGE_TEXT].key, (unsigned long long)rs->data_hash);
     duet_sb_printf(in, "linear=%d hidden=%zu embed_dim=%zu dropout=%.9g bn_eps=%.9g bn_momentum=%.9g\n",
@@ -54,10 +53,12 @@ typedef struct train_share {
     char ck[PATH_MAX];
 } train_share;
 
-/* Under MPI every rank trains (data-parallel, docs/SCALE.md) on the
- * features rank 0 wrote, which every rank must be able to read at the same
- * path; rank 0 alone writes the model and the stage. */
-duet_status duet_stage_train(duet_run_state *rs, duet_error *err) {
+/* Trains one model with settings p (the run's, or an ensemble member's:
+ * another seed) under the key a run of those settings has. Under MPI every
+ * rank trains (data-parallel, docs/SCALE.md) on the features rank 0 wrote,
+ * which every rank must be able to read at the same path; rank 0 alone
+ * writes the model and the stage. */
+static duet_status train_one(duet_run_state *rs, const duet_params *p, duet_error *err) {
     const int S = DUET_STAGE_TRAIN;
     duet_comm *comm = rs->c->comm;
     int rank0 = duet_comm_rank(comm) == 0;
@@ -65,7 +66,7 @@ duet_status duet_stage_train(duet_run_state *rs, duet_error *err) {
     train_share sh = {0};
     duet_status st = DUET_OK;
     if (rank0) {
-        train_key(rs, &in);
+        train_key(rs, p, &in);
         st = duet_stage_open(rs, S, &in, &sh.done, err);
         if (!st && !sh.done) {
             duet_upstream_paths(rs, &sh.u);
@@ -88,9 +89,9 @@ duet_status duet_stage_train(duet_run_state *rs, duet_error *err) {
     st = duet_run_load_features(rs, &u, &img, &txt, 0, err); /* duet_train_features scans them */
     FILE *probe = st || !rank0 ? NULL : fopen(ck, "rb");
     if (probe) { fclose(probe); duet_run_say(rs, "train   resuming from %s", ck); }
-    train_ctx tc = {rs, rs->c->train.epochs};
+    train_ctx tc = {rs, p->epochs};
     duet_train_opts o = {ck, 1, train_step, &tc, train_epoch, &tc, rs->h ? rs->h->cancel : NULL, comm};
-    duet_params tp = rs->c->train;
+    duet_params tp = *p;
     tp.precision = rs->prec;
     if (!st) st = duet_train_features(rs->d, img, txt, &tp, &o, &m, &logs, &nlogs, err);
     if (st == DUET_ERR_INTERRUPTED) duet_run_interrupted(S, err);
@@ -129,6 +130,83 @@ duet_status duet_stage_train(duet_run_state *rs, duet_error *err) {
     }
     free(logs);
     duet_model_free(m);
+    duet_sb_free(&in);
+    return st;
+}
+
+/* --ensemble N: members with seeds seed .. seed + N - 1, each the train
+ * stage of a run with that seed (so a run's model is reused as a member and
+ * the reverse), then the ensemble's own stage: its key names the members',
+ * its model.duet is the ensemble file (duet_model_ensemble) and its
+ * manifest lists the members. Under MPI every member is trained by all
+ * the ranks; rank 0 alone writes the ensemble. */
+duet_status duet_stage_train(duet_run_state *rs, duet_error *err) {
+    const int S = DUET_STAGE_TRAIN;
+    size_t n = rs->c->ensemble > 1 ? rs->c->ensemble : 1;
+    if (n == 1) return train_one(rs, &rs->c->train, err);
+    if (duet_comm_rank(rs->c->comm) != 0) {   /* the others train each member with rank 0 */
+        duet_status st = DUET_OK;
+        for (size_t k = 0; !st && k < n; k++) {
+            duet_params p = rs->c->train;
+            p.seed += (uint64_t)k;
+            st = train_one(rs, &p, err);
+        }
+        return st;
+    }
+    duet_run_stage *rst = &rs->res->stage[S];
+    json_t *members = json_array();
+    duet_sbuf in = {0};
+    double secs = 0, bsecs = 0;
+    duet_status st = members ? DUET_OK : duet_fail(err, DUET_ERR_NOMEM, "run: out of memory");
+    duet_sb_printf(&in, "stage=train-ensemble\nmembers=%zu\n", n);
+    for (size_t k = 0; !st && k < n; k++) {
+        duet_params p = rs->c->train;
+        p.seed += (uint64_t)k;
+        duet_run_say(rs, "train   ensemble member %zu/%zu (seed %llu)", k + 1, n, (unsigned long long)p.seed);
+        st = train_one(rs, &p, err);
+        if (st) break;
+        json_t *m = json_deep_copy(rs->man[S]);
+        char mp[PATH_MAX];
+        duet_stage_path(rs, S, "model.duet", mp, sizeof mp);
+        json_object_set_new(m, "dir", json_string(rst->dir));
+        json_object_set_new(m, "path", json_string(mp));
+        json_object_set_new(m, "seed", json_integer((json_int_t)p.seed));
+        json_object_del(m, "inputs");
+        json_array_append_new(members, m);
+        duet_sb_printf(&in, "member=%s\n", rst->key);
+        secs += rst->seconds;
+        bsecs += rst->build_seconds;
+        json_decref(rs->man[S]);
+        rs->man[S] = NULL;
+        free(rst->dir);
+        rst->dir = NULL;
+    }
+    int done = 0;
+    if (!st) st = duet_stage_open(rs, S, &in, &done, err);
+    if (!st && !done) {
+        duet_model *m[64] = {0}, *e = NULL;
+        for (size_t k = 0; !st && k < n; k++)
+            st = duet_model_load(json_string_value(json_object_get(json_array_get(members, k), "path")), &m[k], err);
+        if (!st) st = duet_model_ensemble(m, n, &e, err);
+        if (st) for (size_t k = 0; k < n; k++) duet_model_free(m[k]);
+        char mp[PATH_MAX];
+        duet_stage_path(rs, S, "model.duet", mp, sizeof mp);
+        if (!st) st = duet_model_save(e, mp, err);
+        duet_model_free(e);
+        json_t *m0 = json_array_get(members, 0);
+        if (!st)
+            st = duet_stage_close(rs, S, json_pack("{s:s, s:I, s:O, s:O, s:f, s:O, s:O}", "model", "model.duet",
+                                                   "n_members", (json_int_t)n, "epochs_run",
+                                                   json_object_get(m0, "epochs_run"), "best_epoch",
+                                                   json_object_get(m0, "best_epoch"), "best_val_rsum", 0.0,
+                                                   "epochs", json_object_get(m0, "epochs"), "members", members),
+                                  &in, err);
+    }
+    if (!st) {   /* this run's time in the stage: the members' and the ensemble's */
+        rst->seconds += secs;
+        rst->build_seconds += bsecs;
+    }
+    json_decref(members);
     duet_sb_free(&in);
     return st;
 }
@@ -201,13 +279,31 @@ duet_status duet_stage_eval(duet_run_state *rs, duet_error *err) {
         st = duet_evaluate_features(m, rs->d, img, txt, DUET_SPLIT_VAL, 0, 0, &val, err);
     if (!st) st = duet_evaluate_features(m, rs->d, img, txt, DUET_SPLIT_TEST, rs->c->fold_size, 0, &test, err);
     json_t *ex = st ? NULL : examples(rs, m, img, txt, err, &st);
+    json_t *mem = json_array();   /* an ensemble's members, each on its own */
+    for (size_t k = 0; !st && duet_model_members(m) > 1 && k < duet_model_members(m); k++) {
+        duet_eval_result mv = {0}, mt = {0};
+        const duet_model *mk = duet_model_member(m, k);
+        if (rs->res->n_split[DUET_SPLIT_VAL]) st = duet_evaluate_features(mk, rs->d, img, txt, DUET_SPLIT_VAL, 0, 0, &mv, err);
+        if (!st) st = duet_evaluate_features(mk, rs->d, img, txt, DUET_SPLIT_TEST, rs->c->fold_size, 0, &mt, err);
+        if (!st) {
+            duet_run_say(rs, "eval    member %zu: test R-sum %.1f", k + 1, mt.rsum);
+            json_array_append_new(mem, json_pack("{s:I, s:o, s:o}", "seed", (json_int_t)duet_model_params(mk)->seed,
+                                                 "val", duet_eval_to_json(&mv), "test", duet_eval_to_json(&mt)));
+        }
+    }
+    char desc[256];
+    if (!st) duet_model_describe(m, desc, sizeof desc);
     if (!st) {
         duet_run_say(rs, "eval    test R-sum %.1f (image->text R@1 %.1f, text->image R@1 %.1f)", test.rsum, test.i2t.r1,
             test.t2i.r1);
-        st = duet_stage_close(rs, S, json_pack("{s:o, s:o, s:o}", "val", duet_eval_to_json(&val), "test",
-                                          duet_eval_to_json(&test), "examples", ex), &in, err);
+        json_t *man = json_pack("{s:o, s:o, s:o}", "val", duet_eval_to_json(&val), "test", duet_eval_to_json(&test),
+                                "examples", ex);
+        if (man) json_object_set_new(man, "model_description", json_string(desc));
+        if (man && json_array_size(mem)) json_object_set(man, "members", mem);
+        st = duet_stage_close(rs, S, man, &in, err);
         ex = NULL;
     }
+    json_decref(mem);
     json_decref(ex);
     duet_features_close(img);
     duet_features_close(txt);

@@ -177,6 +177,40 @@ duet_status duet_pca_fit(const float *x, size_t n, size_t din, size_t dout,
 /* y [n x dout] = (x - mean) basis. */
 void duet_pca_apply(const float *x, size_t n, size_t din, size_t dout,
                     const float *mean, const float *basis, float *y);
+/* The same with bf16 inputs to the product (oneDNN, f32 accumulation):
+ * basis_h is the bf16 copy of the basis. Only where the CPU computes bf16
+ * natively. */
+duet_status duet_pca_apply_bf16(const float *x, size_t n, size_t din,
+                                size_t dout, const float *mean,
+                                const uint16_t *basis_h, float *y,
+                                duet_error *err);
+
+/* The randomized method's settings. */
+typedef struct duet_pca_opts {
+    int power_iters;      /* q: products with the covariance after the
+                             first, each re-orthonormalized (default 2)    */
+    size_t oversample;    /* extra columns p (0: max(10, dout / 50))       */
+    size_t ritz_max;      /* Rayleigh-Ritz when dout + p <= this (1024);
+                             above, the subspace's orthonormal basis is
+                             ordered by the variance along each column     */
+    duet_precision prec;  /* of the products with the covariance (and of
+                             the covariance itself): f32 or bf16           */
+    uint64_t seed;        /* of the Gaussian start                        */
+    double *times;        /* optional [DUET_PCA_PHASES]: seconds spent in
+                             the covariance, the products, LU, QR and the
+                             ordering (Rayleigh-Ritz or quotients)         */
+} duet_pca_opts;
+#define DUET_PCA_PHASES 5
+duet_pca_opts duet_pca_default_opts(void);
+/* Randomized PCA (subspace iteration, Halko et al. 2011): mean, basis and
+ * var as duet_pca_fit; basis is an orthonormal basis of the estimated top
+ * dout principal subspace, columns by decreasing variance (the principal
+ * directions themselves when Rayleigh-Ritz ran), var the variance along
+ * each column. */
+duet_status duet_pca_fit_randomized(const float *x, size_t n, size_t din,
+                                    size_t dout, const duet_pca_opts *o,
+                                    float *mean, float *basis, float *var,
+                                    duet_error *err);
 
 /* ------------------------------------------------------------ internal */
 
@@ -209,8 +243,11 @@ struct duet_textmodel {
     duet_fv_model fg, fh;
     /* ICA applied to the word table (fv-*): mean [wd], unmix [wd x wd] */
     int has_ica; float *ica_mean, *ica_unmix;
-    /* PCA (pca_out == 0: none) */
+    /* PCA (pca_out == 0: none); pca_bf16: encoding projects with bf16
+     * products (pca_basis_h, the basis in bf16; NULL on a CPU without
+     * native bf16, which projects in f32) */
     size_t pca_out; float *pca_mean, *pca_basis;
+    int pca_bf16; uint16_t *pca_basis_h;
 };
 
 #define DUET_TEXT_CHUNK DUET_TEXT_BATCH /* texts encoded per batch */
@@ -225,6 +262,8 @@ duet_status duet_textmodel_encode_raw(const duet_textmodel *m,
                                       float *raw, uint8_t *flags,
                                       duet_text_stats *st, duet_tokens *tk,
                                       duet_error *err);
+/* Makes pca_basis_h when pca_bf16 is set and the CPU computes bf16. */
+duet_status duet_textmodel_prepare_pca(duet_textmodel *m, duet_error *err);
 /* Packs n words into one blob of NUL-terminated strings (*len bytes, for
  * duet_vocab_build); caller frees. NULL when out of memory. */
 char *duet_textmodel_pack_words(const char *const *w, size_t n, size_t *len);

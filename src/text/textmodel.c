@@ -4,6 +4,7 @@
  * model file in textmodel_file.c. Definitions in docs/TEXT.md. */
 #define _POSIX_C_SOURCE 200809L
 #include "text.h"
+#include "core/dnn.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +29,26 @@ duet_textmodel_params duet_textmodel_default_params(void) {
     p.reg_covar = 1e-6;
     p.min_scale = 1e-3;
     p.seed = 1;
+    p.pca_method = DUET_PCA_RANDOMIZED;
+    p.pca_iters = 2;
+    p.precision = DUET_PRECISION_F32;
     return p;
+}
+
+static const char *pca_names[] = {"exact", "randomized"};
+const char *duet_pca_method_name(int method) { return method == DUET_PCA_RANDOMIZED ? pca_names[1] : pca_names[0]; }
+int duet_pca_method_parse(const char *s) {
+    for (int i = 0; i < 2; i++) if (strcmp(s, pca_names[i]) == 0) return i;
+    return -1;
+}
+
+duet_status duet_textmodel_prepare_pca(duet_textmodel *m, duet_error *err) {
+    if (!m->pca_out || !m->pca_bf16 || m->pca_basis_h || !duet_cpu_has_bf16()) return DUET_OK;
+    size_t cnt = m->dim_raw * m->pca_out;
+    m->pca_basis_h = duet_alloc_array(cnt, sizeof(uint16_t));
+    if (!m->pca_basis_h) return duet_fail(err, DUET_ERR_NOMEM, "textmodel: out of memory (bf16 PCA basis)");
+    duet_f32_to_bf16(m->pca_basis, m->pca_basis_h, cnt);
+    return DUET_OK;
 }
 
 void duet_textmodel_free(duet_textmodel *m) {
@@ -36,7 +56,7 @@ void duet_textmodel_free(duet_textmodel *m) {
     duet_vocab_free(&m->wv); free(m->wvec);
     duet_vocab_free(&m->tv); free(m->idf);
     duet_fv_free(&m->fg); duet_fv_free(&m->fh);
-    free(m->pca_mean); free(m->pca_basis);
+    free(m->pca_mean); free(m->pca_basis); free(m->pca_basis_h);
     free(m->ica_mean); free(m->ica_unmix);
     free(m);
 }
@@ -155,7 +175,12 @@ duet_status duet_textmodel_encode(const duet_textmodel *m, const char *const *te
         s = duet_textmodel_encode_raw(m, texts + b, nb, dst, fl, &st, &tk, err);
         if (s) break;
         if (m->pca_out) {
-            duet_pca_apply(raw, nb, m->dim_raw, m->pca_out, m->pca_mean, m->pca_basis, out->data + b * m->dim);
+            if (m->pca_basis_h)
+                s = duet_pca_apply_bf16(raw, nb, m->dim_raw, m->pca_out, m->pca_mean, m->pca_basis_h,
+                                        out->data + b * m->dim, err);
+            else
+                duet_pca_apply(raw, nb, m->dim_raw, m->pca_out, m->pca_mean, m->pca_basis, out->data + b * m->dim);
+            if (s) break;
             for (size_t i = 0; i < nb; i++)
                 if (fl[i]) memset(out->data + (b + i) * m->dim, 0, m->dim * sizeof(float));
         }

@@ -50,6 +50,10 @@ duet_status duet_textmodel_save(const duet_textmodel *m, const char *path, duet_
                            "pca_dim", (json_int_t)m->pca_out, "dim", (json_int_t)m->dim,
                            "gmm", m->has_gmm, "hglmm", m->has_hglmm);
     if (hj) json_object_set_new(hj, "ica", json_boolean(m->has_ica));
+    /* written only when not the exact f32 PCA, so such files stay as they were */
+    if (hj && m->pca_out && m->p.pca_method == DUET_PCA_RANDOMIZED)
+        json_object_set_new(hj, "pca_method", json_string(duet_pca_method_name(m->p.pca_method)));
+    if (hj && m->pca_out && m->pca_bf16) json_object_set_new(hj, "pca_precision", json_string("bf16"));
     char *hs = hj ? json_dumps(hj, JSON_PRESERVE_ORDER) : NULL;
     json_decref(hj);
     if (!s && !hs) s = duet_fail(err, DUET_ERR_NOMEM, "%s: out of memory", path);
@@ -199,6 +203,14 @@ duet_status duet_textmodel_load(const char *path, duet_textmodel **out, duet_err
         if (!(m->pca_mean = dup_arr(&tf, path, "pca_mean", m->dim_raw, err))) { s = err ? err->status : DUET_ERR_FORMAT; goto done; }
         if (!(m->pca_basis = dup_arr(&tf, path, "pca_basis", cnt, err))) { s = err ? err->status : DUET_ERR_FORMAT; goto done; }
         m->pca_out = (size_t)pca;
+        /* absent in files from before the randomized PCA: exact, f32 */
+        json_t *pm = json_object_get(h, "pca_method"), *pp = json_object_get(h, "pca_precision");
+        int meth = pm ? (json_is_string(pm) ? duet_pca_method_parse(json_string_value(pm)) : -1) : DUET_PCA_EXACT;
+        if (meth < 0 || (pp && (!json_is_string(pp) || strcmp(json_string_value(pp), "bf16") != 0))) { s = duet_fail(err, DUET_ERR_FORMAT, "%s: header field pca_method or pca_precision is not one this duet knows", path); goto done; }
+        m->p.pca_method = meth;
+        m->pca_bf16 = pp != NULL;
+        m->p.precision = pp ? DUET_PRECISION_BF16 : DUET_PRECISION_F32;
+        if ((s = duet_textmodel_prepare_pca(m, err))) goto done;
     }
     duet_textmodel_set_dims(m);
     if ((long long)m->dim != dim) { s = duet_fail(err, DUET_ERR_SHAPE, "%s: dim %lld disagrees with the encoder's %zu", path, dim, m->dim); goto done; }

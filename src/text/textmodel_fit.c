@@ -104,6 +104,10 @@ duet_status duet_textmodel_fit(const duet_dataset *d, const duet_vectors *v,
     if (p->encoder >= DUET_ENC_FV_GMM && (p->components < 1 || p->components > 4096))
         return duet_fail(err, DUET_ERR_INVALID_ARG, "textmodel: components %zu out of range [1, 4096]", p->components);
     if (p->em_iters < 1) return duet_fail(err, DUET_ERR_INVALID_ARG, "textmodel: em_iters must be >= 1");
+    if (p->pca_method != DUET_PCA_EXACT && p->pca_method != DUET_PCA_RANDOMIZED)
+        return duet_fail(err, DUET_ERR_INVALID_ARG, "textmodel: unknown PCA method %d", p->pca_method);
+    if (p->pca_iters < 0 || p->pca_iters > 100)
+        return duet_fail(err, DUET_ERR_INVALID_ARG, "textmodel: pca_iters %d is outside 0..100", p->pca_iters);
     /* the training captions */
     size_t ntr = 0;
     const char **tr = duet_alloc_array(d->n_captions, sizeof(char *));
@@ -259,8 +263,18 @@ duet_status duet_textmodel_fit(const duet_dataset *d, const duet_vectors *v,
                 for (size_t i = 0; !s && i < np; i++)
                     if (!fl[i]) { if (keep != i) memcpy(enc + keep * m->dim_raw, enc + i * m->dim_raw, m->dim_raw * sizeof(float)); keep++; }
                 prog(progress, user, "pca", 0, keep);
-                if (!s) s = duet_pca_fit(enc, keep, m->dim_raw, pd, m->pca_mean, m->pca_basis, NULL, err);
-                if (!s) { m->pca_out = pd; duet_textmodel_set_dims(m); }
+                if (!s && p->pca_method == DUET_PCA_EXACT) {
+                    s = duet_pca_fit(enc, keep, m->dim_raw, pd, m->pca_mean, m->pca_basis, NULL, err);
+                } else if (!s) {
+                    duet_pca_opts po = duet_pca_default_opts();
+                    po.power_iters = p->pca_iters;
+                    po.seed = p->seed ^ 0x52504341ull;
+                    s = duet_precision_resolve(p->precision, &po.prec, err);
+                    if (!s) s = duet_pca_fit_randomized(enc, keep, m->dim_raw, pd, &po, m->pca_mean, m->pca_basis,
+                                                        NULL, err);
+                    m->pca_bf16 = po.prec == DUET_PRECISION_BF16;
+                }
+                if (!s) { m->pca_out = pd; duet_textmodel_set_dims(m); s = duet_textmodel_prepare_pca(m, err); }
             }
             free(sub); free(idx); free(fl);
         }
