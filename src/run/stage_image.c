@@ -8,6 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+static int is_tflite(const char *w) {
+    size_t l = strlen(w);
+    return l > 7 && strcmp(w + l - 7, ".tflite") == 0;
+}
+
 static duet_status image_key(duet_run_state *rs, duet_sbuf *in, duet_error *err) {
     const duet_run_config *c = rs->c;
     char abs[PATH_MAX];
@@ -17,6 +22,17 @@ static duet_status image_key(duet_run_state *rs, duet_sbuf *in, duet_error *err)
     duet_stage_key_precision(rs, in);
     duet_status st = duet_stage_file_ident(in, "weights", c->cnn_weights, err);
     if (st) return st;
+    if (is_tflite(c->cnn_weights) && rs->prec == DUET_PRECISION_BF16) {
+        /* a quantized model at bf16 runs in int8 where the CPU has VNNI
+         * (duet_cnn_int8): other features than its float emulation, so the
+         * key says so (only then: other keys stay as they were) */
+        duet_cnn *net = NULL;
+        st = duet_cnn_load_tflite(c->cnn_weights, &net, err);
+        if (!st) st = duet_cnn_set_precision(net, rs->prec, err);
+        if (!st && duet_cnn_int8(net)) duet_sb_printf(in, "int8=1\n");
+        duet_cnn_free(net);
+        if (st) return st;
+    }
     /* every image file's size and mtime, in dataset order */
     uint64_t h = rs->names_hash;
     duet_sbuf p = {0};
@@ -71,8 +87,7 @@ duet_status duet_stage_image(duet_run_state *rs, duet_error *err) {
     if (st || done) { duet_sb_free(&in); return st; }
     duet_cnn *net = NULL;
     const char *w = rs->c->cnn_weights;
-    size_t l = strlen(w);
-    if (l > 7 && strcmp(w + l - 7, ".tflite") == 0) st = duet_cnn_load_tflite(w, &net, err);
+    if (is_tflite(w)) st = duet_cnn_load_tflite(w, &net, err);
     else st = duet_cnn_load_tfjs(w, &net, err);
     if (!st) st = duet_cnn_set_precision(net, rs->prec, err);
     size_t n = rs->d->n_images, dim = st ? 0 : duet_cnn_feature_dim(net);

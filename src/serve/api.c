@@ -249,6 +249,13 @@ enum MHD_Result api_health(duet_server *s, struct MHD_Connection *c, req *rq) {
     json_object_set_new(o, "precision", json_string(duet_precision_name(duet_searcher_precision(s->search[0]))));
     json_object_set_new(o, "isa", json_string(duet_cpu_isa()));
     json_object_set_new(o, "score", json_string("cosine"));
+    duet_query_encoder enc = current_enc(s);
+    if (enc.model) {   /* what the page says it serves: one model or an ensemble */
+        char desc[256];
+        duet_model_describe(enc.model, desc, sizeof desc);
+        json_object_set_new(o, "model_description", json_string(desc));
+        json_object_set_new(o, "model_members", json_integer((json_int_t)duet_model_members(enc.model)));
+    }
     return send_json(c, rq, 200, o);
 }
 

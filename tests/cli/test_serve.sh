@@ -77,6 +77,8 @@ json() { python3 -c "import json,sys; d=json.load(open('$T/body')); print($1)"; 
 
 want 200 /api/health
 [ "$(json 'd["status"], d["images"], d["captions"], d["image_queries"]')" = "ok 24 48 True" ] && ok || bad "health: $(cat "$T/body")"
+# the page says which model it serves: this gallery's one model (not an ensemble)
+[ "$(json 'd["model_members"], d["model_description"].startswith("one model (")')" = "1 True" ] && ok || bad "health: model: $(cat "$T/body")"
 want 200 "/api/search?q=a%20red%20square&k=12"
 [ "$(json 'len(d["results"]), d["results"][0]["rank"], "took_ms" in d')" = "12 1 True" ] && ok || bad "search: $(head -c 300 "$T/body")"
 json '"\n".join(r["name"] for r in d["results"])' > api.txt
