@@ -1344,7 +1344,7 @@ typedef struct duet_serve_params {
     size_t default_k;        /* k when absent, 20                           */
     unsigned idle_timeout;   /* seconds a silent connection is kept, 10     */
     unsigned request_timeout;/* seconds a request body may take, 30         */
-    size_t max_connections;  /* 256                                         */
+    size_t max_connections;  /* 512                                         */
     duet_precision precision;/* of the scoring product, f32 (answers are the
                                 same in every precision: duet_topk)          */
     /* Micro-batching (docs/SEARCH.md): one worker thread per kind of work

@@ -21,7 +21,7 @@ extern const char duet_www_index_html[];
 duet_serve_params duet_serve_default_params(void) {
     duet_serve_params p = {
         .host = "127.0.0.1", .port = 8080, .threads = 2, .max_body = (size_t)8 << 20, .max_k = 1000,
-        .default_k = 20, .idle_timeout = 10, .request_timeout = 30, .max_connections = 256,
+        .default_k = 20, .idle_timeout = 10, .request_timeout = 30, .max_connections = 512,
         .precision = DUET_PRECISION_F32, .text_batch = 16, .image_batch = 8, .batch_wait_ms = 2,
         .text_queue = 128, .image_queue = 16, .deadline = 10, .cnn_threads = 1};
     return p;
