@@ -5,6 +5,7 @@
  * and training on files read by row giving the model of training in memory. */
 #define _POSIX_C_SOURCE 200809L
 #include "check.h"
+#include "scratch.h"
 #include "core/core.h"
 #include <math.h>
 #include <stdint.h>
@@ -12,12 +13,7 @@
 
 #define FIX "tests/fixtures/npy/"
 
-static char tmpdir[64];
-
-static const char *tmp_path(char *buf, size_t n, const char *leaf) {
-    snprintf(buf, n, "%s/%s", tmpdir, leaf);
-    return buf;
-}
+#define tmp_path scratch_path
 
 static uint32_t bits_of(float f) {
     uint32_t u;
@@ -285,8 +281,7 @@ out:
 }
 
 int main(void) {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/duet_test_features.XXXXXX");
-    if (!mkdtemp(tmpdir)) return perror("mkdtemp"), 1;
+    if (scratch_make("features")) return 1;
     RUN(f16_writing_rounds_as_numpy);
     RUN(file_rows_equal_read_rows);
     RUN(wrapped_matrix_rows_in_place);
@@ -294,8 +289,6 @@ int main(void) {
     RUN(bad_files_refused);
     RUN(reading_rows_keeps_the_file_out_of_memory);
     RUN(training_on_files_equals_memory);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
+    scratch_remove();
     return check_summary("features");
 }

@@ -6,13 +6,13 @@
  * = duet eval of the list, N copies = the model, an index = the mean
  * cosine, refusals). */
 #include "check.h"
+#include "scratch.h"
 #include "embed/embed.h"
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-static char tmpdir[256];
 
 static const char *tmp(const char *name) {
     static char buf[4][512];
@@ -606,8 +606,7 @@ TEST(training_refuses_bad_input_and_cancels) {
 }
 
 int main(void) {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/duet-test-model-%ld", (long)getpid());
-    mkdir(tmpdir, 0777);
+    if (scratch_make("model")) return 1;
     RUN(embeddings_are_unit_vectors);
     RUN(model_file_round_trip);
     RUN(model_file_refusals);
@@ -616,8 +615,6 @@ int main(void) {
     RUN(training_is_repeatable_and_learns);
     RUN(resume_equals_uninterrupted);
     RUN(training_refuses_bad_input_and_cancels);
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
+    scratch_remove();
     return check_summary("model");
 }

@@ -4,6 +4,7 @@
  * files go to a private mkdtemp directory removed at the end. */
 #define _POSIX_C_SOURCE 200809L
 #include "check.h"
+#include "scratch.h"
 #include "core/core.h"
 #include <dirent.h>
 #include <stdint.h>
@@ -13,13 +14,7 @@
 
 #define FIX "tests/fixtures/npy/"
 
-static char tmpdir[64];
-
-/* tmpdir/leaf into buf (caller's storage). */
-static const char *tmp_path(char *buf, size_t n, const char *leaf) {
-    snprintf(buf, n, "%s/%s", tmpdir, leaf);
-    return buf;
-}
+#define tmp_path scratch_path
 
 static void write_bytes(const char *path, const void *p, size_t n) {
     FILE *fp = fopen(path, "wb");
@@ -724,26 +719,8 @@ TEST(check_finite_names_position) {
     duet_mat_free(&f);
 }
 
-/* Removes tmpdir and what the tests left in it. */
-static void cleanup(void) {
-    DIR *d = opendir(tmpdir);
-    struct dirent *de;
-    char path[512];
-    while (d && (de = readdir(d))) {
-        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0) continue;
-        snprintf(path, sizeof path, "%s/%s", tmpdir, de->d_name);
-        remove(path);
-    }
-    if (d) closedir(d);
-    rmdir(tmpdir);
-}
-
 int main(void) {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/duet_test_npy.XXXXXX");
-    if (!mkdtemp(tmpdir)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    if (scratch_make("npy")) return 1;
     RUN(fixture_f4);
     RUN(fixture_f8);
     RUN(fixture_f2);
@@ -770,6 +747,6 @@ int main(void) {
     RUN(write_to_missing_directory);
     RUN(write_replaces_atomically);
     RUN(check_finite_names_position);
-    cleanup();
+    scratch_remove();
     return check_summary("npy");
 }

@@ -3,6 +3,7 @@
  * NaN), the index file round trip (read and mmap), and corrupted or
  * truncated index files refused with clear messages. */
 #include "check.h"
+#include "scratch.h"
 #include "search/search.h"
 #include <unistd.h>
 
@@ -163,7 +164,6 @@ static duet_status write_small(const char *path, duet_error *e) {
     return duet_index_write(path, &m, &r, e);
 }
 
-static char tmpdir[64];
 
 TEST(index_round_trip_read_and_mmap) {
     char path[128];
@@ -637,8 +637,7 @@ TEST(sharded_index_damage_refused) {
 }
 
 int main(void) {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/duet-search.XXXXXX");
-    if (!mkdtemp(tmpdir)) return 1;
+    if (scratch_make("search")) return 1;
     RUN(topk_matches_brute_force);
     RUN(topk_ties_broken_by_index);
     RUN(topk_k_larger_than_n_and_errors);
@@ -651,8 +650,6 @@ int main(void) {
     RUN(index_previous_version_opens_unverified);
     RUN(sharded_index_answers_equal_unsharded);
     RUN(sharded_index_damage_refused);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
+    scratch_remove();
     return check_summary("search");
 }

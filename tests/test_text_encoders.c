@@ -5,6 +5,7 @@
  * PCA = numpy's SVD up to sign, tf-idf = TfidfVectorizer, mean exact. */
 #define _POSIX_C_SOURCE 200809L
 #include "check.h"
+#include "scratch.h"
 #include "text/text.h"
 #include <unistd.h>
 
@@ -355,7 +356,6 @@ TEST(tfidf_equals_sklearn) {
 }
 
 /* A tiny GloVe file and caption set for the mean encoder and the model file. */
-static char tmpdir[64];
 static void write_file(const char *path, const char *s) {
     FILE *f = fopen(path, "wb");
     fputs(s, f);
@@ -508,8 +508,7 @@ TEST(fisher_model_file_round_trip) {
 }
 
 int main(void) {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/duet-text-XXXXXX");
-    if (!mkdtemp(tmpdir)) { perror("mkdtemp"); return 1; }
+    if (scratch_make("text")) return 1;
     RUN(gmm_equals_sklearn);
     RUN(gmm_kmeanspp_fit_is_seeded);
     RUN(hglmm_em_raises_likelihood);
@@ -521,6 +520,6 @@ int main(void) {
     RUN(tfidf_equals_sklearn);
     RUN(mean_encoder_exact_and_flags);
     RUN(fisher_model_file_round_trip);
-    rmdir(tmpdir);
+    scratch_remove();
     return check_summary("text_encoders");
 }

