@@ -769,6 +769,7 @@ duet_precision duet_model_precision(const duet_model *m); /* resolved */
  * they recorded; an ensemble is not a member. On success the ensemble owns
  * members[0..n) (the array itself stays the caller's); *out: caller frees
  * with duet_model_free. */
+#define DUET_ENSEMBLE_MAX 64   /* members of one ensemble, at most */
 duet_status duet_model_ensemble(duet_model *const *members, size_t n,
                                 duet_model **out, duet_error *err);
 /* 1 for a single model, n for an ensemble. */

@@ -139,22 +139,25 @@ static duet_status read_rows(const duet_features *f, size_t r0, size_t r1, float
 
 static const float *read_row(const duet_features *f, size_t r, float *scratch, duet_error *err);
 
-/* The row just read (c floats at row) if finite, else NULL with err naming
- * the file, row and column. */
-static const float *finite_row(const duet_features *f, size_t r, const float *row, duet_error *err) {
-    size_t c = f->in.cols;
+/* DUET_OK when row r of file name (c floats at row) is finite, else
+ * DUET_ERR_NONFINITE naming the file, row, column and NaN or Inf. */
+static duet_status check_row(const char *name, size_t r, const float *row, size_t c, duet_error *err) {
     uint32_t bad = 0;
     for (size_t i = 0; i < c; i++) { /* the exponent bits: a loop the compiler vectorizes */
         uint32_t u;
         memcpy(&u, row + i, sizeof u);
         bad |= (u & 0x7f800000u) == 0x7f800000u;
     }
-    if (!bad) return row;
+    if (!bad) return DUET_OK;
     size_t i = 0;
     while (row[i] - row[i] == 0.0f) i++;
-    duet_fail(err, DUET_ERR_NONFINITE, "%s: non-finite value (%s) at row %zu, column %zu", f->path,
-              row[i] != row[i] ? "NaN" : "Inf", r, i);
-    return NULL;
+    return duet_fail(err, DUET_ERR_NONFINITE, "%s: non-finite value (%s) at row %zu, column %zu", name,
+                     row[i] != row[i] ? "NaN" : "Inf", r, i);
+}
+
+/* The row just read if finite, else NULL with err naming where. */
+static const float *finite_row(const duet_features *f, size_t r, const float *row, duet_error *err) {
+    return check_row(f->path, r, row, f->in.cols, err) ? NULL : row;
 }
 
 const float *duet_features_row(const duet_features *f, size_t r, float *scratch, duet_error *err) {
@@ -223,17 +226,7 @@ duet_status duet_features_check_finite(const duet_features *f, const char *name,
     for (size_t r0 = 0; r0 < f->in.rows && !st; r0 += per) {
         size_t r1 = f->in.rows - r0 < per ? f->in.rows : r0 + per;
         if ((st = read_rows(f, r0, r1, buf, raw, err))) break;
-        duet_mat m = {buf, r1 - r0, c};
-        if ((st = duet_mat_check_finite(&m, name, err)) == DUET_ERR_NONFINITE) {
-            size_t r, col = 0; /* the message names the block's row: name the file's */
-            const char *what = strstr(err->msg, "(NaN)") ? "NaN" : "Inf";
-            for (r = 0; r < m.rows; r++) {
-                for (col = 0; col < c && buf[r * c + col] - buf[r * c + col] == 0.0f; col++) {}
-                if (col < c) break;
-            }
-            st = duet_fail(err, DUET_ERR_NONFINITE, "%s: non-finite value (%s) at row %zu, column %zu", name,
-                           what, r0 + r, col);
-        }
+        for (size_t r = r0; r < r1 && !st; r++) st = check_row(name, r, buf + (r - r0) * c, c, err);
     }
     free(buf);
     free(raw);

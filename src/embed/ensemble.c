@@ -10,15 +10,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define ENS_MAX 64
 #define ROWS 8192   /* rows embedded per member at a time */
 
 static int same_str(const char *a, const char *b) { return !a || !b || strcmp(a, b) == 0; }
 
 duet_status duet_model_ensemble(duet_model *const *members, size_t n, duet_model **out, duet_error *err) {
     *out = NULL;
-    if (n < 1 || n > ENS_MAX)
-        return duet_fail(err, DUET_ERR_INVALID_ARG, "ensemble: %zu members (1..%d)", n, ENS_MAX);
+    if (n < 1 || n > DUET_ENSEMBLE_MAX)
+        return duet_fail(err, DUET_ERR_INVALID_ARG, "ensemble: %zu members (1..%d)", n, DUET_ENSEMBLE_MAX);
     const duet_model *a = members[0];
     size_t total = 0;
     for (size_t k = 0; k < n; k++) {
@@ -185,10 +184,10 @@ duet_status duet_ensemble_from_tf(const duet_tf_file *tf, const char *path, duet
                          "members share their input features (\"shared\")", path, inputs ? inputs : "missing");
     json_t *jn = json_object_get(h, "n_members");
     size_t n = json_is_integer(jn) && json_integer_value(jn) > 0 ? (size_t)json_integer_value(jn) : 0;
-    if (!n || n > ENS_MAX || !json_is_array(mem) || json_array_size(mem) != n)
+    if (!n || n > DUET_ENSEMBLE_MAX || !json_is_array(mem) || json_array_size(mem) != n)
         return duet_fail(err, DUET_ERR_FORMAT, "%s: fields n_members (1..%d) and members[] disagree or are missing",
-                         path, ENS_MAX);
-    duet_model *ms[ENS_MAX] = {0};
+                         path, DUET_ENSEMBLE_MAX);
+    duet_model *ms[DUET_ENSEMBLE_MAX] = {0};
     duet_status st = DUET_OK;
     for (size_t k = 0; !st && k < n; k++) {
         char pn[32], bn[32];

@@ -64,8 +64,9 @@ duet_status duet_run_check_config(const duet_run_config *c, duet_error *err) {
         return duet_fail(err, DUET_ERR_INVALID_ARG, "run: cnn '%s' is not resnet50 or mobilenetv2", c->cnn);
     if (c->crops != 1 && c->crops != 10)
         return duet_fail(err, DUET_ERR_INVALID_ARG, "run: crops is %d, not 1 or 10", c->crops);
-    if (c->ensemble > 64)
-        return duet_fail(err, DUET_ERR_INVALID_ARG, "run: an ensemble of %zu models (at most 64)", c->ensemble);
+    if (c->ensemble > DUET_ENSEMBLE_MAX)
+        return duet_fail(err, DUET_ERR_INVALID_ARG, "run: an ensemble of %zu models (at most %d)", c->ensemble,
+                         DUET_ENSEMBLE_MAX);
     if (c->text.encoder != DUET_ENC_TFIDF && !c->vectors)
         return duet_fail(err, DUET_ERR_INVALID_ARG, "run: the %s encoder needs word vectors",
                          duet_encoder_name(c->text.encoder));

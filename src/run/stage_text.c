@@ -3,6 +3,7 @@
  * captions, and every caption's features). */
 #define _XOPEN_SOURCE 700
 #include "run/run.h"
+#include "text/text.h"
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,9 +66,7 @@ duet_status duet_stage_text(duet_run_state *rs, duet_error *err) {
     duet_textmodel_params tp = *p;
     tp.precision = rs->prec;
     size_t wd = (size_t)json_integer_value(json_object_get(rs->man[DUET_STAGE_VECTORS], "dim"));
-    size_t raw = p->encoder == DUET_ENC_MEAN ? wd
-               : p->encoder == DUET_ENC_FV_BOTH ? 4 * p->components * wd
-               : p->encoder == DUET_ENC_TFIDF ? 0 : 2 * p->components * wd;
+    size_t raw = duet_textmodel_raw_dim(p->encoder, p->components, wd, 0);
     if (p->pca_dim && (raw == 0 || p->pca_dim < raw) && p->pca_method != DUET_PCA_EXACT) {
         duet_sb_printf(&in, "pca_method=%s\npca_iters=%d\n", duet_pca_method_name(p->pca_method), p->pca_iters);
         duet_stage_key_precision(rs, &in);

@@ -87,6 +87,7 @@ static duet_status train_one(duet_run_state *rs, const duet_params *p, duet_erro
     duet_epoch_log *logs = NULL;
     size_t nlogs = 0;
     st = duet_run_load_features(rs, &u, &img, &txt, 0, err); /* duet_train_features scans them */
+    st = duet_comm_all_ok(comm, st, err);   /* a rank that cannot read them stops every rank */
     FILE *probe = st || !rank0 ? NULL : fopen(ck, "rb");
     if (probe) { fclose(probe); duet_run_say(rs, "train   resuming from %s", ck); }
     train_ctx tc = {rs, p->epochs};
@@ -97,10 +98,10 @@ static duet_status train_one(duet_run_state *rs, const duet_params *p, duet_erro
     if (st == DUET_ERR_INTERRUPTED) duet_run_interrupted(S, err);
     duet_features_close(img);
     duet_features_close(txt);
-    if (!rank0) { /* rank 0 writes the model */
+    if (!rank0) { /* rank 0 writes the model; every rank learns whether it could */
         free(logs);
         duet_model_free(m);
-        return st;
+        return duet_comm_all_ok(comm, st, err);
     }
     if (!st) {
         duet_model_info *info = duet_model_info_of(m);
@@ -128,6 +129,7 @@ static duet_status train_one(duet_run_state *rs, const duet_params *p, duet_erro
                                           (double)info->best_val_rsum, "epochs", eps), &in, err);
         if (!st) remove(ck);
     }
+    st = duet_comm_all_ok(comm, st, err);
     free(logs);
     duet_model_free(m);
     duet_sb_free(&in);
@@ -184,7 +186,7 @@ duet_status duet_stage_train(duet_run_state *rs, duet_error *err) {
     int done = 0;
     if (!st) st = duet_stage_open(rs, S, &in, &done, err);
     if (!st && !done) {
-        duet_model *m[64] = {0}, *e = NULL;
+        duet_model *m[DUET_ENSEMBLE_MAX] = {0}, *e = NULL;
         for (size_t k = 0; !st && k < n; k++)
             st = duet_model_load(json_string_value(json_object_get(json_array_get(members, k), "path")), &m[k], err);
         if (!st) st = duet_model_ensemble(m, n, &e, err);

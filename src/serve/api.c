@@ -123,7 +123,8 @@ enum MHD_Result api_search(duet_server *s, struct MHD_Connection *c, req *rq) {
     if (parse_k(s, c, s->p.default_k, &k, &why)) return send_error(c, rq, 400, why);
     int side = parse_side(c, DUET_SIDE_IMAGE);
     if (side < 0) return send_error(c, rq, 400, "to must be images or captions");
-    if (duet_index_count(s->ix, side) == 0) return send_error(c, rq, 400, "the index holds no captions");
+    if (duet_index_count(s->ix, side) == 0)
+        return send_error(c, rq, 400, side == DUET_SIDE_TEXT ? "the index holds no captions" : "the index holds no images");
     if (queue_reserve(s, KIND_TEXT)) return send_busy(c, rq, "the text queue is full: retry later");
     rq->kind = KIND_TEXT;
     job *j = job_new(s, rq, JOB_TEXT, k, side, duet_textmodel_dim(s->enc.textmodel));
@@ -158,7 +159,8 @@ enum MHD_Result api_search_image(duet_server *s, struct MHD_Connection *c, req *
     if (parse_k(s, c, s->p.default_k, &k, &why)) return send_error(c, rq, 400, why);
     int side = parse_side(c, duet_index_count(s->ix, DUET_SIDE_TEXT) ? DUET_SIDE_TEXT : DUET_SIDE_IMAGE);
     if (side < 0) return send_error(c, rq, 400, "to must be images or captions");
-    if (duet_index_count(s->ix, side) == 0) return send_error(c, rq, 400, "the index holds no captions");
+    if (duet_index_count(s->ix, side) == 0)
+        return send_error(c, rq, 400, side == DUET_SIDE_TEXT ? "the index holds no captions" : "the index holds no images");
     duet_query_encoder enc = current_enc(s);
     if (!enc.cnn) return send_busy(c, rq, "image queries are off (no CNN loaded, or still loading)");
     duet_error e = {0};

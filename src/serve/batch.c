@@ -118,13 +118,13 @@ static void search_batch(duet_server *s, job **b, size_t n, const float *emb) {
             if (b[i]->side == side) { memcpy(qm + r * de, emb + i * de, de * sizeof(float)); gj[r++] = b[i]; }
         duet_mat qv = {qm, g, de};
         if (!st) st = duet_searcher_topk(s->search[side], &qv, kmax, h, &got, &e);
-        for (size_t i = 0; i < g && gj; i++) {
+        for (size_t i = 0; i < n && st; i++)   /* this side's jobs fail; the other's stand */
+            if (b[i]->side == side) fail_all(&b[i], 1, 500, e.msg);
+        for (size_t i = 0; i < g && !st; i++) {
             job *j = gj[i];
-            if (st) { j->code = 500; snprintf(j->msg, sizeof j->msg, "%s", e.msg); continue; }
             j->got = j->k < got ? j->k : got;
             memcpy(j->hits, h + i * got, j->got * sizeof *h);
         }
-        if (!gj && st) fail_all(b, n, 500, e.msg);
         free(qm); free(h); free(gj);
     }
 }

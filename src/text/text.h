@@ -251,6 +251,10 @@ struct duet_textmodel {
 };
 
 #define DUET_TEXT_CHUNK DUET_TEXT_BATCH /* texts encoded per batch */
+/* The width of an encoder's raw features (before PCA): word_dim for mean,
+ * 2 K word_dim for one Fisher vector, twice that for fv-both, vocab for
+ * tf-idf (0 while the vocabulary is not known). */
+size_t duet_textmodel_raw_dim(duet_encoder enc, size_t components, size_t word_dim, size_t vocab);
 /* Sets dim_raw (from the encoder, components, wd, the tf-idf vocabulary)
  * and dim (pca_out, or dim_raw without PCA). */
 void duet_textmodel_set_dims(duet_textmodel *m);

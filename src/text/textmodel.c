@@ -79,14 +79,19 @@ char *duet_textmodel_pack_words(const char *const *w, size_t n, size_t *len) {
 
 /* ------------------------------------------------------------ encoding */
 
-void duet_textmodel_set_dims(duet_textmodel *m) {
-    size_t kd2 = 2 * m->p.components * m->wd;
-    switch (m->enc) {
-    case DUET_ENC_MEAN: m->dim_raw = m->wd; break;
-    case DUET_ENC_TFIDF: m->dim_raw = m->tv.n; break;
-    case DUET_ENC_FV_GMM: case DUET_ENC_FV_HGLMM: m->dim_raw = kd2; break;
-    case DUET_ENC_FV_BOTH: m->dim_raw = 2 * kd2; break;
+size_t duet_textmodel_raw_dim(duet_encoder enc, size_t components, size_t word_dim, size_t vocab) {
+    size_t kd2 = 2 * components * word_dim;
+    switch (enc) {
+    case DUET_ENC_MEAN: return word_dim;
+    case DUET_ENC_TFIDF: return vocab;
+    case DUET_ENC_FV_GMM: case DUET_ENC_FV_HGLMM: return kd2;
+    case DUET_ENC_FV_BOTH: return 2 * kd2;
     }
+    return 0;
+}
+
+void duet_textmodel_set_dims(duet_textmodel *m) {
+    m->dim_raw = duet_textmodel_raw_dim(m->enc, m->p.components, m->wd, m->tv.n);
     m->dim = m->pca_out ? m->pca_out : m->dim_raw;
 }
 
