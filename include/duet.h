@@ -676,6 +676,10 @@ typedef struct duet_params {
     /* loss */
     float  margin;         /* m, default 0.05                                 */
     size_t top_k;          /* violating negatives averaged, default 10        */
+    size_t top_k_final;    /* 0 (default): top_k in every epoch; else K falls
+                              geometrically from top_k in the first epoch to
+                              top_k_final in the last (harder negatives as
+                              the model improves, VSE++): duet_top_k_at    */
     float  w_i2t;          /* image anchor ranking sentences, default 1       */
     float  w_t2i;          /* lambda1: sentence anchor ranking images, 1.5    */
     float  w_img_struct;   /* lambda2: image structure, default 0             */
@@ -700,6 +704,11 @@ typedef struct duet_params {
 } duet_params;
 
 duet_params duet_default_params(void);
+
+/* The K of epoch e (0-based) under p's schedule: top_k when top_k_final
+ * is 0 or not below top_k, else round(top_k * (top_k_final / top_k)^(e /
+ * (epochs - 1))), within [top_k_final, top_k]. */
+size_t duet_top_k_at(const duet_params *p, int e);
 
 /* Checks ranges (hidden >= 1, 0 <= dropout < 1, top_k >= 1, ...).
  * Returns DUET_ERR_INVALID_ARG with the field name on failure. */
@@ -1416,6 +1425,7 @@ enum {
 const char *duet_stage_name(int stage); /* "image", ...; never NULL */
 
 #define DUET_RUN_PART 128  /* images per image-feature part file */
+#define DUET_RUN_ENSEMBLE 3 /* the main job's default ensemble size     */
 
 typedef struct duet_run_config {
     const char *dataset;     /* spec: "flickr8k:DIR", "karpathy:FILE", "tsv:FILE" */
@@ -1423,7 +1433,7 @@ typedef struct duet_run_config {
     const char *work;        /* work directory (created if missing)           */
     const char *cnn;         /* "resnet50" or "mobilenetv2"                   */
     const char *cnn_weights; /* its TF.js model.json or .tflite file          */
-    int crops;               /* 1 (default) or 10                             */
+    int crops;               /* 1 or 10 (default: the paper's protocol)      */
     const char *vectors;     /* word vectors file (any duet_vectors_import
                                 format); not read for tfidf                    */
     duet_textmodel_params text;
@@ -1436,7 +1446,7 @@ typedef struct duet_run_config {
                                 seed + N - 1, each cached as the run of its
                                 seed would be) and use their ensemble
                                 (duet_model_ensemble) as the run's model;
-                                0 or 1 (default): one model                  */
+                                0 or 1: one model; default DUET_RUN_ENSEMBLE */
     duet_comm *comm;         /* the job (NULL: this process alone): the image
                                 stage is split between the ranks and every
                                 rank trains (data-parallel); rank 0 runs the
@@ -1444,7 +1454,8 @@ typedef struct duet_run_config {
     duet_dtype feature_dtype; /* the text stage's features.npy: f32 (default)
                                 or f16 (half the bytes)                      */
 } duet_run_config;
-/* Fills the defaults (strings NULL, cnn "resnet50"). */
+/* Fills the defaults (strings NULL, cnn "resnet50", 10 crops, fv-both,
+ * an ensemble of DUET_RUN_ENSEMBLE; docs/RUN.md says why). */
 void duet_run_default_config(duet_run_config *c);
 
 typedef enum duet_stage_state {

@@ -522,6 +522,56 @@ TEST(training_is_repeatable_and_learns) {
     synth_free(&s);
 }
 
+/* --top-k-final: the schedule's values, its checks, the model file, and
+ * that training follows it (another model than constant K; repeatable). */
+TEST(top_k_schedule) {
+    duet_params p = duet_default_params();
+    p.top_k = 10;
+    p.epochs = 25;
+    CHECK(duet_top_k_at(&p, 0) == 10 && duet_top_k_at(&p, 24) == 10);   /* off */
+    p.top_k_final = 2;
+    /* 10 * 0.2^(e/24): e=0 10, e=6 6.69, e=12 4.47, e=18 2.99, e=24 2 */
+    CHECK(duet_top_k_at(&p, 0) == 10 && duet_top_k_at(&p, 6) == 7 && duet_top_k_at(&p, 12) == 4);
+    CHECK(duet_top_k_at(&p, 18) == 3 && duet_top_k_at(&p, 24) == 2 && duet_top_k_at(&p, 99) == 2);
+    for (int e = 1; e < 25; e++) CHECK(duet_top_k_at(&p, e) <= duet_top_k_at(&p, e - 1));
+    duet_error e = {0};
+    CHECK(duet_params_validate(&p, &e) == DUET_OK);
+    p.top_k_final = 11;
+    CHECK(duet_params_validate(&p, &e) == DUET_ERR_INVALID_ARG && strstr(e.msg, "top_k_final"));
+
+    duet_model *m = make_model(0, 3);
+    m->p.top_k_final = 3;
+    CHECK_MSG(duet_model_save(m, tmp("k.duet"), &e) == DUET_OK, "%s", e.msg);
+    duet_model *l = NULL;
+    CHECK_MSG(duet_model_load(tmp("k.duet"), &l, &e) == DUET_OK, "%s", e.msg);
+    if (l) CHECK(l->p.top_k_final == 3 && l->p.top_k == 10);
+    duet_model_free(l);
+    duet_model_free(m);
+
+    synth s = {0};
+    synth_load(&s, tmp("synk"), 200);
+    if (!s.d) return;
+    duet_params q = small(0);
+    q.epochs = 3;
+    q.batch_images = 25;
+    q.hidden = 32;
+    q.embed_dim = 16;
+    duet_model *a = NULL, *b = NULL, *c = NULL;
+    CHECK(duet_train(s.d, &s.img, &s.txt, &q, NULL, &a, NULL, NULL, &e) == DUET_OK);
+    q.top_k_final = 1;
+    CHECK(duet_train(s.d, &s.img, &s.txt, &q, NULL, &b, NULL, NULL, &e) == DUET_OK);
+    CHECK(duet_train(s.d, &s.img, &s.txt, &q, NULL, &c, NULL, NULL, &e) == DUET_OK);
+    if (a && b && c) {
+        CHECK(memcmp(a->params, b->params, a->n_params * sizeof(float)) != 0);
+        CHECK(memcmp(b->params, c->params, b->n_params * sizeof(float)) == 0);
+        CHECK(b->p.top_k == q.top_k && b->p.top_k_final == 1);   /* the schedule, not its last K */
+    }
+    duet_model_free(a);
+    duet_model_free(b);
+    duet_model_free(c);
+    synth_free(&s);
+}
+
 /* 2 epochs + resume to 4 equals 4 epochs straight, bit for bit, in f32 and
  * (on a CPU with native bf16) in bf16. */
 TEST(resume_equals_uninterrupted) {
@@ -613,6 +663,7 @@ int main(void) {
     RUN(recall_matches_brute_force);
     RUN(recall_perfect_and_median);
     RUN(training_is_repeatable_and_learns);
+    RUN(top_k_schedule);
     RUN(resume_equals_uninterrupted);
     RUN(training_refuses_bad_input_and_cancels);
     scratch_remove();

@@ -156,6 +156,7 @@ size_t train_param_flags(flag *out, size_t cap, duet_params *p, const char **opt
         {"dropout", F_FLOAT, &p->dropout, "dropout probability"},
         {"margin", F_FLOAT, &p->margin, "ranking margin m"},
         {"top-k", F_SIZE, &p->top_k, "violating negatives averaged per anchor (1 = hardest, VSE++)"},
+        {"top-k-final", F_SIZE, &p->top_k_final, "0: --top-k in every epoch; else K falls geometrically to this in the last epoch"},
         {"w-i2t", F_FLOAT, &p->w_i2t, "weight of the image-anchored ranking term"},
         {"w-t2i", F_FLOAT, &p->w_t2i, "lambda1: weight of the sentence-anchored ranking term"},
         {"w-img-struct", F_FLOAT, &p->w_img_struct, "lambda2: image structure term (needs image neighbours)"},

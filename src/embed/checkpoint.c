@@ -55,7 +55,7 @@ duet_status duet_train_save_checkpoint(const trainer *t, const char *path, duet_
 static int same_run(const duet_params *a, const duet_params *b) {
     return a->linear == b->linear && a->hidden == b->hidden &&
            a->embed_dim == b->embed_dim && a->dropout == b->dropout &&
-           a->margin == b->margin && a->top_k == b->top_k &&
+           a->margin == b->margin && a->top_k == b->top_k && a->top_k_final == b->top_k_final &&
            a->w_i2t == b->w_i2t && a->w_t2i == b->w_t2i &&
            a->w_img_struct == b->w_img_struct && a->w_txt_struct == b->w_txt_struct &&
            a->one_way == b->one_way && a->batch_images == b->batch_images &&

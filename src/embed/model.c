@@ -45,6 +45,14 @@ static int finite_in(float v, float lo, float hi) {
     return v - v == 0.0f && v >= lo && v <= hi;
 }
 
+size_t duet_top_k_at(const duet_params *p, int e) {
+    if (!p->top_k_final || p->top_k_final >= p->top_k || p->epochs <= 1 || e <= 0) return p->top_k;
+    if (e >= p->epochs - 1) return p->top_k_final;
+    double k = (double)p->top_k * pow((double)p->top_k_final / (double)p->top_k, (double)e / (double)(p->epochs - 1));
+    size_t r = (size_t)lround(k);
+    return r < p->top_k_final ? p->top_k_final : r > p->top_k ? p->top_k : r;
+}
+
 duet_status duet_params_validate(const duet_params *p, duet_error *err) {
 #define BAD(field, ...) return duet_fail(err, DUET_ERR_INVALID_ARG, field ": " __VA_ARGS__)
     if (p->hidden < 1 || p->hidden > DIM_MAX) BAD("hidden", "%zu is outside 1..%zu", p->hidden, DIM_MAX);
@@ -54,6 +62,7 @@ duet_status duet_params_validate(const duet_params *p, duet_error *err) {
     if (!finite_in(p->bn_momentum, 0.0f, 1.0f)) BAD("bn_momentum", "%g is outside [0, 1]", (double)p->bn_momentum);
     if (!finite_in(p->margin, 0.0f, 4.0f)) BAD("margin", "%g is outside [0, 4]", (double)p->margin);
     if (p->top_k < 1 || p->top_k > 100000) BAD("top_k", "%zu is outside 1..100000", p->top_k);
+    if (p->top_k_final > p->top_k) BAD("top_k_final", "%zu is above top_k (%zu): K only falls", p->top_k_final, p->top_k);
     if (!finite_in(p->w_i2t, 0.0f, 1e6f)) BAD("w_i2t", "%g must be finite and >= 0", (double)p->w_i2t);
     if (!finite_in(p->w_t2i, 0.0f, 1e6f)) BAD("w_t2i", "%g must be finite and >= 0", (double)p->w_t2i);
     if (!finite_in(p->w_img_struct, 0.0f, 1e6f)) BAD("w_img_struct", "%g must be finite and >= 0", (double)p->w_img_struct);

@@ -11,7 +11,7 @@ const char DUET_MODEL_MAGIC[8] = {'D', 'U', 'E', 'T', 'M', 'O', 'D', 'L'};
 #define MODEL_MAGIC DUET_MODEL_MAGIC
 
 static json_t *params_json(const duet_params *p) {
-    return json_pack(
+    json_t *o = json_pack(
         "{s:b, s:I, s:I, s:f, s:f, s:f, s:f, s:I, s:f, s:f, s:f, s:f, s:b,"
         " s:I, s:I, s:s, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:i, s:i, s:I, s:s}",
         "linear", p->linear, "hidden", (json_int_t)p->hidden,
@@ -30,6 +30,9 @@ static json_t *params_json(const duet_params *p) {
         "adam_eps", (double)p->adam_eps, "epochs", p->epochs,
         "patience", p->patience, "seed", (json_int_t)p->seed,
         "precision", duet_precision_name(p->precision));
+    if (o && p->top_k_final) /* only when set: other files read as before */
+        json_object_set_new(o, "top_k_final", json_integer((json_int_t)p->top_k_final));
+    return o;
 }
 
 static json_t *str_or_null(const char *s) { return s ? json_string(s) : json_null(); }
@@ -111,6 +114,7 @@ static duet_status parse_params(json_t *o, const char *path, duet_params *p,
     NUM("dropout", p->dropout); NUM("bn_eps", p->bn_eps);
     NUM("bn_momentum", p->bn_momentum); NUM("margin", p->margin);
     INT("top_k", 1, 100000, p->top_k);
+    if (json_object_get(o, "top_k_final")) INT("top_k_final", 0, 100000, p->top_k_final);
     NUM("w_i2t", p->w_i2t); NUM("w_t2i", p->w_t2i);
     NUM("w_img_struct", p->w_img_struct); NUM("w_txt_struct", p->w_txt_struct);
     BOOL("one_way", p->one_way);

@@ -10,44 +10,64 @@
 
 typedef struct grid_row {
     const char *group;
-    int encoder;     /* -1: the base configuration's */
+    int encoder;     /* -1: the base configuration's; ENC_OTHER: other_encoder() */
     int linear;      /* -1: base's */
     int one_way;     /* -1: base's */
     int structure;   /* -1: base's; 0 off; 1 on */
+    int crops;       /* -1: base's; CROPS_OTHER: 1 where the base has 10, else 10 */
     int seed_offset;
 } grid_row;
 
-static const grid_row grid[] = {
-    {"text encoder", DUET_ENC_MEAN, -1, -1, -1, 0},
-    {"text encoder", DUET_ENC_FV_GMM, -1, -1, -1, 0},
-    {"text encoder", DUET_ENC_FV_HGLMM, -1, -1, -1, 0},
-    {"text encoder", DUET_ENC_FV_BOTH, -1, -1, -1, 0},
-    {"network and loss", -1, 1, 1, 0, 0},
-    {"network and loss", -1, 1, 0, 0, 0},
-    {"network and loss", -1, 1, 0, 1, 0},
-    {"network and loss", -1, 0, 1, 0, 0},
-    {"network and loss", -1, 0, 0, 0, 0},
-    {"network and loss", -1, 0, 0, 1, 0},
-    {"seeds", -1, -1, -1, -1, 0},
-    {"seeds", -1, -1, -1, -1, 1},
-    {"seeds", -1, -1, -1, -1, 2},
-    {"seeds, fv-both", DUET_ENC_FV_BOTH, -1, -1, -1, 1},
-    {"seeds, fv-both", DUET_ENC_FV_BOTH, -1, -1, -1, 2},
+#define ENC_OTHER (-2)
+#define CROPS_OTHER (-2)
+#define N_SEEDS 5
+enum {
+    ROW_ENC = 0,      /* 0-3: mean, fv-gmm, fv-hglmm, fv-both */
+    ROW_CROPS = 10,   /* the base with the other crop protocol */
+    ROW_SEED0 = 11,   /* 11-15: the base with seeds s .. s+4 */
+    ROW_OTHER0 = 16,  /* 16-17: the other strong encoder with seeds s+1, s+2 */
+    N_GRID = 18
 };
-#define N_GRID (sizeof grid / sizeof grid[0])
-#define N_SEEDS 3
-#define SEED_ROW0 10   /* rows 10, 11, 12: the base configuration's seeds */
+
+static const grid_row grid[N_GRID] = {
+    {"text encoder", DUET_ENC_MEAN, -1, -1, -1, -1, 0},
+    {"text encoder", DUET_ENC_FV_GMM, -1, -1, -1, -1, 0},
+    {"text encoder", DUET_ENC_FV_HGLMM, -1, -1, -1, -1, 0},
+    {"text encoder", DUET_ENC_FV_BOTH, -1, -1, -1, -1, 0},
+    {"network and loss", -1, 1, 1, 0, -1, 0},
+    {"network and loss", -1, 1, 0, 0, -1, 0},
+    {"network and loss", -1, 1, 0, 1, -1, 0},
+    {"network and loss", -1, 0, 1, 0, -1, 0},
+    {"network and loss", -1, 0, 0, 0, -1, 0},
+    {"network and loss", -1, 0, 0, 1, -1, 0},
+    {"crops", -1, -1, -1, -1, CROPS_OTHER, 0},
+    {"seeds", -1, -1, -1, -1, -1, 0},
+    {"seeds", -1, -1, -1, -1, -1, 1},
+    {"seeds", -1, -1, -1, -1, -1, 2},
+    {"seeds", -1, -1, -1, -1, -1, 3},
+    {"seeds", -1, -1, -1, -1, -1, 4},
+    {"seeds, other encoder", ENC_OTHER, -1, -1, -1, -1, 1},
+    {"seeds, other encoder", ENC_OTHER, -1, -1, -1, -1, 2},
+};
+
+/* The second-strongest encoder beside the base's, for its own seeds and
+ * ensembles: fv-gmm when the base is fv-both, fv-both otherwise. */
+static duet_encoder other_encoder(const duet_run_config *base) {
+    return base->text.encoder == DUET_ENC_FV_BOTH ? DUET_ENC_FV_GMM : DUET_ENC_FV_BOTH;
+}
 
 static duet_run_config row_config(const duet_run_config *base, const grid_row *g) {
     duet_run_config c = *base;
     c.build_index = 0;
     c.ensemble = 0;   /* every row is one training; ensembles are evaluated after */
     if (g->encoder >= 0) c.text.encoder = (duet_encoder)g->encoder;
+    if (g->encoder == ENC_OTHER) c.text.encoder = other_encoder(base);
     if (g->linear >= 0) c.train.linear = g->linear;
     if (g->one_way >= 0) c.train.one_way = g->one_way;
     if (g->structure == 0) c.train.w_txt_struct = c.train.w_img_struct = 0.0f;
     if (g->structure == 1 && c.train.w_txt_struct <= 0.0f)
         c.train.w_txt_struct = duet_default_params().w_txt_struct;
+    if (g->crops == CROPS_OTHER) c.crops = base->crops == 10 ? 1 : 10;
     c.train.seed = base->train.seed + (uint64_t)g->seed_offset;
     return c;
 }
@@ -61,101 +81,84 @@ static void metrics(const duet_eval_result *r, double m[7]) {
 static const char *const metric_names[7] = {"i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10", "rsum"};
 
 /* Ensembles evaluated after the grid from its rows' models (no training):
- * the base's three seeds, the three Fisher-vector encoders, fv-both's three
- * seeds, and all seven MLP two-way + structure models of those. */
+ * the base with 1 to 5 seeds (the ensemble sizes), the three Fisher-vector
+ * encoders, the other encoder's three seeds, and seven models of both. */
 #define ENS_MAX 8
+#define N_ENS (N_SEEDS + 3)
 typedef struct ens_row {
-    const char *name;
+    char name[96];
     size_t n;
     size_t rows[ENS_MAX];
 } ens_row;
-static const ens_row ensembles[] = {
-    {"ensemble of the 3 seeds", 3, {10, 11, 12}},
-    {"ensemble fv-gmm + fv-hglmm + fv-both", 3, {1, 2, 3}},
-    {"ensemble of 3 fv-both seeds", 3, {3, 13, 14}},
-    {"ensemble of all 7 (3 fv-gmm, fv-hglmm, 3 fv-both)", 7, {10, 11, 12, 2, 3, 13, 14}},
-};
-#define N_ENS (sizeof ensembles / sizeof ensembles[0])
 
-/* The test split of d as a dataset of its own (duet_dataset_subset: the
- * captions grouped by image, the order evaluation uses on d too), and
- * where its rows come from: img_rows[n_images], cap_rows[n_captions] index
- * d's feature rows. Caller frees *out, *img_rows, *cap_rows. */
-static duet_status test_view(const duet_dataset *d, duet_dataset **out, size_t **img_rows, size_t **cap_rows,
-                             duet_error *err) {
-    *out = NULL;
-    *img_rows = *cap_rows = NULL;
-    uint8_t *keep = duet_calloc_array(d->n_images ? d->n_images : 1, 1);
-    *img_rows = malloc(sizeof(size_t) * (d->n_images ? d->n_images : 1));
-    *cap_rows = malloc(sizeof(size_t) * (d->n_captions ? d->n_captions : 1));
-    if (!keep || !*img_rows || !*cap_rows) { free(keep); return duet_fail(err, DUET_ERR_NOMEM, "ensemble: out of memory"); }
-    size_t ni = 0, nc = 0;
-    for (size_t i = 0; i < d->n_images; i++) {
-        if (d->image_split[i] != DUET_SPLIT_TEST) continue;
-        keep[i] = 1;
-        (*img_rows)[ni++] = i;
-        for (size_t q = d->image_cap_start[i]; q < d->image_cap_start[i + 1]; q++) (*cap_rows)[nc++] = d->image_caps[q];
+static void make_ensembles(const duet_run_config *base, ens_row e[N_ENS]) {
+    const char *bn = duet_encoder_name(base->text.encoder), *on = duet_encoder_name(other_encoder(base));
+    size_t other = ROW_ENC + (size_t)other_encoder(base) - (size_t)DUET_ENC_MEAN;
+    for (size_t k = 1; k <= N_SEEDS; k++) {
+        ens_row *r = &e[k - 1];
+        snprintf(r->name, sizeof r->name, "ensemble of %zu seed%s", k, k == 1 ? "" : "s");
+        r->n = k;
+        for (size_t q = 0; q < k; q++) r->rows[q] = ROW_SEED0 + q;
     }
-    duet_status st = duet_dataset_subset(d, keep, out, err);
-    free(keep);
-    return st;
+    ens_row *f = &e[N_SEEDS], *o = &e[N_SEEDS + 1], *a = &e[N_SEEDS + 2];
+    *f = (ens_row){.n = 3, .rows = {ROW_ENC + 1, ROW_ENC + 2, ROW_ENC + 3}, .name = ""};
+    snprintf(f->name, sizeof f->name, "ensemble fv-gmm + fv-hglmm + fv-both");
+    *o = (ens_row){.n = 3, .rows = {other, ROW_OTHER0, ROW_OTHER0 + 1}, .name = ""};
+    snprintf(o->name, sizeof o->name, "ensemble of 3 %s seeds", on);
+    *a = (ens_row){.n = 7, .rows = {ROW_SEED0, ROW_SEED0 + 1, ROW_SEED0 + 2, ROW_ENC + 2, other, ROW_OTHER0,
+                                    ROW_OTHER0 + 1}, .name = ""};
+    snprintf(a->name, sizeof a->name, "ensemble of all 7 (3 %s, fv-hglmm, 3 %s)", bn, on);
 }
 
-/* Reads the .npy at path and keeps only rows[0..n) of it, in that order:
- * one full matrix in memory at a time. */
-static duet_status read_rows(const char *path, const size_t *rows, size_t n, duet_mat *out, duet_error *err) {
-    duet_mat full = {0};
-    duet_status st = duet_npy_read(path, &full, err);
-    if (st) return st;
-    for (size_t r = 0; r < n; r++)
-        if (rows[r] >= full.rows) { duet_mat_free(&full); return duet_fail(err, DUET_ERR_SHAPE, "%s: %zu rows, row %zu wanted", path, full.rows, rows[r]); }
-    out->data = duet_alloc_array(n ? n : 1, full.cols * sizeof(float));
-    if (!out->data) { duet_mat_free(&full); return duet_fail(err, DUET_ERR_NOMEM, "%s: out of memory", path); }
-    out->rows = n;
-    out->cols = full.cols;
-    for (size_t r = 0; r < n; r++) memcpy(out->data + r * full.cols, full.data + rows[r] * full.cols, full.cols * sizeof(float));
-    duet_mat_free(&full);
-    return DUET_OK;
-}
-
-/* Test recall of the ensemble of grid rows e->rows, from the files the runs
- * left: model_path[i], image_feats[i], text_feats[i]. Only the test rows of
- * each member's features are kept. */
-static duet_status eval_ensemble(const duet_run_config *base, const ens_row *e, char *const *model_path,
-                                 char *const *image_feats, char *const *text_feats, duet_eval_result *res,
-                                 duet_error *err) {
-    duet_dataset *d = NULL, *dt = NULL;
-    size_t *ir = NULL, *cr = NULL;
+/* Validation and test recall of the ensemble of grid rows e->rows of d,
+ * from the files the runs left: model_path[i], image_feats[i],
+ * text_feats[i] (read by row; members that share a file share one source). */
+static duet_status eval_ensemble(const duet_run_config *base, const duet_dataset *d, const ens_row *e,
+                                 char *const *model_path, char *const *image_feats, char *const *text_feats,
+                                 duet_eval_result *val, duet_eval_result *test, duet_error *err) {
     duet_model *m[ENS_MAX] = {0};
-    duet_mat img[ENS_MAX] = {{0}}, txt[ENS_MAX] = {{0}};
-    const duet_mat *ia[ENS_MAX], *ta[ENS_MAX];
-    duet_status st = duet_run_load_dataset(base, &d, err);
-    if (!st) st = test_view(d, &dt, &ir, &cr, err);
+    duet_features *img[ENS_MAX] = {0}, *txt[ENS_MAX] = {0};
+    const duet_features *ia[ENS_MAX], *ta[ENS_MAX];
+    duet_status st = DUET_OK;
     for (size_t k = 0; k < e->n && !st; k++) {
         size_t i = e->rows[k];
         st = duet_model_load(model_path[i], &m[k], err);
-        ia[k] = ta[k] = NULL;   /* members that share a feature file share its rows: read once */
+        ia[k] = ta[k] = NULL;
         for (size_t j = 0; j < k; j++) {
             if (!ia[k] && strcmp(image_feats[e->rows[j]], image_feats[i]) == 0) ia[k] = ia[j];
             if (!ta[k] && strcmp(text_feats[e->rows[j]], text_feats[i]) == 0) ta[k] = ta[j];
         }
-        if (!st && !ia[k]) {
-            st = read_rows(image_feats[i], ir, dt->n_images, &img[k], err);
-            ia[k] = &img[k];
-        }
-        if (!st && !ta[k]) {
-            st = read_rows(text_feats[i], cr, dt->n_captions, &txt[k], err);
-            ta[k] = &txt[k];
-        }
+        if (!st && !ia[k]) st = duet_features_open(image_feats[i], &img[k], err), ia[k] = img[k];
+        if (!st && !ta[k]) st = duet_features_open(text_feats[i], &txt[k], err), ta[k] = txt[k];
     }
-    if (!st) st = duet_evaluate_ensemble((const duet_model *const *)m, ia, ta, e->n, dt, DUET_SPLIT_TEST,
-                                         base->fold_size, res, err);
-    for (size_t k = 0; k < e->n; k++) { duet_model_free(m[k]); duet_mat_free(&img[k]); duet_mat_free(&txt[k]); }
-    duet_dataset_free(d);
-    duet_dataset_free(dt);
-    free(ir);
-    free(cr);
+    const duet_model *const *mc = (const duet_model *const *)m;
+    if (!st) st = duet_evaluate_ensemble_features(mc, ia, ta, e->n, d, DUET_SPLIT_VAL, 0, 0, val, err);
+    if (!st) st = duet_evaluate_ensemble_features(mc, ia, ta, e->n, d, DUET_SPLIT_TEST, base->fold_size, 0, test, err);
+    for (size_t k = 0; k < e->n; k++) { duet_model_free(m[k]); duet_features_close(img[k]); duet_features_close(txt[k]); }
     return st ? duet_fail_wrap(err, st, e->name) : DUET_OK;
+}
+
+/* "## Defaults on validation": for crops, text encoder and ensemble size,
+ * each candidate's validation R-sum and the one it favours, beside the
+ * base's setting (the test split plays no part in it). */
+static void choices(duet_sbuf *md, const duet_run_config *base, const double *val, const duet_eval_result *ens_val) {
+    duet_sb_printf(md, "\n## Defaults on validation\n\nEach default is chosen on the validation split's R-sum "
+                   "(the test split plays no part):\n\n");
+    int other_crops = base->crops == 10 ? 1 : 10, best_crops = val[ROW_CROPS] > val[ROW_SEED0] ? other_crops : base->crops;
+    duet_sb_printf(md, "- crops: %d crop%s %.1f, %d crop%s %.1f: %d favoured (this run: %d)\n", base->crops,
+                   base->crops == 1 ? "" : "s", val[ROW_SEED0], other_crops, other_crops == 1 ? "" : "s",
+                   val[ROW_CROPS], best_crops, base->crops);
+    size_t be = ROW_ENC;
+    duet_sb_printf(md, "- text encoder:");
+    for (size_t i = ROW_ENC; i < ROW_ENC + 4; i++) {
+        duet_sb_printf(md, " %s %.1f%s", duet_encoder_name(grid[i].encoder), val[i], i + 1 < ROW_ENC + 4 ? "," : "");
+        if (val[i] > val[be]) be = i;
+    }
+    duet_sb_printf(md, ": %s favoured (this run: %s)\n", duet_encoder_name(grid[be].encoder),
+                   duet_encoder_name(base->text.encoder));
+    duet_sb_printf(md, "- ensemble size:");
+    for (size_t k = 0; k < N_SEEDS; k++) duet_sb_printf(md, " %zu: %.1f%s", k + 1, ens_val[k].rsum, k + 1 < N_SEEDS ? "," : "");
+    duet_sb_printf(md, " (this run: %zu; each member costs one training)\n", base->ensemble > 1 ? base->ensemble : (size_t)1);
 }
 
 duet_status duet_run_ablation(const duet_run_config *base, const duet_run_hooks *h, char **markdown,
@@ -193,21 +196,26 @@ duet_status duet_run_ablation(const duet_run_config *base, const duet_run_hooks 
         }
         duet_run_result_free(&r);
     }
-    duet_eval_result ens[N_ENS];
+    ens_row ensembles[N_ENS];
+    make_ensembles(base, ensembles);
+    duet_eval_result ens[N_ENS], ens_val[N_ENS];
+    duet_dataset *d = NULL;
+    if (!st) st = duet_run_load_dataset(base, &d, err);
     for (size_t i = 0; i < N_ENS && !st; i++) {
         if (h && h->log) {
             char line[160];
-            snprintf(line, sizeof line, "ablation: %s", ensembles[i].name);
+            snprintf(line, sizeof line, "ablation: %.95s", ensembles[i].name);
             h->log(h->user, line);
         }
-        st = eval_ensemble(base, &ensembles[i], model_path, image_feats, text_feats, &ens[i], err);
+        st = eval_ensemble(base, d, &ensembles[i], model_path, image_feats, text_feats, &ens_val[i], &ens[i], err);
     }
+    duet_dataset_free(d);
     for (size_t i = 0; i < N_GRID; i++) { free(model_path[i]); free(image_feats[i]); free(text_feats[i]); }
     if (st) return duet_fail_wrap(err, st, "ablation");
 
     /* mean and sample standard deviation over the seeds of the base */
     double mean[7] = {0}, sd[7] = {0}, m[7];
-    size_t s0 = SEED_ROW0;
+    size_t s0 = ROW_SEED0;
     for (size_t i = s0; i < s0 + N_SEEDS; i++) {
         metrics(&res[i], m);
         for (int k = 0; k < 7; k++) mean[k] += m[k] / N_SEEDS;
@@ -222,21 +230,21 @@ duet_status duet_run_ablation(const duet_run_config *base, const duet_run_hooks 
     json_t *rows = json_array();
     duet_sb_printf(&md, "# Ablation: %s\n\n%s features, %d crop%s; %zu configurations, results on the test split. "
                    "Every row is one training run (seed %llu unless noted); `train s` is its training time.\n\n"
-                   "| group | text | network | loss | seed | i→t R@1 | R@5 | R@10 | t→i R@1 | R@5 | R@10 | R-sum | val R-sum | train s |\n"
-                   "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+                   "| group | text | crops | network | loss | seed | i→t R@1 | R@5 | R@10 | t→i R@1 | R@5 | R@10 | R-sum | val R-sum | train s |\n"
+                   "|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
                    base->dataset, base->cnn, base->crops, base->crops == 1 ? "" : "s", (size_t)N_GRID,
                    (unsigned long long)base->train.seed);
     for (size_t i = 0; i < N_GRID; i++) {
         duet_run_config c = row_config(base, &grid[i]);
         int structure = c.train.w_txt_struct > 0 || c.train.w_img_struct > 0;
         metrics(&res[i], m);
-        duet_sb_printf(&md, "| %s | %s | %s | %s%s | %llu | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f |\n",
-                       grid[i].group, duet_encoder_name(c.text.encoder), c.train.linear ? "linear" : "MLP",
+        duet_sb_printf(&md, "| %s | %s | %d | %s | %s%s | %llu | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f |\n",
+                       grid[i].group, duet_encoder_name(c.text.encoder), c.crops, c.train.linear ? "linear" : "MLP",
                        c.train.one_way ? "one-way" : "two-way", structure ? " + structure" : "",
                        (unsigned long long)c.train.seed, m[0], m[1], m[2], m[3], m[4], m[5], m[6], val_rsum[i],
                        train_s[i]);
-        json_t *row = json_pack("{s:s, s:s, s:b, s:b, s:b, s:f, s:I, s:o, s:f, s:i, s:f, s:s}", "group", grid[i].group,
-                                "encoder", duet_encoder_name(c.text.encoder), "linear", c.train.linear, "one_way",
+        json_t *row = json_pack("{s:s, s:s, s:i, s:b, s:b, s:b, s:f, s:I, s:o, s:f, s:i, s:f, s:s}", "group",
+                                grid[i].group, "encoder", duet_encoder_name(c.text.encoder), "crops", c.crops, "linear", c.train.linear, "one_way",
                                 c.train.one_way, "structure", structure, "w_txt_struct", (double)c.train.w_txt_struct,
                                 "seed", (json_int_t)c.train.seed, "test", duet_eval_to_json(&res[i]), "val_rsum",
                                 val_rsum[i], "best_epoch", best[i], "train_seconds", train_s[i], "train_key", keys[i]);
@@ -252,18 +260,21 @@ duet_status duet_run_ablation(const duet_run_config *base, const duet_run_hooks 
         char n_enc[32];
         snprintf(n_enc, sizeof n_enc, "%zu models", e->n);
         metrics(&ens[i], m);
-        duet_sb_printf(&md, "| %s | %s | %s | %s%s | %s | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | | |\n",
-                       e->name, same_enc ? duet_encoder_name(c.text.encoder) : "several",
+        duet_sb_printf(&md, "| %s | %s | %d | %s | %s%s | %s | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | |\n",
+                       e->name, same_enc ? duet_encoder_name(c.text.encoder) : "several", c.crops,
                        c.train.linear ? "linear" : "MLP", c.train.one_way ? "one-way" : "two-way",
-                       structure ? " + structure" : "", n_enc, m[0], m[1], m[2], m[3], m[4], m[5], m[6]);
+                       structure ? " + structure" : "", n_enc, m[0], m[1], m[2], m[3], m[4], m[5], m[6],
+                       ens_val[i].rsum);
         json_t *rows_used = json_array();
         for (size_t q = 0; q < e->n; q++) json_array_append_new(rows_used, json_integer((json_int_t)e->rows[q]));
-        json_array_append_new(jens, json_pack("{s:s, s:o, s:o}", "name", ensembles[i].name, "grid_rows", rows_used,
-                                              "test", duet_eval_to_json(&ens[i])));
+        json_array_append_new(jens, json_pack("{s:s, s:o, s:o, s:o}", "name", ensembles[i].name, "grid_rows",
+                                              rows_used, "val", duet_eval_to_json(&ens_val[i]), "test",
+                                              duet_eval_to_json(&ens[i])));
     }
     duet_sb_printf(&md, "\nEnsemble rows train nothing: they average the cosine similarities of the grid rows' models "
                    "(duet_ensemble_embed, as `duet eval --model A,B,C` and an ensemble model file, `duet run "
                    "--ensemble N`).\n");
+    choices(&md, base, val_rsum, ens_val);
     const duet_eval_result *k = &duet_klein2015_flickr8k;
     duet_sb_printf(&md, "\nBase configuration over %d seeds (mean ± sample std):\n\n"
                    "| | i→t R@1 | R@5 | R@10 | t→i R@1 | R@5 | R@10 | R-sum |\n|---|---:|---:|---:|---:|---:|---:|---:|\n"

@@ -36,6 +36,7 @@ static duet_status train_key(const duet_run_state *rs, const duet_params *p, due
     duet_sb_printf(in, "margin=%.9g top_k=%zu w_i2t=%.9g w_t2i=%.9g w_img_struct=%.9g w_txt_struct=%.9g one_way=%d\n",
                    (double)p->margin, p->top_k, (double)p->w_i2t, (double)p->w_t2i, (double)p->w_img_struct,
                    (double)p->w_txt_struct, p->one_way);
+    if (p->top_k_final) duet_sb_printf(in, "top_k_final=%zu\n", p->top_k_final); /* only then: keys stay */
     duet_sb_printf(in, "batch_images=%zu sents_per_image=%zu optimizer=%d lr=%.9g lr_decay=%.9g momentum=%.9g "
                    "weight_decay=%.9g adam=%.9g,%.9g,%.9g epochs=%d patience=%d seed=%llu\n",
                    p->batch_images, p->sents_per_image, (int)p->optimizer, (double)p->lr, (double)p->lr_decay,

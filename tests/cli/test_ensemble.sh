@@ -60,7 +60,7 @@ if [ -n "$missing" ]; then
 fi
 "$DUET" vectors import "$WINK" -o vec.duet --vocab-from "flickr8k:$DATA" >/dev/null 2>&1 && ok || bad "vectors import"
 RUN=("$DUET" run flickr8k --data "$DATA" --model mobilenetv2 --weights "$MOB" --vectors vec.duet --limit 100
-     --components 4 --hidden 128 --embed-dim 32 --batch-images 50 --lr 1e-3 --epochs 3 --threads 1 --examples 3
+     --crops 1 --encoder fv-gmm --ensemble 1 --components 4 --hidden 128 --embed-dim 32 --batch-images 50 --lr 1e-3 --epochs 3 --threads 1 --examples 3
      --work w --json)
 expect 0 "eval    member 2: test R-sum" "${RUN[@]}" --ensemble 2
 cp "$T/out" ens.json

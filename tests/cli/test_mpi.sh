@@ -124,7 +124,7 @@ done
 if [ -f "$WINK" ] && [ -f "$FLK/../Flickr8k.token.txt" ]; then
   "$DUET" vectors import "$WINK" -o "$T/vec.duet" --vocab-from "flickr8k:$FLK/.." >/dev/null 2>&1 && ok || bad "vectors import"
   RUN=(run flickr8k --data "$FLK/.." --model mobilenetv2 --weights "$MOB" --vectors "$T/vec.duet" --limit 60
-       --components 4 --hidden 64 --embed-dim 16 --batch-images 30 --lr 1e-3 --epochs 2 --threads 1 --examples 2
+       --crops 1 --encoder fv-gmm --ensemble 1 --components 4 --hidden 64 --embed-dim 16 --batch-images 30 --lr 1e-3 --epochs 2 --threads 1 --examples 2
        --no-report)
   figures() { grep -o '"test":{"i2t":{[^}]*},"t2i":{[^}]*},"rsum":[0-9.]*' "$1"; }
   "$DUET" "${RUN[@]}" --work "$T/w1" --json >"$T/w1.json" 2>"$T/w1.err" && ok || bad "run (one process): $(tail -2 "$T/w1.err")"

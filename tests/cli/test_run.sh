@@ -18,7 +18,10 @@ for f in data images work model crops encoder components pca linear one-way w-tx
          threads limit ablation json; do
   grep -q -- "--$f" "$T/out" && ok || bad "run --help lacks --$f"
 done
-grep -q -- "--crops V .*(default: 1)" "$T/out" && ok || bad "run --help: --crops default"
+# the defaults chosen on validation (docs/RUN.md): 10 crops, fv-both, an ensemble of 3
+grep -q -- "--crops V .*(default: 10)" "$T/out" && ok || bad "run --help: --crops default"
+grep -q -- "--encoder V .*(default: fv-both)" "$T/out" && ok || bad "run --help: --encoder default"
+grep -q -- "--ensemble V .*(default: 3)" "$T/out" && ok || bad "run --help: --ensemble default"
 expect 2 "give a dataset" "$DUET" run
 expect 2 "unknown dataset 'coco'" "$DUET" run coco
 expect 2 "needs --images DIR" "$DUET" run karpathy:x.json
@@ -40,7 +43,7 @@ fi
 "$DUET" vectors import "$WINK" -o vec.duet --vocab-from "flickr8k:$DATA" >/dev/null 2>"$T/err" \
   && ok || bad "vectors import: $(cat "$T/err")"
 RUN=("$DUET" run flickr8k --data "$DATA" --model mobilenetv2 --weights "$MOB" --vectors vec.duet --limit 100
-     --components 4 --hidden 128 --embed-dim 32 --batch-images 50 --lr 1e-3 --epochs 4 --threads 1 --examples 3)
+     --crops 1 --encoder fv-gmm --ensemble 1 --components 4 --hidden 128 --embed-dim 32 --batch-images 50 --lr 1e-3 --epochs 4 --threads 1 --examples 3)
 test_json() { grep -o '"test":{"i2t":{[^}]*},"t2i":{[^}]*},"rsum":[0-9.]*' "$1"; }
 states() { grep -o '"state":"[a-z]*"' "$1" | sed 's/"state":"//; s/"//' | tr '\n' ' '; }
 
@@ -73,15 +76,22 @@ expect 0 "" "${RUN[@]}" --work a --json --margin 0.25
 expect 0 "" "${RUN[@]}" --work a --json --components 3 --no-index
 [ "$(states "$T/out")" = "cached cached built built built skipped " ] && ok || bad "--components states: $(states "$T/out")"
 
-# the ablation grid on the cached features: 13 rows, the seeds' mean and spread
-expect 0 "ablation 15/15" "${RUN[@]}" --work a --ablation --no-index
-[ "$(grep -c '^| \(text encoder\|network and loss\|seeds\|seeds, fv-both\) |' a/ablation.md)" -eq 15 ] && ok || bad "ablation.md rows: $(cat a/ablation.md)"
+# the ablation grid on the cached features: 18 rows (the crops row runs the
+# other crop protocol's image stage), the seeds' mean and spread
+expect 0 "ablation 18/18" "${RUN[@]}" --work a --ablation --no-index
+[ "$(grep -c '^| \(text encoder\|network and loss\|crops\|seeds\|seeds, other encoder\) |' a/ablation.md)" -eq 18 ] && ok \
+  || bad "ablation.md rows: $(cat a/ablation.md)"
+grep -q '^| crops | fv-gmm | 10 |' a/ablation.md && ok || bad "ablation.md: no 10-crop row: $(grep crops a/ablation.md)"
 grep -q '^| duet | [0-9.]* ± [0-9.]* |' a/ablation.md && ok || bad "ablation.md: no mean ± std row"
 grep -q '"std"' a/ablation.json && grep -q '"rows"' a/ablation.json && ok || bad "ablation.json incomplete"
-# and two ensembles of the rows' models, in both files
-[ "$(grep -c '^| ensemble ' a/ablation.md)" -eq 4 ] && ok || bad "ablation.md: ensemble rows: $(grep ensemble a/ablation.md)"
-npcheck "ablation.json: ensembles" "import json; e=json.load(open('a/ablation.json'))['ensembles']; \
-sys.exit(0 if len(e)==4 and e[0]['grid_rows']==[10,11,12] and len(e[3]['grid_rows'])==7 and 0<e[3]['test']['rsum']<=600 else 1)"
+# ensembles of the rows' models, sizes 1 to 5 among them, with validation figures
+[ "$(grep -c '^| ensemble ' a/ablation.md)" -eq 8 ] && ok || bad "ablation.md: ensemble rows: $(grep ensemble a/ablation.md)"
+npcheck "ablation.json: ensembles" "import json; j=json.load(open('a/ablation.json')); e=j['ensembles']; r=j['rows']; \
+sys.exit(0 if len(e)==8 and [x['grid_rows'] for x in e[:5]]==[list(range(11,11+k)) for k in range(1,6)] \
+and len(e[7]['grid_rows'])==7 and 0<e[7]['test']['rsum']<=600 and 0<e[4]['val']['rsum']<=600 \
+and abs(e[0]['val']['rsum']-r[11]['val_rsum'])<1e-3 and abs(e[0]['test']['rsum']-r[11]['test']['rsum'])<1e-3 else 1)"
+grep -q '^- ensemble size: 1: [0-9.]*, 2: [0-9.]*, 3: [0-9.]*, 4: [0-9.]*, 5: [0-9.]* ' a/ablation.md && \
+  grep -q '^- crops: 1 crop [0-9.]*, 10 crops [0-9.]*: ' a/ablation.md && ok || bad "ablation.md: no choices: $(tail -5 a/ablation.md)"
 
 # Karpathy's JSON layout (Flickr30K, COCO): 60 Flickr8K images, 2 captions each
 {
@@ -100,7 +110,7 @@ sys.exit(0 if len(e)==4 and e[0]['grid_rows']==[10,11,12] and len(e[3]['grid_row
   printf ']}\n'
 } > karpathy.json
 expect 0 "" "$DUET" run karpathy:karpathy.json --images "$DATA/images" --model mobilenetv2 --weights "$MOB" \
-  --vectors vec.duet --components 2 --hidden 32 --embed-dim 16 --batch-images 10 --epochs 2 --threads 1 --work k --json
+  --vectors vec.duet --crops 1 --encoder fv-gmm --ensemble 1 --components 2 --hidden 32 --embed-dim 16 --batch-images 10 --epochs 2 --threads 1 --work k --json
 grep -q '"train":20,"val":20,"test":20,"captions":120' "$T/out" && ok || bad "karpathy run: $(head -c 300 "$T/out") $(tail -c 300 "$T/err")"
 
 # --- killed at several moments, then rerun: the same result --------------

@@ -101,7 +101,7 @@ python3 -c 'import json,sys; a,b=[[json.loads(l)["results"] for l in open(f)] fo
 
 # --- the main job: stage manifests carry the CRC-32C of the .npy outputs ----------------
 RUN=("$DUET" run tsv:caps.tsv --images img --model mobilenetv2 --weights "$DUET_MOBILENET" --encoder tfidf --pca 0
-     --hidden 16 --embed-dim 8 --batch-images 8 --epochs 2 --threads 1 --examples 1 --no-report --work w)
+     --crops 1 --ensemble 1      --hidden 16 --embed-dim 8 --batch-images 8 --epochs 2 --threads 1 --examples 1 --no-report --work w)
 expect 0 "index   built" "${RUN[@]}"
 python3 -c 'import json,glob,sys; m=json.load(open(glob.glob("w/image-*/stage.json")[0])); sys.exit(not m["checksums"]["features.npy"].startswith("crc32c:"))' \
   && ok || bad "the image stage's manifest records no checksum"
