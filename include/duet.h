@@ -191,6 +191,16 @@ duet_status duet_comm_all_ok(duet_comm *c, duet_status mine, duet_error *err);
 /* Rank 0's bytes to every rank. Every rank must call it. */
 duet_status duet_comm_bcast(duet_comm *c, void *buf, size_t bytes,
                             duet_error *err);
+/* duet_comm_bcast for a rank that may wait long (the idle ranks of `duet
+ * serve`): it sleeps in short steps (at most 1 ms) instead of spinning.
+ * Every rank must call this one for that broadcast (a blocking broadcast
+ * does not match it). */
+duet_status duet_comm_bcast_idle(duet_comm *c, void *buf, size_t bytes,
+                                 duet_error *err);
+/* 1 when MPI may be called from any thread, one at a time
+ * (MPI_THREAD_SERIALIZED), or no MPI is used; 0 when the MPI library
+ * refused that. */
+int duet_comm_threads_ok(const duet_comm *c);
 /* Returns when every rank has called it; a rank waiting here sleeps in
  * short steps instead of spinning, leaving its cores to the others. */
 duet_status duet_comm_wait_all(duet_comm *c, duet_error *err);
