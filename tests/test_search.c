@@ -641,7 +641,7 @@ TEST(sharded_index_damage_refused) {
 TEST(sharded_parts_checked_and_names_gathered) {
     gal g;
     gal_make(&g, 30, 9, 4, 3);
-    char man[128];
+    char man[300];
     snprintf(man, sizeof man, "%s/p.index", tmpdir);
     duet_error e = {0};
     CHECK(gal_write(&g, man, 3, &e) == DUET_OK);
