@@ -477,6 +477,10 @@ static void access_line(void *ctx, const char *line) {
     fflush(f);
 }
 
+/* The stop signal a thread other than the main one took (serve). */
+static volatile sig_atomic_t stop_signal;
+static void note_stop(int sig) { stop_signal = sig; }
+
 /* A rank other than 0 of `mpirun duet serve`: searches its shards for rank
  * 0's batches until rank 0 stops (SIGUSR1, which mpirun forwards to every
  * rank, is rank 0's to act on). */
@@ -499,7 +503,7 @@ int cmd_serve(int argc, char **argv) {
     float deadline = (float)p.deadline;
     flag flags[] = {
         {"precision", F_STR, &prec, PRECISION_HELP},
-        {"index", F_STR, &index, "index file (duet index build)"},
+        {"index", F_STR, &index, "index file or shard manifest (duet index build; under mpirun -np N: each rank serves its run of the shards, rank 0 HTTP)"},
         {"host", F_STR, &p.host, "IPv4 address to listen on (0.0.0.0: every interface)"},
         {"port", F_INT, &p.port, "TCP port (0: any free port; the URL is printed)"},
         {"threads", F_INT, &p.threads, "HTTP threads (they also compute text features and decode images)"},
@@ -564,6 +568,16 @@ int cmd_serve(int argc, char **argv) {
     sigaddset(&set, SIGTERM);
     if (ranks > 1) sigaddset(&set, SIGUSR1); /* `kill -USR1 MPIRUN_PID`: mpirun forwards it */
     pthread_sigmask(SIG_BLOCK, &set, NULL); /* server threads inherit the mask */
+    /* threads started before this mask (OpenBLAS's, Open MPI's) do not block
+     * them: a stop they receive (e.g. while the CNN loads) is noted here
+     * instead of ending the process */
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = note_stop;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    if (ranks > 1) sigaction(SIGUSR1, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
     duet_error e = {0};
     duet_server *srv = NULL;
@@ -589,7 +603,11 @@ int cmd_serve(int argc, char **argv) {
         }
     }
     int sig = 0;
-    sigwait(&set, &sig);
+    while (!(sig = stop_signal)) { /* a signal another thread took is seen within 0.2 s */
+        struct timespec ts = {0, 200 * 1000 * 1000};
+        int got = sigtimedwait(&set, NULL, &ts);
+        if (got > 0) { sig = got; break; }
+    }
     fprintf(stderr, "duet serve: signal %d, stopping: no new connections, answering the requests received\n", sig);
     double t2 = now_seconds();
     duet_server_stop(srv);
