@@ -191,6 +191,16 @@ duet_status duet_comm_all_ok(duet_comm *c, duet_status mine, duet_error *err);
 /* Rank 0's bytes to every rank. Every rank must call it. */
 duet_status duet_comm_bcast(duet_comm *c, void *buf, size_t bytes,
                             duet_error *err);
+/* duet_comm_bcast for a rank that may wait long (the idle ranks of `duet
+ * serve`): it sleeps in short steps (at most 1 ms) instead of spinning.
+ * Every rank must call this one for that broadcast (a blocking broadcast
+ * does not match it). */
+duet_status duet_comm_bcast_idle(duet_comm *c, void *buf, size_t bytes,
+                                 duet_error *err);
+/* 1 when MPI may be called from any thread, one at a time
+ * (MPI_THREAD_SERIALIZED), or no MPI is used; 0 when the MPI library
+ * refused that. */
+int duet_comm_threads_ok(const duet_comm *c);
 /* Returns when every rank has called it; a rank waiting here sleeps in
  * short steps instead of spinning, leaving its cores to the others. */
 duet_status duet_comm_wait_all(duet_comm *c, duet_error *err);
@@ -1376,6 +1386,17 @@ typedef struct duet_serve_params {
      * thread, one call at a time; NULL: no access log. */
     void (*access_log)(void *ctx, const char *line);
     void *access_log_ctx;
+    /* A sharded index served by the ranks of a job (docs/SCALE.md), NULL:
+     * this process alone. With more than one rank, rank 0 calls
+     * duet_server_start with its part of the gallery (duet_index_open_part)
+     * and every other rank duet_serve_rank: each batch's search is then a
+     * collective (rank 0 broadcasts the queries, every rank searches its
+     * shards, rank 0 merges: duet_search_sharded). */
+    duet_comm *comm;
+    /* duet_serve_rank's messages (a search that failed on that rank), one
+     * line each; NULL: none. */
+    void (*log)(void *ctx, const char *line);
+    void *log_ctx;
 } duet_serve_params;
 duet_serve_params duet_serve_default_params(void);
 
@@ -1397,8 +1418,19 @@ void duet_server_set_cnn(duet_server *s, duet_cnn *cnn, int crops);
 /* Graceful stop (NULL-safe): stops accepting connections, answers the
  * requests already received (new requests on open connections get 503),
  * waiting at most params.deadline seconds for them, then joins every
- * thread and frees the server. */
+ * thread and frees the server. With params.comm (several ranks), it then
+ * tells the other ranks to stop: their duet_serve_rank returns DUET_OK. */
 void duet_server_stop(duet_server *s);
+/* A rank other than 0 of a job serving a sharded index (params.comm, its
+ * part ix from duet_index_open_part, params.precision as rank 0's): it
+ * opens no socket; it searches its shards for each batch rank 0's server
+ * broadcasts, until rank 0's duet_server_stop (DUET_OK). Returns an error
+ * when this rank cannot take part (its searchers, shards that are not its
+ * part of rank 0's gallery, a message it cannot read, MPI failing); a
+ * search failing on this rank fails that batch's requests on rank 0 and is
+ * reported to params.log. ix: borrowed. */
+duet_status duet_serve_rank(const duet_serve_params *p, const duet_index *ix,
+                            duet_error *err);
 
 /* ------------------------------------------------------------------ run
  * the main job as cached stages (docs/RUN.md)

@@ -636,6 +636,43 @@ TEST(sharded_index_damage_refused) {
     gal_free(&g); gal_free(&g2);
 }
 
+/* The ranks' parts of a gallery, checked (in a job of one: the one rank
+ * must hold every shard), and every image name gathered for rank 0. */
+TEST(sharded_parts_checked_and_names_gathered) {
+    gal g;
+    gal_make(&g, 30, 9, 4, 3);
+    char man[300];
+    snprintf(man, sizeof man, "%s/p.index", tmpdir);
+    duet_error e = {0};
+    CHECK(gal_write(&g, man, 3, &e) == DUET_OK);
+    duet_index *all = NULL, *part = NULL, *names = NULL;
+    CHECK_MSG(duet_index_open(man, 1, &all, &e) == DUET_OK, "%s", e.msg);
+    CHECK_MSG(all && duet_index_gather_names(NULL, all, &names, &e) == DUET_OK && names, "%s", e.msg);
+    if (names) {
+        CHECK(duet_index_count(names, 0) == 30 && duet_index_total(names, 1) == 9 && duet_index_shards(names) == 3);
+        CHECK(duet_index_find_image(names, "img00029.jpg") == 29 && duet_index_find_image(names, "nope") == (size_t)-1);
+        CHECK(strcmp(duet_index_text(names, 0, 17), duet_index_text(all, 0, 17)) == 0);
+        CHECK(strcmp(duet_index_meta_of(names).image_root, "/tmp") == 0);
+    }
+    duet_index_free(names);
+    names = NULL;
+    /* part 2 of 2: shards 2-3 (rows 10..29); alone it is not the gallery */
+    CHECK_MSG(duet_index_open_part(man, 1, 2, 1, &part, &e) == DUET_OK && part, "%s", e.msg);
+    if (part) {
+        CHECK(duet_index_offset(part, 0) == 10 && duet_index_count(part, 0) == 20 && duet_index_offset(part, 1) == 3);
+        CHECK(strcmp(duet_index_text(part, 0, 0), "img00010.jpg") == 0);
+        CHECK(duet_index_gather_names(NULL, part, &names, &e) == DUET_ERR_SHAPE && !names);
+        CHECK_MSG(strstr(e.msg, "rank 0: shards 2-3 of 3 (p.index.2-of-3 and on), images [10, 30) of 30"), "%s", e.msg);
+    }
+    duet_index_free(part);
+    part = NULL;
+    CHECK(duet_index_open_part(man, 3, 3, 1, &part, &e) == DUET_ERR_INVALID_ARG && !part);
+    CHECK(duet_index_open_part(man, 0, 4, 1, &part, &e) == DUET_ERR_INVALID_ARG && strstr(e.msg, "at most 3"));
+    CHECK(duet_index_open_part(man, 0, 0, 1, &part, &e) == DUET_ERR_INVALID_ARG && !part);
+    duet_index_free(all);
+    gal_free(&g);
+}
+
 int main(void) {
     if (scratch_make("search")) return 1;
     RUN(topk_matches_brute_force);
@@ -650,6 +687,7 @@ int main(void) {
     RUN(index_previous_version_opens_unverified);
     RUN(sharded_index_answers_equal_unsharded);
     RUN(sharded_index_damage_refused);
+    RUN(sharded_parts_checked_and_names_gathered);
     scratch_remove();
     return check_summary("search");
 }

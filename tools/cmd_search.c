@@ -477,6 +477,23 @@ static void access_line(void *ctx, const char *line) {
     fflush(f);
 }
 
+/* The stop signal a thread other than the main one took (serve). */
+static volatile sig_atomic_t stop_signal;
+static void note_stop(int sig) { stop_signal = sig; }
+
+/* A rank other than 0 of `mpirun duet serve`: searches its shards for rank
+ * 0's batches until rank 0 stops (SIGUSR1, which mpirun forwards to every
+ * rank, is rank 0's to act on). */
+static int serve_rank(const char *cmd, search_ctx *c, duet_serve_params *p) {
+    signal(SIGUSR1, SIG_IGN);
+    p->log = access_line;
+    p->log_ctx = stderr;
+    duet_error e = {0};
+    int rc = duet_serve_rank(p, c->ix, &e) ? fail(cmd, &e) : 0;
+    ctx_free(c);
+    return rc;
+}
+
 int cmd_serve(int argc, char **argv) {
     const char *C = "serve", *index = NULL, *model = NULL, *textmodel = NULL, *weights = NULL, *log = NULL;
     duet_serve_params p = duet_serve_default_params();
@@ -486,7 +503,7 @@ int cmd_serve(int argc, char **argv) {
     float deadline = (float)p.deadline;
     flag flags[] = {
         {"precision", F_STR, &prec, PRECISION_HELP},
-        {"index", F_STR, &index, "index file (duet index build)"},
+        {"index", F_STR, &index, "index file or shard manifest (duet index build; under mpirun -np N: each rank serves its run of the shards, rank 0 HTTP)"},
         {"host", F_STR, &p.host, "IPv4 address to listen on (0.0.0.0: every interface)"},
         {"port", F_INT, &p.port, "TCP port (0: any free port; the URL is printed)"},
         {"threads", F_INT, &p.threads, "HTTP threads (they also compute text features and decode images)"},
@@ -513,11 +530,8 @@ int cmd_serve(int argc, char **argv) {
                                pos, 0, &npos);
     if (rc) return rc < 0 ? 0 : rc;
     if ((rc = need(C, index, "index"))) return rc;
-    if (duet_comm_size(cli_comm()) > 1) {
-        fprintf(stderr, "duet serve: not under mpirun yet; run one `duet serve`, which serves every shard of a "
-                "sharded index from one process\n");
-        return 1;
-    }
+    p.comm = cli_comm();
+    int ranks = duet_comm_size(p.comm);
     if (timeout < 1 || req_timeout < 1) return usage_error(C, "--timeout and --request-timeout must be >= 1");
     if (wait_ms < 0 || wait_ms > 10000) return usage_error(C, "--batch-wait must be from 0 to 10000 ms");
     if (!(deadline > 0)) return usage_error(C, "--deadline must be > 0 seconds");
@@ -538,7 +552,12 @@ int cmd_serve(int argc, char **argv) {
     if ((rc = get_precision(C, prec, &c.prec))) { if (logf && logf != stderr) fclose(logf); return rc; }
     p.precision = c.prec;
     double t0 = now_seconds();
-    if ((rc = open_index(C, index, &c)) || (rc = load_encoders(C, &c, model, textmodel, LOAD_CNN_NONE, NULL))) {
+    /* under mpirun: every rank opens its shards; rank 0 serves */
+    if (!(rc = open_index(C, index, &c)) && duet_comm_rank(p.comm) != 0) {
+        if (logf && logf != stderr) fclose(logf);
+        return serve_rank(C, &c, &p);
+    }
+    if (rc || (rc = load_encoders(C, &c, model, textmodel, LOAD_CNN_NONE, NULL))) {
         ctx_free(&c);
         if (logf && logf != stderr) fclose(logf);
         return rc;
@@ -547,7 +566,18 @@ int cmd_serve(int argc, char **argv) {
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
+    if (ranks > 1) sigaddset(&set, SIGUSR1); /* `kill -USR1 MPIRUN_PID`: mpirun forwards it */
     pthread_sigmask(SIG_BLOCK, &set, NULL); /* server threads inherit the mask */
+    /* threads started before this mask (OpenBLAS's, Open MPI's) do not block
+     * them: a stop they receive (e.g. while the CNN loads) is noted here
+     * instead of ending the process */
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = note_stop;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    if (ranks > 1) sigaction(SIGUSR1, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
     duet_error e = {0};
     duet_server *srv = NULL;
@@ -556,8 +586,13 @@ int cmd_serve(int argc, char **argv) {
         if (logf && logf != stderr) fclose(logf);
         return fail(C, &e);
     }
-    printf("duet serve: http://%s:%d/ (%zu images, %zu captions; ready in %.0f ms)\n", p.host,
-           duet_server_port(srv), duet_index_count(c.ix, 0), duet_index_count(c.ix, 1), (now_seconds() - t0) * 1e3);
+    char where[96] = "";
+    if (ranks > 1)
+        snprintf(where, sizeof where, " in %zu shards on %d ranks; rank 0 is pid %ld", duet_index_shards(c.ix), ranks,
+                 (long)getpid());
+    printf("duet serve: http://%s:%d/ (%zu images, %zu captions%s; ready in %.0f ms)\n", p.host,
+           duet_server_port(srv), duet_index_total(c.ix, 0), duet_index_total(c.ix, 1), where,
+           (now_seconds() - t0) * 1e3);
     fflush(stdout);
     /* the CNN loads while text queries are already answered */
     if (!no_image) {
@@ -568,7 +603,11 @@ int cmd_serve(int argc, char **argv) {
         }
     }
     int sig = 0;
-    sigwait(&set, &sig);
+    while (!(sig = stop_signal)) { /* a signal another thread took is seen within 0.2 s */
+        struct timespec ts = {0, 200 * 1000 * 1000};
+        int got = sigtimedwait(&set, NULL, &ts);
+        if (got > 0) { sig = got; break; }
+    }
     fprintf(stderr, "duet serve: signal %d, stopping: no new connections, answering the requests received\n", sig);
     double t2 = now_seconds();
     duet_server_stop(srv);

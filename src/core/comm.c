@@ -17,6 +17,7 @@ struct duet_comm {
     MPI_Request pending[DUET_COMM_PENDING]; /* sums in flight (allreduce_start) */
     int n_pending;
     double bytes_sent;    /* by the collectives of training, as counted there */
+    int serialized;       /* MPI may be called from any thread, one at a time */
 };
 
 /* Launched as one rank of several: Open MPI's mpirun, PMIx (srun with
@@ -34,10 +35,14 @@ duet_status duet_comm_init(int *argc, char ***argv, duet_comm **out, duet_error 
     if (!c) return duet_fail(err, DUET_ERR_NOMEM, "comm: out of memory");
     c->size = c->local_size = 1;
     if (launched_by_mpi()) {
-        if (MPI_Init(argc, argv) != MPI_SUCCESS) {
+        /* serialized: `duet serve`'s rank 0 calls MPI from its batch workers,
+         * one at a time (ob1 takes no locks below MPI_THREAD_MULTIPLE) */
+        int provided = MPI_THREAD_SINGLE;
+        if (MPI_Init_thread(argc, argv, MPI_THREAD_SERIALIZED, &provided) != MPI_SUCCESS) {
             free(c);
             return duet_fail(err, DUET_ERR_IO, "MPI_Init failed (started by mpirun or srun, but MPI could not start)");
         }
+        c->serialized = provided >= MPI_THREAD_SERIALIZED;
         c->mpi = 1;
         MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
         MPI_Comm_rank(MPI_COMM_WORLD, &c->rank);
@@ -149,6 +154,34 @@ duet_status duet_comm_bcast(duet_comm *c, void *buf, size_t bytes, duet_error *e
     if (!c || !c->mpi || c->size == 1) return DUET_OK;
     if (bytes > INT_MAX) return duet_fail(err, DUET_ERR_INVALID_ARG, "broadcast: %zu bytes is too many", bytes);
     int rc = MPI_Bcast(buf, (int)bytes, MPI_BYTE, 0, MPI_COMM_WORLD);
+    return rc == MPI_SUCCESS ? DUET_OK : mpi_fail(rc, err, "broadcast");
+}
+
+int duet_comm_threads_ok(const duet_comm *c) { return !c || !c->mpi || c->size == 1 || c->serialized; }
+
+/* Completes req, polling gently: a rank that waits here sleeps in steps
+ * from 20 us doubling to 1 ms instead of spinning (a wait that ends soon
+ * costs at most twice its length; a long one, 1 ms of latency). */
+static int wait_gently(MPI_Request *req) {
+    int done = 0, rc = MPI_SUCCESS;
+    long ns = 20 * 1000;
+    while (rc == MPI_SUCCESS && !done) {
+        rc = MPI_Test(req, &done, MPI_STATUS_IGNORE);
+        if (!done) {
+            struct timespec ts = {0, ns};
+            nanosleep(&ts, NULL);
+            if (ns < 1000 * 1000) ns *= 2;
+        }
+    }
+    return rc;
+}
+
+duet_status duet_comm_bcast_idle(duet_comm *c, void *buf, size_t bytes, duet_error *err) {
+    if (!c || !c->mpi || c->size == 1) return DUET_OK;
+    if (bytes > INT_MAX) return duet_fail(err, DUET_ERR_INVALID_ARG, "broadcast: %zu bytes is too many", bytes);
+    MPI_Request req;
+    int rc = MPI_Ibcast(buf, (int)bytes, MPI_BYTE, 0, MPI_COMM_WORLD, &req);
+    if (rc == MPI_SUCCESS) rc = wait_gently(&req);
     return rc == MPI_SUCCESS ? DUET_OK : mpi_fail(rc, err, "broadcast");
 }
 

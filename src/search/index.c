@@ -158,6 +158,7 @@ void duet_index_free(duet_index *ix) {
     for (int s = 0; s < 2; s++) free(ix->text[s]);
     for (int i = 0; i < DUET_INDEX_META; i++) free(ix->meta[i]);
     free(ix->hash);
+    free(ix->shard_file);
     free(ix);
 }
 
@@ -244,7 +245,7 @@ static duet_status finish(duet_index *ix, const char *path, duet_status st, duet
     if (!st) st = from_tf(ix, path, err);
     if (st) { duet_index_free(ix); return st; }
     ix->verified = ix->tf.checksum;
-    ix->n_shards = 1;
+    ix->n_shards = ix->my_shards = 1;
     ix->total[0] = ix->n[0];
     ix->total[1] = ix->n[1];
     *out = ix;

@@ -22,6 +22,9 @@ struct duet_index {
                               precision, isa (owned; NULL when absent)    */
     /* a gallery's rows [offset, offset + n) of total, in n_shards shards */
     size_t offset[2], total[2], n_shards;
+    size_t first_shard, my_shards;   /* shards [first, first + my) held      */
+    char *shard_file;      /* the first one's file name (owned; NULL: an
+                              index file)                                 */
     float *own_emb[2];     /* rows copied from several shard files        */
     char *own_text;        /* their names and texts                       */
     int verified;          /* every file's CRC checked                     */
@@ -44,6 +47,15 @@ duet_status duet_index_open_file(const char *path, int use_mmap, duet_index **ou
 duet_status duet_index_parse(char *buf, size_t len, const char *name, duet_index **out, duet_error *err);
 /* 1 when path starts with a shard manifest's magic. */
 int duet_index_is_manifest(const char *path);
+
+/* Every rank of c passes its part of a sharded gallery (its run of
+ * shards, duet_index_open_part); rank 0 gets *names (caller frees with
+ * duet_index_free; other ranks get NULL): every gallery image's name in
+ * gallery order, for duet_index_find_image and duet_index_text (no
+ * embeddings, no captions; totals and metadata as ix). Refuses ranks
+ * whose shards do not tile one gallery (DUET_ERR_SHAPE naming each rank's
+ * shards and files), as duet_search_sharded does. Every rank must call it. */
+duet_status duet_index_gather_names(duet_comm *c, const duet_index *ix, duet_index **names, duet_error *err);
 
 /* duet_searcher_topk that also says, per query, how many of its kk hits
  * are scored (real[q]); the rest are padding (the lowest unused rows at

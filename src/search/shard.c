@@ -215,30 +215,21 @@ static duet_status concat(duet_index **sh, size_t m, const char *path, duet_inde
     return DUET_OK;
 }
 
-duet_status duet_index_open_part(const char *path, size_t part, size_t parts, int use_mmap, duet_index **out,
-                                 duet_error *err) {
-    *out = NULL;
-    duet_tf_file tf;
-    duet_status st = duet_tf_read(path, MANIFEST_MAGIC, MANIFEST_VERSION, "shard manifest", &tf, err);
-    if (st) return st;
-    size_t s = json_array_size(json_object_get(tf.header, "shards"));
-    duet_tf_free(&tf);
-    if (parts < 1 || part >= parts || parts > s)
-        return duet_fail(err, DUET_ERR_INVALID_ARG, "%s: part %zu of %zu asked of an index of %zu shards (at most "
-                         "one part a shard: run with at most %zu processes)", path, part + 1, parts, s, s);
-    size_t first = s * part / parts;
-    return duet_index_open_shards(path, first, s * (part + 1) / parts - first, use_mmap, out, err);
-}
-
-duet_status duet_index_open_shards(const char *path, size_t first, size_t count, int use_mmap, duet_index **out,
-                                   duet_error *err) {
-    *out = NULL;
-    duet_tf_file tf;
-    duet_status st = duet_tf_read(path, MANIFEST_MAGIC, MANIFEST_VERSION, "shard manifest", &tf, err);
-    if (st) return st;
+/* Shards [first, first + count) of the manifest tf (read from path) as
+ * duet_index_open_shards; count (size_t)-1: to the last. part/parts
+ * (parts > 0): the caller's part of the shards instead. */
+static duet_status open_range(const char *path, const duet_tf_file *tf, size_t first, size_t count, size_t part,
+                              size_t parts, int use_mmap, duet_index **out, duet_error *err) {
     shard_ent *e = NULL;
     size_t s = 0, total[2], dim;
-    st = read_manifest(&tf, path, &e, &s, total, &dim, err);
+    duet_status st = read_manifest(tf, path, &e, &s, total, &dim, err);
+    if (!st && parts && (part >= parts || parts > s))
+        st = duet_fail(err, DUET_ERR_INVALID_ARG, "%s: part %zu of %zu asked of an index of %zu shards (at most "
+                       "one part a shard: run with at most %zu processes)", path, part + 1, parts, s, s);
+    if (!st && parts) {
+        first = s * part / parts;
+        count = s * (part + 1) / parts - first;
+    }
     if (!st && (first >= s || count == 0))
         st = duet_fail(err, DUET_ERR_INVALID_ARG, "%s: shards from %zu (%zu of them) asked of an index of %zu shards",
                        path, first, count, s);
@@ -250,18 +241,49 @@ duet_status duet_index_open_shards(const char *path, size_t first, size_t count,
     duet_index *ix = NULL;
     if (!st && count == 1) { ix = sh[0]; sh[0] = NULL; }
     else if (!st) st = concat(sh, count, path, &ix, err);
+    if (!st && !(ix->shard_file = duet_strdup(e[first].file))) {
+        duet_index_free(ix);
+        st = duet_fail(err, DUET_ERR_NOMEM, "%s: out of memory", path);
+    }
     if (!st) {
         ix->n_shards = s;
+        ix->first_shard = first;
+        ix->my_shards = count;
         for (int sd = 0; sd < 2; sd++) {
             ix->offset[sd] = e[first].off[sd];
             ix->total[sd] = total[sd];
         }
-        ix->verified &= tf.checksum;
+        ix->verified &= tf->checksum;
         *out = ix;
     }
     for (size_t i = 0; sh && i < count; i++) duet_index_free(sh[i]);
     free(sh);
     free(e);
+    return st;
+}
+
+/* The manifest is read (and its CRC checked) once. */
+static duet_status open_manifest(const char *path, size_t first, size_t count, size_t part, size_t parts,
+                                 int use_mmap, duet_index **out, duet_error *err) {
+    *out = NULL;
+    duet_tf_file tf;
+    duet_status st = duet_tf_read(path, MANIFEST_MAGIC, MANIFEST_VERSION, "shard manifest", &tf, err);
+    if (st) return st;
+    st = open_range(path, &tf, first, count, part, parts, use_mmap, out, err);
     duet_tf_free(&tf);
     return st;
+}
+
+duet_status duet_index_open_part(const char *path, size_t part, size_t parts, int use_mmap, duet_index **out,
+                                 duet_error *err) {
+    if (parts < 1) {
+        *out = NULL;
+        return duet_fail(err, DUET_ERR_INVALID_ARG, "%s: part %zu of 0 parts asked", path, part + 1);
+    }
+    return open_manifest(path, 0, 0, part, parts, use_mmap, out, err);
+}
+
+duet_status duet_index_open_shards(const char *path, size_t first, size_t count, int use_mmap, duet_index **out,
+                                   duet_error *err) {
+    return open_manifest(path, first, count, 0, 0, use_mmap, out, err);
 }

@@ -92,7 +92,7 @@ static enum MHD_Result answer_hits(duet_server *s, struct MHD_Connection *c, req
     job *j = rq->jb;
     json_t *arr = json_array();
     for (size_t i = 0; i < j->got; i++) {
-        const char *t = duet_index_text(s->ix, j->side, j->hits[i].index);
+        const char *t = j->texts ? j->texts[i] : duet_index_text(s->ix, j->side, j->hits[i].index);
         /* unit vectors: a cosine, whose float rounding may pass 1 by an ulp */
         double sc = j->hits[i].score > 1 ? 1 : j->hits[i].score < -1 ? -1 : j->hits[i].score;
         json_t *r = json_pack("{s:I, s:I, s:f}", "rank", (json_int_t)(i + 1), "index",
@@ -123,7 +123,7 @@ enum MHD_Result api_search(duet_server *s, struct MHD_Connection *c, req *rq) {
     if (parse_k(s, c, s->p.default_k, &k, &why)) return send_error(c, rq, 400, why);
     int side = parse_side(c, DUET_SIDE_IMAGE);
     if (side < 0) return send_error(c, rq, 400, "to must be images or captions");
-    if (duet_index_count(s->ix, side) == 0)
+    if (duet_index_total(s->ix, side) == 0)
         return send_error(c, rq, 400, side == DUET_SIDE_TEXT ? "the index holds no captions" : "the index holds no images");
     if (queue_reserve(s, KIND_TEXT)) return send_busy(c, rq, "the text queue is full: retry later");
     rq->kind = KIND_TEXT;
@@ -157,9 +157,9 @@ enum MHD_Result api_search_image(duet_server *s, struct MHD_Connection *c, req *
     if (rq->too_big) return send_error(c, rq, 413, "image body over the size cap");
     if (rq->len == 0) return send_error(c, rq, 400, "empty body: POST the image bytes (JPEG, PNG or BMP)");
     if (parse_k(s, c, s->p.default_k, &k, &why)) return send_error(c, rq, 400, why);
-    int side = parse_side(c, duet_index_count(s->ix, DUET_SIDE_TEXT) ? DUET_SIDE_TEXT : DUET_SIDE_IMAGE);
+    int side = parse_side(c, duet_index_total(s->ix, DUET_SIDE_TEXT) ? DUET_SIDE_TEXT : DUET_SIDE_IMAGE);
     if (side < 0) return send_error(c, rq, 400, "to must be images or captions");
-    if (duet_index_count(s->ix, side) == 0)
+    if (duet_index_total(s->ix, side) == 0)
         return send_error(c, rq, 400, side == DUET_SIDE_TEXT ? "the index holds no captions" : "the index holds no images");
     duet_query_encoder enc = current_enc(s);
     if (!enc.cnn) return send_busy(c, rq, "image queries are off (no CNN loaded, or still loading)");
@@ -186,7 +186,7 @@ enum MHD_Result api_search_image(duet_server *s, struct MHD_Connection *c, req *
 static unsigned gallery_path(const duet_server *s, const char *name, char *path, size_t cap, const char **why) {
     const char *root = duet_index_meta_of(s->ix).image_root;
     if (!*name || strstr(name, "..") || name[0] == '/' || strchr(name, '\\')) { *why = "bad image name"; return 400; }
-    if (duet_index_find_image(s->ix, name) == (size_t)-1) { *why = "no such gallery image"; return 404; }
+    if (duet_index_find_image(gallery_names(s), name) == (size_t)-1) { *why = "no such gallery image"; return 404; }
     if (!root) { *why = "the index records no image directory"; return 404; }
     if ((size_t)snprintf(path, cap, "%s/%s", root, name) >= cap) { *why = "no such gallery image"; return 404; }
     return 0;
@@ -240,8 +240,8 @@ enum MHD_Result api_health(duet_server *s, struct MHD_Connection *c, req *rq) {
     duet_index_meta m = duet_index_meta_of(s->ix);
     int have = current_enc(s).cnn != NULL;
     json_t *o = json_pack("{s:s, s:s, s:I, s:I, s:I, s:b, s:I, s:I}", "status", "ok", "duet_version",
-                          DUET_VERSION_STRING, "images", (json_int_t)duet_index_count(s->ix, 0), "captions",
-                          (json_int_t)duet_index_count(s->ix, 1), "dim", (json_int_t)duet_index_dim(s->ix),
+                          DUET_VERSION_STRING, "images", (json_int_t)duet_index_total(s->ix, 0), "captions",
+                          (json_int_t)duet_index_total(s->ix, 1), "dim", (json_int_t)duet_index_dim(s->ix),
                           "image_queries", have, "max_k", (json_int_t)s->p.max_k,
                           "max_body", (json_int_t)s->p.max_body);
     json_object_set_new(o, "model", m.model ? json_string(m.model) : json_null());
@@ -251,6 +251,10 @@ enum MHD_Result api_health(duet_server *s, struct MHD_Connection *c, req *rq) {
     json_object_set_new(o, "precision", json_string(duet_precision_name(duet_searcher_precision(s->search[0]))));
     json_object_set_new(o, "isa", json_string(duet_cpu_isa()));
     json_object_set_new(o, "score", json_string("cosine"));
+    /* who searches: the index's shard files and the processes (MPI ranks)
+     * they are split between (1: this process holds every row) */
+    json_object_set_new(o, "shards", json_integer((json_int_t)duet_index_shards(s->ix)));
+    json_object_set_new(o, "ranks", json_integer((json_int_t)(s->ranks > 1 ? s->ranks : 1)));
     duet_query_encoder enc = current_enc(s);
     if (enc.model) {   /* what the page says it serves: one model or an ensemble */
         char desc[256];

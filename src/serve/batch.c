@@ -28,6 +28,7 @@ void job_free(job *j) {
     if (!j) return;
     free(j->input);
     free(j->hits);
+    free(j->texts);
     free(j->boxes);
     duet_image_free(&j->im);
     free(j);
@@ -100,7 +101,8 @@ static void fail_all(job **b, size_t n, unsigned code, const char *msg) {
 }
 
 /* The embeddings emb [n x dim] of the jobs b searched, one scoring product
- * per gallery; each job keeps the first k of the largest k asked. */
+ * per gallery (under mpirun: one collective search, ranks.c); each job
+ * keeps the first k of the largest k asked. */
 static void search_batch(duet_server *s, job **b, size_t n, const float *emb) {
     size_t de = duet_index_dim(s->ix);
     for (int side = 0; side < 2; side++) {
@@ -117,15 +119,18 @@ static void search_batch(duet_server *s, job **b, size_t n, const float *emb) {
         for (size_t i = 0; !st && i < n; i++)
             if (b[i]->side == side) { memcpy(qm + r * de, emb + i * de, de * sizeof(float)); gj[r++] = b[i]; }
         duet_mat qv = {qm, g, de};
-        if (!st) st = duet_searcher_topk(s->search[side], &qv, kmax, h, &got, &e);
-        for (size_t i = 0; i < n && st; i++)   /* this side's jobs fail; the other's stand */
-            if (b[i]->side == side) fail_all(&b[i], 1, 500, e.msg);
+        char **tx = NULL;
+        if (!st) st = ranks_search(s, side, &qv, kmax, h, &got, &tx, &e);
         for (size_t i = 0; i < g && !st; i++) {
             job *j = gj[i];
             j->got = j->k < got ? j->k : got;
             memcpy(j->hits, h + i * got, j->got * sizeof *h);
+            if (tx && !(j->texts = texts_copy(tx + i * got, j->got)))
+                st = duet_fail(&e, DUET_ERR_NOMEM, "out of memory");
         }
-        free(qm); free(h); free(gj);
+        for (size_t i = 0; i < n && st; i++)   /* this side's jobs fail; the other's stand */
+            if (b[i]->side == side) fail_all(&b[i], 1, 500, e.msg);
+        free(qm); free(h); free(gj); free(tx);
     }
 }
 

@@ -168,9 +168,13 @@ enum MHD_Result api_metrics(duet_server *s, struct MHD_Connection *c, req *rq) {
     head(&b, "duet_deadline_expired_total", "counter", "Requests answered 503 because they waited past the deadline.");
     for (int k = 0; k < N_KINDS; k++)
         duet_sb_printf(&b, "duet_deadline_expired_total{kind=\"%s\"} %llu\n", KIND_NAME[k], atomic_load(&m->expired[k]));
-    head(&b, "duet_index_rows", "gauge", "Rows of the index, by side.");
+    head(&b, "duet_index_rows", "gauge", "Rows of the index (every shard), by side.");
     duet_sb_printf(&b, "duet_index_rows{side=\"images\"} %zu\nduet_index_rows{side=\"captions\"} %zu\n",
-                     duet_index_count(s->ix, DUET_SIDE_IMAGE), duet_index_count(s->ix, DUET_SIDE_TEXT));
+                     duet_index_total(s->ix, DUET_SIDE_IMAGE), duet_index_total(s->ix, DUET_SIDE_TEXT));
+    head(&b, "duet_index_shards", "gauge", "Shard files of the index (1: an index file).");
+    duet_sb_printf(&b, "duet_index_shards %zu\n", duet_index_shards(s->ix));
+    head(&b, "duet_ranks", "gauge", "Processes searching the index (MPI ranks; 1: this process alone).");
+    duet_sb_printf(&b, "duet_ranks %d\n", s->ranks > 1 ? s->ranks : 1);
     head(&b, "duet_index_dim", "gauge", "Embedding dimension of the index.");
     duet_sb_printf(&b, "duet_index_dim %zu\n", duet_index_dim(s->ix));
     head(&b, "duet_open_connections", "gauge", "Open HTTP connections.");

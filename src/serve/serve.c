@@ -242,6 +242,7 @@ static void server_free(duet_server *s) {
     if (!s) return;
     duet_searcher_free(s->search[0]);
     duet_searcher_free(s->search[1]);
+    ranks_free(s);
     if (s->queues_made) queues_free(s);
     pthread_cond_destroy(&s->cnn_cv);
     pthread_mutex_destroy(&s->cnn_lock);
@@ -287,8 +288,9 @@ duet_status duet_server_start(const duet_serve_params *p, const duet_index *ix, 
         duet_status st = duet_searcher_new(&g, p->precision, &s->search[side], err);
         if (st) { server_free(s); return st; }
     }
-    duet_status st = queues_start(s, err);
-    if (st) { server_free(s); return st; }
+    duet_status st = ranks_start(s, err);
+    if (!st) st = queues_start(s, err);
+    if (st) { ranks_stop(s); server_free(s); return st; }
     s->d = MHD_start_daemon(MHD_USE_AUTO | MHD_USE_INTERNAL_POLLING_THREAD | MHD_ALLOW_SUSPEND_RESUME, 0, NULL,
                             NULL, handle, s,
                             MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
@@ -302,6 +304,7 @@ duet_status duet_server_start(const duet_serve_params *p, const duet_index *ix, 
                             MHD_OPTION_END);
     if (!s->d) {
         queues_stop(s);
+        ranks_stop(s);
         server_free(s);
         return duet_fail(err, DUET_ERR_IO, "serve: cannot listen on %s:%d (in use, or not allowed)", host, p->port);
     }
@@ -358,6 +361,7 @@ void duet_server_stop(duet_server *s) {
         nanosleep(&ts, NULL);
     }
     queues_stop(s);
+    ranks_stop(s); /* no search is left: the other ranks return */
     MHD_stop_daemon(s->d);
     if (ls != MHD_INVALID_SOCKET) close(ls);
     server_free(s);

@@ -3,6 +3,8 @@
  *   api.c      the endpoints: arguments, admission, answers
  *   batch.c    the queues and worker threads (micro-batching)
  *   metrics.c  counters and histograms, GET /metrics, the access log line
+ *   ranks.c    a sharded index served by the ranks of an MPI job: the
+ *              search step as a collective, the other ranks' loop
  *
  * A request's life: MHD calls handle() (serve.c) for it; the endpoint
  * (api.c) checks its arguments, reserves a place in its kind's queue (none:
@@ -51,6 +53,9 @@ typedef struct job {
     char msg[1024];
     int retry;                 /* 503s: send Retry-After                      */
     duet_hit *hits;            /* [k] (owned)                                 */
+    char **texts;              /* [got] the hits' names or texts, one block
+                                  (owned), when the gallery is split between
+                                  ranks; NULL: read from the index            */
     size_t got;
     duet_box *boxes;           /* localize: [got] (owned)                     */
     size_t proposals;
@@ -118,6 +123,12 @@ struct duet_server {
     int queues_made;
     atomic_int draining;
     metrics m;
+    /* ranks.c: the job serving a sharded index (ranks > 1) */
+    duet_comm *comm;
+    int ranks;
+    pthread_mutex_t ranks_mu;  /* one collective at a time (the two workers) */
+    int ranks_made, ranks_ready, ranks_stopped;
+    duet_index *names;         /* every gallery image's name (ranks > 1)      */
 };
 
 /* ---- serve.c: answers. Each records its status in rq. */
@@ -149,6 +160,24 @@ void queue_unreserve(duet_server *s, int kind);
 int queue_submit(duet_server *s, int kind, job *j, struct MHD_Connection *c);
 size_t queue_depth(duet_server *s, int kind);
 void job_free(job *j);
+
+/* ---- ranks.c */
+/* Rank 0's side of the job (nothing with one rank): the handshake with
+ * the other ranks (their shards checked, the gallery's names gathered). */
+duet_status ranks_start(duet_server *s, duet_error *err);
+/* Tells the other ranks to stop (once; after the workers have stopped). */
+void ranks_stop(duet_server *s);
+void ranks_free(duet_server *s);
+/* The search step of a batch: queries q (rows x dim) against side, top k
+ * (hits [rows x *got]); *texts: the hits' names/texts when the gallery is
+ * split between ranks (caller frees with free()), else NULL. */
+duet_status ranks_search(duet_server *s, int side, const duet_mat *q, size_t k, duet_hit *hits, size_t *got,
+                         char ***texts, duet_error *err);
+/* n strings of t copied into one block (pointers, then bytes); NULL when
+ * out of memory. Caller frees with free(). */
+char **texts_copy(char *const *t, size_t n);
+/* The gallery's name lookup (all of it on rank 0 of a job) and sizes. */
+const duet_index *gallery_names(const duet_server *s);
 
 /* ---- metrics.c */
 void metrics_init(metrics *m);
