@@ -254,6 +254,11 @@ int duet_dtype_parse(const char *s);
 /* duet_npy_write in dtype dt. */
 duet_status duet_npy_write_as(const char *path, const duet_mat *m,
                               duet_dtype dt, duet_error *err);
+/* duet_npy_write_as that also sets *crc (when not NULL, on success only) to
+ * the CRC-32C of the whole file, computed while writing: the value
+ * duet_file_crc32c would read back, without a second pass. */
+duet_status duet_npy_write_crc(const char *path, const duet_mat *m,
+                               duet_dtype dt, uint32_t *crc, duet_error *err);
 
 /* ----------------------------------------------------------- feature sources
  * Feature matrices larger than memory (docs/SCALE.md): a duet_features is

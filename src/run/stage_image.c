@@ -128,13 +128,15 @@ duet_status duet_stage_image(duet_run_state *rs, duet_error *err) {
     duet_stage_path(rs, S, "features.npy", out, sizeof out);
     int writer = duet_comm_rank(comm) == 0;
     if (!st && writer) st = duet_mat_check_finite(&f, out, err);
-    if (!st && writer) st = duet_npy_write(out, &f, err);
+    uint32_t crc = 0;
+    if (!st && writer) st = duet_npy_write_crc(out, &f, DUET_DTYPE_F32, &crc, err);
     if (!st && writer) {
         char desc[128];
         snprintf(desc, sizeof desc, "%s crops=%d", rs->c->cnn, rs->c->crops);
-        st = duet_stage_close(rs, S, json_pack("{s:s, s:I, s:I, s:s}", "features", "features.npy", "rows",
-                                          (json_int_t)n, "dim", (json_int_t)dim, "image_model", desc),
-                         &in, err);
+        json_t *m = json_pack("{s:s, s:I, s:I, s:s}", "features", "features.npy", "rows", (json_int_t)n, "dim",
+                              (json_int_t)dim, "image_model", desc);
+        duet_stage_set_crc(m, "features.npy", crc);
+        st = duet_stage_close(rs, S, m, &in, err);
     }
     /* every rank keeps its parts until rank 0 has written the stage */
     if (duet_comm_size(comm) > 1) st = duet_comm_all_ok(comm, st, err);
