@@ -474,6 +474,10 @@ duet_precision duet_cnn_precision(const duet_cnn *net);
  * docs/IMAGE.md). 0: float (f32, or for a quantized model its float
  * emulation, the reference at precision f32). */
 int duet_cnn_int8(const duet_cnn *net);
+/* duet_cnn_int8's rule without a model: 1 when a quantized model (every
+ * layer of a uint8 TFLite file, as MobileNetV2's) computes in int8 at the
+ * resolved precision p on this CPU (p bf16 and int8 dot products). */
+int duet_cnn_int8_at(duet_precision p);
 
 size_t duet_cnn_feature_dim(const duet_cnn *net);
 size_t duet_cnn_classes(const duet_cnn *net);  /* 1000, or 1001 (TFLite)  */

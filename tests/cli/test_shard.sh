@@ -132,4 +132,24 @@ python3 -c 'import json,glob; p=glob.glob("w/text-*/stage.json")[0]; m=json.load
 expect 0 "text    cached" "${RUN[@]}"
 grep -q " built   in" "$T/err" && bad "a manifest without checksums was rebuilt: $(grep " built   in" "$T/err")" || ok
 
+# --- the image stage's key: int8 decided without loading the CNN ------------------------
+# at bf16, "int8=1" in the key where duet runs the uint8 MobileNetV2 in int8
+# (duet info), and a cached run does not open the weights to compute it
+if "$DUET" info | grep -q "native bf16: yes"; then
+  want=0; "$DUET" info | grep -q "MobileNetV2: int8" && want=1
+  expect 0 "image   built" "${RUN[@]}" --precision bf16 --work w16
+  keytext() { python3 -c 'import json,glob,sys; print(json.load(open(glob.glob(sys.argv[1] + "/image-*/stage.json")[0]))["inputs"])' "$1"; }
+  [ "$(keytext w16 | grep -c '^int8=1$')" = "$want" ] && ok || bad "the bf16 image stage's key does not say int8=$want: $(keytext w16)"
+  keytext w | grep -q "^int8=" && bad "the f32 image stage's key names int8: $(keytext w)" || ok
+  if command -v strace >/dev/null; then
+    strace -f -qq -e trace=open,openat -o "$T/strace" "${RUN[@]}" --precision bf16 --work w16 >/dev/null 2>"$T/err" &&
+      grep -q "image   cached" "$T/err" && ok || bad "cached bf16 rerun under strace: $(tail -c 300 "$T/err")"
+    grep -qF "$(basename "$DUET_MOBILENET")" "$T/strace" && bad "a cached image stage opened the CNN weights" || ok
+  else
+    echo "SKIP: strace absent: whether a cached stage opens the weights" >&2; skip=$((skip + 1))
+  fi
+else
+  echo "SKIP: the bf16 image stage's key: no native bf16 on this CPU" >&2; skip=$((skip + 1))
+fi
+
 summary
