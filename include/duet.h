@@ -264,6 +264,11 @@ int duet_dtype_parse(const char *s);
 /* duet_npy_write in dtype dt. */
 duet_status duet_npy_write_as(const char *path, const duet_mat *m,
                               duet_dtype dt, duet_error *err);
+/* duet_npy_write_as that also sets *crc (when not NULL, on success only) to
+ * the CRC-32C of the whole file, computed while writing: the value
+ * duet_file_crc32c would read back, without a second pass. */
+duet_status duet_npy_write_crc(const char *path, const duet_mat *m,
+                               duet_dtype dt, uint32_t *crc, duet_error *err);
 
 /* ----------------------------------------------------------- feature sources
  * Feature matrices larger than memory (docs/SCALE.md): a duet_features is
@@ -479,6 +484,10 @@ duet_precision duet_cnn_precision(const duet_cnn *net);
  * docs/IMAGE.md). 0: float (f32, or for a quantized model its float
  * emulation, the reference at precision f32). */
 int duet_cnn_int8(const duet_cnn *net);
+/* duet_cnn_int8's rule without a model: 1 when a quantized model (every
+ * layer of a uint8 TFLite file, as MobileNetV2's) computes in int8 at the
+ * resolved precision p on this CPU (p bf16 and int8 dot products). */
+int duet_cnn_int8_at(duet_precision p);
 
 size_t duet_cnn_feature_dim(const duet_cnn *net);
 size_t duet_cnn_classes(const duet_cnn *net);  /* 1000, or 1001 (TFLite)  */

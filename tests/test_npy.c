@@ -719,6 +719,30 @@ TEST(check_finite_names_position) {
     duet_mat_free(&f);
 }
 
+/* The CRC duet_npy_write_crc gives while writing is the file's CRC-32C
+ * (duet_file_crc32c reads it back), in both dtypes, for an empty matrix and
+ * past one 4 KiB conversion chunk; on failure *crc is left alone. */
+TEST(write_crc_is_file_crc) {
+    char p[512];
+    duet_error e = {0};
+    static float v[3000];
+    for (size_t i = 0; i < 3000; i++) v[i] = (float)i * 0.37f - 400.0f;
+    const duet_mat mats[3] = {{v, 1000, 3}, {v, 7, 5}, {v, 0, 4}};
+    for (int m = 0; m < 3; m++)
+        for (int dt = DUET_DTYPE_F32; dt <= DUET_DTYPE_F16; dt++) {
+            uint32_t got = 0, want = 1;
+            tmp_path(p, sizeof p, "crc.npy");
+            CHECK(duet_npy_write_crc(p, &mats[m], (duet_dtype)dt, &got, &e) == DUET_OK);
+            CHECK(duet_file_crc32c(p, &want, &e) == DUET_OK);
+            CHECK_MSG(got == want, "matrix %d dtype %d: %08x written, %08x read", m, dt, got, want);
+        }
+    CHECK(duet_npy_write_crc(p, &mats[1], DUET_DTYPE_F32, NULL, &e) == DUET_OK);
+    uint32_t keep = 0x1234u;
+    tmp_path(p, sizeof p, "no/such/dir/crc.npy");
+    CHECK(duet_npy_write_crc(p, &mats[1], DUET_DTYPE_F32, &keep, &e) == DUET_ERR_IO);
+    CHECK(keep == 0x1234u);
+}
+
 int main(void) {
     if (scratch_make("npy")) return 1;
     RUN(fixture_f4);
@@ -747,6 +771,7 @@ int main(void) {
     RUN(write_to_missing_directory);
     RUN(write_replaces_atomically);
     RUN(check_finite_names_position);
+    RUN(write_crc_is_file_crc);
     scratch_remove();
     return check_summary("npy");
 }

@@ -348,6 +348,9 @@ static int features_image(int argc, char **argv) {
     snprintf(key, sizeof key, "%s crops=%d inputs=%zu hash=%016llx weights=%s%s%s", model, crops, n,
              (unsigned long long)h, mp.weights, mp.prec == DUET_PRECISION_F32 ? "" : " precision=",
              mp.prec == DUET_PRECISION_F32 ? "" : duet_precision_name(mp.prec));
+    /* int8 gives other features than the float emulation at the same
+     * precision (duet_cnn_int8: the CPU decides): named only when used */
+    if (duet_cnn_int8(net)) strncat(key, " int8", sizeof key - strlen(key) - 1);
 
     ckpt_state s = {0};
     s.rows = duet_alloc_array(hi - lo, sizeof(size_t));

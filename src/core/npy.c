@@ -236,10 +236,18 @@ static uint16_t float_to_half(float f) {
     return (uint16_t)(sign | r >> 13);
 }
 
+/* Writes n bytes and folds them into *crc (the CRC-32C of the file so far). */
+static duet_status npy_put(duet_atomic_file *af, const void *p, size_t n, uint32_t *crc,
+                           duet_error *err) {
+    *crc = duet_crc32c(*crc, p, n);
+    return duet_atomic_write(af, p, n, err);
+}
+
 /* Writes count floats as little-endian float32, or float16 when half
- * (data borrowed). */
+ * (data borrowed), folding the bytes into *crc. */
 static duet_status npy_write_data(duet_atomic_file *af, const float *data,
-                                  size_t count, int half, duet_error *err) {
+                                  size_t count, int half, uint32_t *crc,
+                                  duet_error *err) {
     if (half) {
         unsigned char chunk[4096];
         duet_status st = DUET_OK;
@@ -250,11 +258,11 @@ static duet_status npy_write_data(duet_atomic_file *af, const float *data,
                 chunk[2 * j] = (unsigned char)h;
                 chunk[2 * j + 1] = (unsigned char)(h >> 8);
             }
-            st = duet_atomic_write(af, chunk, 2 * k, err);
+            st = npy_put(af, chunk, 2 * k, crc, err);
         }
         return st;
     }
-    if (!host_big()) return duet_atomic_write(af, data, count * sizeof *data, err);
+    if (!host_big()) return npy_put(af, data, count * sizeof *data, crc, err);
     unsigned char chunk[4096];
     duet_status st = DUET_OK;
     for (size_t i = 0; i < count && st == DUET_OK; i += sizeof chunk / 4) {
@@ -264,7 +272,7 @@ static duet_status npy_write_data(duet_atomic_file *af, const float *data,
             memcpy(&u, data + i + j, sizeof u);
             for (int b = 0; b < 4; b++) chunk[4 * j + b] = (unsigned char)(u >> 8 * b);
         }
-        st = duet_atomic_write(af, chunk, 4 * k, err);
+        st = npy_put(af, chunk, 4 * k, crc, err);
     }
     return st;
 }
@@ -278,6 +286,13 @@ duet_status duet_npy_write(const char *path, const duet_mat *m,
 
 duet_status duet_npy_write_as(const char *path, const duet_mat *m, duet_dtype dt,
                               duet_error *err) {
+    return duet_npy_write_crc(path, m, dt, NULL, err);
+}
+
+/* duet_npy_write_as that also gives the CRC-32C of the whole file written
+ * (crc may be NULL; set only on success), computed while writing. */
+duet_status duet_npy_write_crc(const char *path, const duet_mat *m, duet_dtype dt,
+                               uint32_t *crc_out, duet_error *err) {
     if (!path || !m)
         return duet_fail(err, DUET_ERR_INVALID_ARG,
                          "duet_npy_write: NULL path or matrix");
@@ -298,11 +313,14 @@ duet_status duet_npy_write_as(const char *path, const duet_mat *m, duet_dtype dt
     duet_atomic_file af;
     duet_status st = duet_atomic_open(&af, path, err);
     if (st != DUET_OK) return st;
-    st = duet_atomic_write(&af, hdr, hl, err);
-    if (st == DUET_OK) st = npy_write_data(&af, m->data, count, dt == DUET_DTYPE_F16, err);
+    uint32_t crc = 0;
+    st = npy_put(&af, hdr, hl, &crc, err);
+    if (st == DUET_OK) st = npy_write_data(&af, m->data, count, dt == DUET_DTYPE_F16, &crc, err);
     if (st != DUET_OK) {
         duet_atomic_abort(&af);
         return st;
     }
-    return duet_atomic_commit(&af, err);
+    st = duet_atomic_commit(&af, err);
+    if (st == DUET_OK && crc_out) *crc_out = crc;
+    return st;
 }

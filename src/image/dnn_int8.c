@@ -248,16 +248,32 @@ static int q_split(const cnn_node *nd, int cin, int8_t **wq, int **fail) {
 }
 
 /* Appends the C step that recomputes the channels fail[0..n) of node i
- * (takes fail). */
+ * (takes fail), with its weights minus their zero point and its planes
+ * (cnn_fix) made here, once: a run only reads and writes them. */
 static void q_fix(pctx *c, int i, int sm, int dm, int *fail, int n, const float *ms, int per_ch, const qattr *q,
                   int zx, const int pad[4]) {
     cnn_plan *p = c->p;
+    const cnn_node *nd = NODE(i);
+    const dnnl_dim_t *sd = MD(sm)->dims; /* n c h w */
+    int dw = nd->op == CNN_DWCONV;
+    size_t ce = dw ? 1 : (size_t)sd[1], K = (size_t)nd->kh * (size_t)nd->kw * ce, per = 0;
     float *m = duet_alloc_array((size_t)n, sizeof(float));
+    int32_t *w = duet_alloc_array((size_t)n, K * sizeof(int32_t)), *planes = NULL;
+    if (duet_mul_size(p->n * (dw ? (size_t)n : 1), (size_t)sd[2] * (size_t)sd[3], &per))
+        planes = duet_alloc_array(per, ce * sizeof(int32_t));
     cnn_fix *nf = p->n_fixes < p->cap_fixes ? p->fixes : realloc(p->fixes, (p->cap_fixes * 2 + 4) * sizeof *nf);
-    if (!m || !nf) { free(m); free(fail); c->st = duet_fail(c->err, DUET_ERR_NOMEM, "%s: out of memory", c->what); return; }
+    if (!m || !w || !planes || !nf) {
+        free(m); free(w); free(planes); free(fail);
+        c->st = duet_fail(c->err, DUET_ERR_NOMEM, "%s: out of memory", c->what);
+        return;
+    }
     if (nf != p->fixes) { p->fixes = nf; p->cap_fixes = p->cap_fixes * 2 + 4; }
-    for (int k = 0; k < n; k++) m[k] = ms[per_ch ? fail[k] : 0];
-    p->fixes[p->n_fixes] = (cnn_fix){i, sm, dm, fail, n, m, zx, q->clip, pad[0], pad[2], q->lo, q->hi};
+    for (int k = 0; k < n; k++) {
+        m[k] = ms[per_ch ? fail[k] : 0];
+        for (size_t t = 0; t < K; t++) /* qw: [taps (x cin) x c] */
+            w[(size_t)k * K + t] = nd->qw[t * (size_t)nd->c + (size_t)fail[k]] - nd->qw_zp;
+    }
+    p->fixes[p->n_fixes] = (cnn_fix){i, sm, dm, fail, n, m, zx, q->clip, pad[0], pad[2], q->lo, q->hi, w, planes};
     pl_step_fix(c, i, (int)p->n_fixes++);
 }
 
@@ -266,8 +282,6 @@ typedef struct fixctx {
     const cnn_node *nd;
     const uint8_t *x;
     uint8_t *y;
-    const int32_t *w;          /* [n_ch][kh kw] weights minus zero point */
-    int32_t *planes;           /* [n][ih iw (cin)]: gathered input, an image */
     int cin, ih, iw;
 } fixctx;
 
@@ -280,46 +294,56 @@ static uint8_t fix_requant(const cnn_fix *f, const cnn_node *nd, int k, int32_t 
     return (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
 }
 
-/* Images [b0, b1): for each failing channel, its input gathered minus
- * the zero point into an int32 plane (depthwise: the channel; else all
- * input channels, the first layer's 3), then its window sums. */
-static void fix_images(void *vctx, size_t b0, size_t b1) {
+/* Images [b0, b1) of a convolution (not depthwise): the input minus the
+ * zero point into each image's int32 plane, all input channels. */
+static void fix_gather(void *vctx, size_t b0, size_t b1) {
+    const fixctx *q = vctx;
+    size_t plane = (size_t)q->ih * (size_t)q->iw * (size_t)q->cin;
+    for (size_t b = b0; b < b1; b++)
+        for (size_t t = 0; t < plane; t++) q->f->planes[b * plane + t] = q->x[b * plane + t] - q->f->zx;
+}
+
+/* Items [i0, i1) of image x failing channel (b = item / n_ch, k = item %
+ * n_ch): a depthwise layer's channel gathered minus the zero point into
+ * its int32 plane, then the window sums of its output channel. Items
+ * write disjoint planes and outputs: any split gives the same bytes. */
+static void fix_items(void *vctx, size_t i0, size_t i1) {
     const fixctx *q = vctx;
     const cnn_fix *f = q->f;
     const cnn_node *nd = q->nd;
     int dw = nd->op == CNN_DWCONV;
     size_t cin = (size_t)q->cin, ce = dw ? 1 : cin, plane = (size_t)q->ih * (size_t)q->iw * ce;
     size_t K = (size_t)nd->kh * (size_t)nd->kw * ce;
-    for (size_t b = b0; b < b1; b++)
-        for (int k = 0; k < f->n_ch; k++) {
-            int32_t *xp = q->planes + b * plane;
-            size_t o = (size_t)f->ch[k];
-            const uint8_t *xb = q->x + b * (size_t)q->ih * (size_t)q->iw * cin;
-            if (dw)
-                for (size_t t = 0; t < plane; t++) xp[t] = xb[t * cin + o] - f->zx;
-            else if (k == 0)
-                for (size_t t = 0; t < plane; t++) xp[t] = xb[t] - f->zx;
-            const int32_t *w = q->w + (size_t)k * K;
-            float bias = (float)(nd->qbias ? nd->qbias[o] : 0);
-            for (int oy = 0; oy < nd->h; oy++) {
-                uint8_t *yrow = q->y + ((b * (size_t)nd->h + (size_t)oy) * (size_t)nd->w) * (size_t)nd->c + o;
-                for (int ox = 0; ox < nd->w; ox++) {
-                    int32_t acc = 0;
-                    for (int ky = 0; ky < nd->kh; ky++) {
-                        int iy = oy * nd->sh - f->pt + ky;
-                        if (iy < 0 || iy >= q->ih) continue;
-                        for (int kx = 0; kx < nd->kw; kx++) {
-                            int ix = ox * nd->sw - f->pl + kx;
-                            if (ix < 0 || ix >= q->iw) continue;
-                            const int32_t *px = xp + ((size_t)iy * (size_t)q->iw + (size_t)ix) * ce;
-                            const int32_t *wt = w + ((size_t)ky * (size_t)nd->kw + (size_t)kx) * ce;
-                            for (size_t ci = 0; ci < ce; ci++) acc += px[ci] * wt[ci];
-                        }
+    for (size_t it = i0; it < i1; it++) {
+        size_t b = it / (size_t)f->n_ch;
+        int k = (int)(it % (size_t)f->n_ch);
+        size_t o = (size_t)f->ch[k];
+        int32_t *xp = f->planes + (dw ? it : b) * plane;
+        if (dw) {
+            const uint8_t *xb = q->x + b * plane * cin;
+            for (size_t t = 0; t < plane; t++) xp[t] = xb[t * cin + o] - f->zx;
+        }
+        const int32_t *w = f->w + (size_t)k * K;
+        float bias = (float)(nd->qbias ? nd->qbias[o] : 0);
+        for (int oy = 0; oy < nd->h; oy++) {
+            uint8_t *yrow = q->y + ((b * (size_t)nd->h + (size_t)oy) * (size_t)nd->w) * (size_t)nd->c + o;
+            for (int ox = 0; ox < nd->w; ox++) {
+                int32_t acc = 0;
+                for (int ky = 0; ky < nd->kh; ky++) {
+                    int iy = oy * nd->sh - f->pt + ky;
+                    if (iy < 0 || iy >= q->ih) continue;
+                    for (int kx = 0; kx < nd->kw; kx++) {
+                        int ix = ox * nd->sw - f->pl + kx;
+                        if (ix < 0 || ix >= q->iw) continue;
+                        const int32_t *px = xp + ((size_t)iy * (size_t)q->iw + (size_t)ix) * ce;
+                        const int32_t *wt = w + ((size_t)ky * (size_t)nd->kw + (size_t)kx) * ce;
+                        for (size_t ci = 0; ci < ce; ci++) acc += px[ci] * wt[ci];
                     }
-                    yrow[(size_t)ox * (size_t)nd->c] = fix_requant(f, nd, k, acc, bias);
                 }
+                yrow[(size_t)ox * (size_t)nd->c] = fix_requant(f, nd, k, acc, bias);
             }
         }
+    }
 }
 
 dnnl_status_t cnn_fix_run(const duet_cnn *net, const cnn_plan *p, const cnn_fix *f) {
@@ -329,20 +353,11 @@ dnnl_status_t cnn_fix_run(const duet_cnn *net, const cnn_plan *p, const cnn_fix 
     dnnl_status_t s = dnnl_memory_get_data_handle(p->mems[f->src].mem, &xv);
     if (s == dnnl_success) s = dnnl_memory_get_data_handle(p->mems[f->dst].mem, &yv);
     if (s != dnnl_success) return s;
-    size_t K = (size_t)nd->kh * (size_t)nd->kw * (nd->op == CNN_DWCONV ? 1 : (size_t)sd[1]);
-    int32_t *w = duet_alloc_array((size_t)f->n_ch * K, sizeof(int32_t));
-    int32_t *planes = duet_alloc_array(p->n * (size_t)sd[2] * (size_t)sd[3],
-                                       (nd->op == CNN_DWCONV ? 1 : (size_t)sd[1]) * sizeof(int32_t));
-    if (!w || !planes) { free(w); free(planes); return dnnl_out_of_memory; }
-    for (int k = 0; k < f->n_ch; k++) /* qw: [taps (x cin) x c] */
-        for (size_t t = 0; t < K; t++)
-            w[(size_t)k * K + t] = nd->qw[t * (size_t)nd->c + (size_t)f->ch[k]] - nd->qw_zp;
-    fixctx q = {f, nd, xv, yv, w, planes, (int)sd[1], (int)sd[2], (int)sd[3]};
+    fixctx q = {f, nd, xv, yv, (int)sd[1], (int)sd[2], (int)sd[3]};
+    if (nd->op != CNN_DWCONV) fix_gather(&q, 0, p->n);
     /* on the calling thread (a few ms a batch): threads of its own would
      * compete with oneDNN's OpenMP team, whose threads spin after a step */
-    fix_images(&q, 0, p->n);
-    free(w);
-    free(planes);
+    fix_items(&q, 0, p->n * (size_t)f->n_ch);
     return dnnl_success;
 }
 

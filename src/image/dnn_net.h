@@ -55,6 +55,10 @@ typedef struct cnn_fix {
     float *m;                  /* their output scales                    */
     int zx, clip, pt, pl;      /* src zero point; clip; padding          */
     float lo, hi;
+    int32_t *w;                /* [n_ch][kh kw (cin)] weights minus their
+                                  zero point, built when planned         */
+    int32_t *planes;           /* gathered input minus z_x: [n][n_ch][ih
+                                  iw] (depthwise), else [n][ih iw cin]   */
 } cnn_fix;
 
 typedef struct cnn_plan {

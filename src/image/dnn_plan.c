@@ -362,7 +362,9 @@ void cnn_plan_free(cnn_plan *p) {
     if (!p) return;
     for (size_t i = 0; i < p->n_steps; i++)
         if (p->steps[i].prim) dnnl_primitive_destroy(p->steps[i].prim);
-    for (size_t i = 0; i < p->n_fixes; i++) { free(p->fixes[i].ch); free(p->fixes[i].m); }
+    for (size_t i = 0; i < p->n_fixes; i++) {
+        free(p->fixes[i].ch); free(p->fixes[i].m); free(p->fixes[i].w); free(p->fixes[i].planes);
+    }
     free(p->fixes);
     for (size_t i = 0; i < p->n_mems; i++) dnnl_memory_destroy(p->mems[i].mem);
     for (size_t i = 0; i < p->n_bufs; i++) free(p->bufs[i].data);

@@ -202,8 +202,10 @@ void cnn_set_int8(duet_cnn *net, int mode) {
 
 int cnn_int8(const duet_cnn *net) {
     if (!net->quant || net->pre != CNN_PRE_UINT8 || net->int8_mode == CNN_INT8_OFF) return 0;
-    return net->int8_mode == CNN_INT8_ON || (duet_cnn_precision(net) == DUET_PRECISION_BF16 && cpu_has_vnni());
+    return net->int8_mode == CNN_INT8_ON || duet_cnn_int8_at(duet_cnn_precision(net));
 }
+
+int duet_cnn_int8_at(duet_precision p) { return p == DUET_PRECISION_BF16 && cpu_has_vnni(); }
 
 int duet_cnn_int8(const duet_cnn *net) { return net && cnn_int8(net); }
 

@@ -65,9 +65,14 @@ duet_status duet_stage_file_ident(duet_sbuf *b, const char *what, const char *pa
 duet_status duet_stage_open(duet_run_state *rs, int s, duet_sbuf *inputs, int *done,
                             duet_error *err);
 /* Writes stage s's manifest m (taken over, also on failure) last, marking
- * the stage done; adds stage, key, seconds, peak memory and inputs. */
+ * the stage done; adds stage, key, seconds, peak memory and inputs, and the
+ * CRC-32C of each .npy output: the one duet_stage_set_crc recorded, else
+ * read back from the file (outputs written by other means). */
 duet_status duet_stage_close(duet_run_state *rs, int s, json_t *m, const duet_sbuf *inputs,
                              duet_error *err);
+/* Records in manifest m (borrowed; NULL: nothing) the CRC-32C of its output
+ * file (a name in the stage directory), as duet_npy_write_crc gave it. */
+void duet_stage_set_crc(json_t *m, const char *file, uint32_t crc);
 /* Appends "precision=P" to a computing stage's key when P is not f32, so
  * the keys of f32 stages (and the work directories made before precisions
  * existed) stay as they were. */

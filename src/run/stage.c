@@ -112,22 +112,37 @@ static int outputs_bad(const duet_run_state *rs, int s, const json_t *m) {
     return 0;
 }
 
+/* m.checksums (made when absent), or NULL when out of memory. */
+static json_t *checksums_of(json_t *m) {
+    json_t *sums = json_object_get(m, "checksums");
+    if (json_is_object(sums)) return sums;
+    sums = json_object();
+    if (sums && json_object_set_new(m, "checksums", sums) != 0) sums = NULL;
+    return sums;
+}
+
+void duet_stage_set_crc(json_t *m, const char *file, uint32_t crc) {
+    json_t *sums = m ? checksums_of(m) : NULL;
+    char hex[32];
+    snprintf(hex, sizeof hex, "crc32c:%08x", crc);
+    if (sums) json_object_set_new(sums, file, json_string(hex));
+}
+
 /* Records the CRC-32C of each .npy output of manifest m as
- * m.checksums[file] = "crc32c:<8 hex>". */
+ * m.checksums[file] = "crc32c:<8 hex>": kept when the stage recorded it
+ * while writing (duet_stage_set_crc), else read back from the file. */
 static duet_status add_checksums(const duet_run_state *rs, int s, json_t *m, duet_error *err) {
-    json_t *sums = json_object();
+    json_t *sums = checksums_of(m);
     if (!sums) return duet_fail(err, DUET_ERR_NOMEM, "run: out of memory");
-    json_object_set_new(m, "checksums", sums);
     for (size_t i = 0; i < N_OUTPUT_FIELDS; i++) {
         const char *f = json_string_value(json_object_get(m, OUTPUT_FIELDS[i]));
-        if (!f || !is_npy(f)) continue;
-        char p[PATH_MAX], hex[32];
+        if (!f || !is_npy(f) || json_is_string(json_object_get(sums, f))) continue;
+        char p[PATH_MAX];
         uint32_t crc;
         duet_stage_path(rs, s, f, p, sizeof p);
         duet_status st = duet_file_crc32c(p, &crc, err);
         if (st) return st;
-        snprintf(hex, sizeof hex, "crc32c:%08x", crc);
-        json_object_set_new(sums, f, json_string(hex));
+        duet_stage_set_crc(m, f, crc);
     }
     return DUET_OK;
 }

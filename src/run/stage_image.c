@@ -22,17 +22,14 @@ static duet_status image_key(duet_run_state *rs, duet_sbuf *in, duet_error *err)
     duet_stage_key_precision(rs, in);
     duet_status st = duet_stage_file_ident(in, "weights", c->cnn_weights, err);
     if (st) return st;
-    if (is_tflite(c->cnn_weights) && rs->prec == DUET_PRECISION_BF16) {
-        /* a quantized model at bf16 runs in int8 where the CPU has VNNI
-         * (duet_cnn_int8): other features than its float emulation, so the
-         * key says so (only then: other keys stay as they were) */
-        duet_cnn *net = NULL;
-        st = duet_cnn_load_tflite(c->cnn_weights, &net, err);
-        if (!st) st = duet_cnn_set_precision(net, rs->prec, err);
-        if (!st && duet_cnn_int8(net)) duet_sb_printf(in, "int8=1\n");
-        duet_cnn_free(net);
-        if (st) return st;
-    }
+    /* a quantized model at bf16 runs in int8 where the CPU has VNNI
+     * (duet_cnn_int8): other features than its float emulation, so the key
+     * says so (only then: other keys stay as they were). Decided from the
+     * precision and the CPU, without loading the model: a .tflite duet
+     * loads is the uint8 kind (MobileNetV2); should one not be wholly
+     * quantized, its key still names int8 but is as stable (same file,
+     * precision and CPU, same key), and the stage says so when it runs. */
+    if (is_tflite(c->cnn_weights) && duet_cnn_int8_at(rs->prec)) duet_sb_printf(in, "int8=1\n");
     /* every image file's size and mtime, in dataset order */
     uint64_t h = rs->names_hash;
     duet_sbuf p = {0};
@@ -90,6 +87,8 @@ duet_status duet_stage_image(duet_run_state *rs, duet_error *err) {
     if (is_tflite(w)) st = duet_cnn_load_tflite(w, &net, err);
     else st = duet_cnn_load_tfjs(w, &net, err);
     if (!st) st = duet_cnn_set_precision(net, rs->prec, err);
+    if (!st && is_tflite(w) && duet_cnn_int8_at(rs->prec) && !duet_cnn_int8(net))
+        duet_run_say(rs, "image   %s is not wholly quantized: its float emulation runs (the key says int8)", w);
     size_t n = rs->d->n_images, dim = st ? 0 : duet_cnn_feature_dim(net);
     duet_mat f = {st ? NULL : duet_alloc_array(n, dim * sizeof(float)), n, dim};
     if (!st && !f.data) st = duet_fail(err, DUET_ERR_NOMEM, "run: out of memory (%zu x %zu image features)", n, dim);
@@ -128,13 +127,15 @@ duet_status duet_stage_image(duet_run_state *rs, duet_error *err) {
     duet_stage_path(rs, S, "features.npy", out, sizeof out);
     int writer = duet_comm_rank(comm) == 0;
     if (!st && writer) st = duet_mat_check_finite(&f, out, err);
-    if (!st && writer) st = duet_npy_write(out, &f, err);
+    uint32_t crc = 0;
+    if (!st && writer) st = duet_npy_write_crc(out, &f, DUET_DTYPE_F32, &crc, err);
     if (!st && writer) {
         char desc[128];
         snprintf(desc, sizeof desc, "%s crops=%d", rs->c->cnn, rs->c->crops);
-        st = duet_stage_close(rs, S, json_pack("{s:s, s:I, s:I, s:s}", "features", "features.npy", "rows",
-                                          (json_int_t)n, "dim", (json_int_t)dim, "image_model", desc),
-                         &in, err);
+        json_t *m = json_pack("{s:s, s:I, s:I, s:s}", "features", "features.npy", "rows", (json_int_t)n, "dim",
+                              (json_int_t)dim, "image_model", desc);
+        duet_stage_set_crc(m, "features.npy", crc);
+        st = duet_stage_close(rs, S, m, &in, err);
     }
     /* every rank keeps its parts until rank 0 has written the stage */
     if (duet_comm_size(comm) > 1) st = duet_comm_all_ok(comm, st, err);

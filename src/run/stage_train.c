@@ -137,6 +137,24 @@ static duet_status train_one(duet_run_state *rs, const duet_params *p, duet_erro
     return st;
 }
 
+/* The validation R-sum of the ensemble e (as the eval stage computes it:
+ * the whole split, the run's precision) into *rsum; 0 without a split. */
+static duet_status ensemble_val(duet_run_state *rs, duet_model *e, double *rsum, duet_error *err) {
+    *rsum = 0;
+    if (!rs->res->n_split[DUET_SPLIT_VAL]) return DUET_OK;
+    duet_upstream u;
+    duet_upstream_paths(rs, &u);
+    duet_features *img = NULL, *txt = NULL;
+    duet_eval_result v = {0};
+    duet_status st = duet_model_set_precision(e, rs->prec, err);
+    if (!st) st = duet_run_load_features(rs, &u, &img, &txt, 0, err);
+    if (!st) st = duet_evaluate_features(e, rs->d, img, txt, DUET_SPLIT_VAL, 0, 0, &v, err);
+    duet_features_close(img);
+    duet_features_close(txt);
+    if (!st) *rsum = v.rsum;
+    return st;
+}
+
 /* --ensemble N: members with seeds seed .. seed + N - 1, each the train
  * stage of a run with that seed (so a run's model is reused as a member and
  * the reverse), then the ensemble's own stage: its key names the members',
@@ -195,13 +213,19 @@ duet_status duet_stage_train(duet_run_state *rs, duet_error *err) {
         char mp[PATH_MAX];
         duet_stage_path(rs, S, "model.duet", mp, sizeof mp);
         if (!st) st = duet_model_save(e, mp, err);
+        double vr = 0;
+        if (!st) st = ensemble_val(rs, e, &vr, err);
+        if (!st) duet_run_say(rs, "train   ensemble of %zu: val R-sum %.1f", n, vr);
         duet_model_free(e);
+        /* best_val_rsum: the ensemble's own; each member's epochs are in
+         * members[]; the top-level epochs are member 1's (the report's
+         * training curves), as before */
         json_t *m0 = json_array_get(members, 0);
         if (!st)
             st = duet_stage_close(rs, S, json_pack("{s:s, s:I, s:O, s:O, s:f, s:O, s:O}", "model", "model.duet",
                                                    "n_members", (json_int_t)n, "epochs_run",
                                                    json_object_get(m0, "epochs_run"), "best_epoch",
-                                                   json_object_get(m0, "best_epoch"), "best_val_rsum", 0.0,
+                                                   json_object_get(m0, "best_epoch"), "best_val_rsum", vr,
                                                    "epochs", json_object_get(m0, "epochs"), "members", members),
                                   &in, err);
     }

@@ -219,11 +219,10 @@ static void run_localize(job *j, const duet_query_encoder *enc) {
 
 /* ------------------------------------------------------------ workers */
 
+/* The absolute time t of duet_now (CLOCK_MONOTONIC, the clock the queues'
+ * condition variables wait on) as a timespec for pthread_cond_timedwait. */
 static void deadline_ts(double t, struct timespec *ts) {
-    double now = duet_now();
-    struct timespec n;
-    clock_gettime(CLOCK_MONOTONIC, &n);
-    double at = (double)n.tv_sec + 1e-9 * (double)n.tv_nsec + (t - now) + 1e-6; /* never before t */
+    double at = t + 1e-6; /* never before t */
     ts->tv_sec = (time_t)at;
     ts->tv_nsec = (long)((at - (double)ts->tv_sec) * 1e9);
 }

@@ -67,6 +67,21 @@ cp "$T/out" ens.json
 grep -q '"model_description":"ensemble of 2 models (MLP 800-128-32, seeds 1, 2), 64-D"' ens.json && ok \
   || bad "run.json model_description: $(grep -o '"model_description":"[^"]*"' ens.json)"
 grep -q '"members":\[{"seed":1,.*{"seed":2,' ens.json && ok || bad "run.json has no members"
+# the ensemble's train manifest: its own validation R-sum (the one run.json
+# reports), each member's epochs in members[]
+python3 - <<'PY' && ok || bad "the ensemble's train manifest: best_val_rsum or members' epochs wrong"
+import glob, json, sys
+m = [json.load(open(p)) for p in glob.glob("w/train-*/stage.json")]
+e = [x for x in m if x.get("n_members") == 2][0]
+val = json.load(open("ens.json"))["val"]["rsum"]
+bad = []
+if not (e["best_val_rsum"] > 0 and abs(e["best_val_rsum"] - val) <= 1e-3 * max(1, val)):
+    bad.append("best_val_rsum %s, run.json val R-sum %s" % (e["best_val_rsum"], val))
+for k, mem in enumerate(e["members"]):
+    if mem["seed"] != k + 1 or len(mem["epochs"]) != mem["epochs_run"] or mem["epochs_run"] < 1:
+        bad.append("member %d: seed %s, %d epochs, epochs_run %s" % (k, mem["seed"], len(mem["epochs"]), mem["epochs_run"]))
+sys.exit("; ".join(bad) if bad else 0)
+PY
 grep -q "member 2: seed 2" w/report.html && grep -q "duet ensemble of 2" w/report.html && ok \
   || bad "report lacks the members beside the ensemble"
 # the plain run (seed 1) reuses member 1's train stage

@@ -72,10 +72,25 @@ else
       echo "note: run finished before the interrupt" >&2; ok
     else
       [ -f part.npy.ckpt ] && ok || bad "no checkpoint after SIGINT: $(cat "$T/err1")"
+      grep -aq '"key": *"[^"]* int8"' part.npy.ckpt && bad "an f32 checkpoint's key names int8" || ok
       expect 0 "resuming from part.npy.ckpt" "$DUET" features image --model mobilenetv2 --batch 1 --list six.txt --root "$FLK" -o part.npy
       npcheck "resumed features differ from one run" \
         "a=n.load('part.npy'); b=n.load('full.npy'); sys.exit(0 if a.shape==b.shape and n.allclose(a,b,atol=1e-5) else 1)"
       [ -f part.npy.ckpt ] && bad "checkpoint left after the run" || ok
+      # at bf16 the key names int8 where MobileNetV2 runs in int8 (duet info)
+      if "$DUET" info | grep -q "native bf16: yes"; then
+        want=0; "$DUET" info | grep -q "MobileNetV2: int8" && want=1
+        "$DUET" features image --model mobilenetv2 --list six.txt --root "$FLK" --batch 1 --checkpoint-every 1 \
+          --precision bf16 -o p16.npy 2>"$T/err1" &
+        pid=$!
+        for _ in $(seq 100); do [ -f p16.npy.ckpt ] && break; sleep 0.05; done
+        kill -INT $pid 2>/dev/null; wait $pid
+        if [ -f p16.npy ]; then echo "note: the bf16 run finished before the interrupt" >&2; ok
+        else
+          [ "$(grep -ac '"key": *"[^"]* precision=bf16 int8"' p16.npy.ckpt)" = "$want" ] && ok ||
+            bad "the bf16 checkpoint's key should name int8 $want time(s): $(grep -ao '"key": *"[^"]*"' p16.npy.ckpt)"
+        fi
+      fi
     fi
   else
     echo "SKIP: flickr8k images absent" >&2; skip=$((skip + 1))
