@@ -130,9 +130,9 @@ static duet_status encode_captions(duet_run_state *rs, const duet_textmodel *m, 
     st = duet_comm_all_ok(comm, st, err); /* a rank that failed stops every rank here */
     float *all = NULL;
     size_t got = 0, *counts = NULL, mine[4] = {es->n_captions, es->n_tokens, es->n_known, es->n_empty};
+    if (!st) st = duet_comm_gather_rows(comm, mine, 1, sizeof mine, (void **)&counts, NULL, err);
     if (!st) st = duet_comm_gather_rows(comm, part.data, part.rows, dim * sizeof(float), (void **)&all, &got, err);
     duet_mat_free(&part);
-    if (!st) st = duet_comm_gather_rows(comm, mine, 1, sizeof mine, (void **)&counts, NULL, err);
     if (!st && all) {
         *f = (duet_mat){all, got, dim};
         memset(es, 0, sizeof *es);
