@@ -1489,9 +1489,10 @@ typedef struct duet_run_config {
                                 (duet_model_ensemble) as the run's model;
                                 0 or 1: one model; default DUET_RUN_ENSEMBLE */
     duet_comm *comm;         /* the job (NULL: this process alone): the image
-                                stage is split between the ranks and every
-                                rank trains (data-parallel); rank 0 runs the
-                                others and writes every file               */
+                                stage and the text stage's encoding are split
+                                between the ranks and every rank trains
+                                (data-parallel); rank 0 fits the text model,
+                                runs the others and writes every file      */
     duet_dtype feature_dtype; /* the text stage's features.npy: f32 (default)
                                 or f16 (half the bytes)                      */
 } duet_run_config;

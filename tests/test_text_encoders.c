@@ -498,6 +498,28 @@ TEST(fisher_model_file_round_trip) {
             duet_mat_free(&o2);
         }
         duet_textmodel_free(m2);
+        /* the file's bytes in memory (as the main job sends the model to the
+         * other ranks of an MPI job): the very same floats as the fitted model */
+        char *buf = NULL;
+        size_t len = 0;
+        m2 = NULL;
+        CHECK(duet_read_file(mp, (size_t)1 << 30, &buf, &len, &e) == DUET_OK);
+        CHECK(duet_textmodel_load_mem(buf, len, "sent model", &m2, &e) == DUET_OK);
+        if (m2) {
+            duet_mat o2 = {calloc(d->n_captions * dim, sizeof(float)), d->n_captions, dim};
+            CHECK(duet_textmodel_encode(m2, (const char *const *)d->captions, d->n_captions, &o2, NULL, NULL, &e) == DUET_OK);
+            CHECK_MSG(memcmp(o.data, o2.data, d->n_captions * dim * sizeof(float)) == 0,
+                      "%s: the model loaded from memory encodes other floats", duet_encoder_name((duet_encoder)enc));
+            duet_mat_free(&o2);
+        }
+        duet_textmodel_free(m2);
+        /* a damaged copy is refused with the name it was given (the buffer is freed) */
+        buf = NULL;
+        m2 = NULL;
+        CHECK(duet_read_file(mp, (size_t)1 << 30, &buf, &len, &e) == DUET_OK);
+        if (buf) buf[len / 2] ^= 0x10;
+        CHECK(duet_textmodel_load_mem(buf, len, "sent model", &m2, &e) == DUET_ERR_FORMAT && !m2);
+        CHECK(strstr(e.msg, "sent model") != NULL);
         duet_mat_free(&o);
         duet_textmodel_free(m);
         if (p.ica) break;

@@ -152,9 +152,12 @@ duet_status duet_comm_all_ok(duet_comm *c, duet_status mine, duet_error *err) {
 
 duet_status duet_comm_bcast(duet_comm *c, void *buf, size_t bytes, duet_error *err) {
     if (!c || !c->mpi || c->size == 1) return DUET_OK;
-    if (bytes > INT_MAX) return duet_fail(err, DUET_ERR_INVALID_ARG, "broadcast: %zu bytes is too many", bytes);
-    int rc = MPI_Bcast(buf, (int)bytes, MPI_BYTE, 0, MPI_COMM_WORLD);
-    return rc == MPI_SUCCESS ? DUET_OK : mpi_fail(rc, err, "broadcast");
+    for (size_t at = 0; at < bytes; at += (size_t)1 << 30) { /* MPI counts are ints: pieces of 1 GiB */
+        size_t k = bytes - at < ((size_t)1 << 30) ? bytes - at : (size_t)1 << 30;
+        int rc = MPI_Bcast((char *)buf + at, (int)k, MPI_BYTE, 0, MPI_COMM_WORLD);
+        if (rc != MPI_SUCCESS) return mpi_fail(rc, err, "broadcast");
+    }
+    return DUET_OK;
 }
 
 int duet_comm_threads_ok(const duet_comm *c) { return !c || !c->mpi || c->size == 1 || c->serialized; }

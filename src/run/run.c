@@ -130,20 +130,18 @@ duet_status duet_run(const duet_run_config *c, const duet_run_hooks *h, duet_run
     st = load_dataset(&rs, err);
     duet_status (*const stages[DUET_STAGE_COUNT])(duet_run_state *, duet_error *) = {
         duet_stage_image, duet_stage_vectors, duet_stage_text, duet_stage_train, duet_stage_eval, duet_stage_index};
-    /* under MPI every rank computes its share of the image stage and trains
-     * (data-parallel) on its share of the machine's cores; rank 0 runs the
-     * other stages alone, on all of them unless --threads says otherwise,
-     * while the others wait quietly */
+    /* under MPI every rank computes its share of the image stage, encodes
+     * its share of the captions in the text stage (whose model rank 0 fits
+     * alone) and trains (data-parallel) on its share of the machine's
+     * cores; rank 0 runs the other stages alone, on all of them unless
+     * --threads says otherwise, while the others wait quietly */
     int ranks = duet_comm_size(c->comm);
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
     for (int s = 0; !st && s < DUET_STAGE_COUNT; s++) {
-        if (rank != 0 && s != DUET_STAGE_IMAGE && s != DUET_STAGE_TRAIN) continue;
+        int all = s == DUET_STAGE_IMAGE || s == DUET_STAGE_TEXT || s == DUET_STAGE_TRAIN;
+        if (rank != 0 && !all) continue;
         if (duet_run_cancelled(&rs)) { st = duet_run_interrupted(s, err); break; }
-        if (ranks > 1 && s == DUET_STAGE_TRAIN && (st = duet_comm_wait_all(c->comm, err))) break;
-        if (ranks > 1 && c->train.threads <= 0 && s > DUET_STAGE_IMAGE) {
-            long share = s == DUET_STAGE_TRAIN ? cores / duet_comm_local_size(c->comm) : cores;
-            duet_set_threads(share > 0 ? (int)share : 1);
-        }
+        if (ranks > 1 && all && s != DUET_STAGE_IMAGE && (st = duet_comm_wait_all(c->comm, err))) break;
+        if (s > DUET_STAGE_IMAGE) duet_run_share_threads(&rs, s == DUET_STAGE_TRAIN);
         st = stages[s](&rs, err);
         if (st && st != DUET_ERR_INTERRUPTED)
             duet_fail_wrap(err, st, "stage %s", duet_stage_name(s));

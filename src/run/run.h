@@ -53,6 +53,11 @@ int duet_run_cancelled(const duet_run_state *rs);
 /* DUET_ERR_INTERRUPTED with "interrupted in stage S; run again to resume". */
 duet_status duet_run_interrupted(int s, duet_error *err);
 
+/* Under MPI without --threads: the threads of this rank, its machine's
+ * cores shared by the ranks on it (shared = 1, for work every rank does)
+ * or all of them (shared = 0, for work rank 0 does alone while the others
+ * wait). Nothing in a job of one or with --threads. */
+void duet_run_share_threads(const duet_run_state *rs, int shared);
 /* Appends "what=ABSPATH size=N mtime=T" for a key (files are not re-read). */
 duet_status duet_stage_file_ident(duet_sbuf *b, const char *what, const char *path,
                                   duet_error *err);

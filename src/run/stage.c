@@ -54,6 +54,13 @@ void duet_stage_key_precision(const duet_run_state *rs, duet_sbuf *inputs) {
     if (rs->prec != DUET_PRECISION_F32) duet_sb_printf(inputs, "precision=%s\n", duet_precision_name(rs->prec));
 }
 
+void duet_run_share_threads(const duet_run_state *rs, int shared) {
+    if (duet_comm_size(rs->c->comm) == 1 || rs->c->train.threads > 0) return;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    long share = shared ? cores / duet_comm_local_size(rs->c->comm) : cores;
+    duet_set_threads(share > 0 ? (int)share : 1);
+}
+
 /* Path of a file in stage s's directory (a static-size buffer of the caller). */
 void duet_stage_path(const duet_run_state *rs, int s, const char *file, char *out, size_t n) {
     snprintf(out, n, "%s/%s", rs->res->stage[s].dir, file);

@@ -266,6 +266,12 @@ duet_status duet_textmodel_encode_raw(const duet_textmodel *m,
                                       float *raw, uint8_t *flags,
                                       duet_text_stats *st, duet_tokens *tk,
                                       duet_error *err);
+/* The text model in len bytes of buf, a text model file's content (as
+ * duet_textmodel_load; buf is taken over: freed here, also on failure).
+ * name stands for the file in messages. For a model sent between the
+ * processes of a job. */
+duet_status duet_textmodel_load_mem(char *buf, size_t len, const char *name,
+                                    duet_textmodel **out, duet_error *err);
 /* Makes pca_basis_h when pca_bf16 is set and the CPU computes bf16. */
 duet_status duet_textmodel_prepare_pca(duet_textmodel *m, duet_error *err);
 /* Packs n words into one blob of NUL-terminated strings (*len bytes, for

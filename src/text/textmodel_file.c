@@ -154,11 +154,9 @@ static duet_status mix_load(duet_fv_model *f, int kind, const duet_tf_file *tf, 
     return DUET_OK;
 }
 
-duet_status duet_textmodel_load(const char *path, duet_textmodel **out, duet_error *err) {
-    *out = NULL;
-    duet_tf_file tf;
-    duet_status s = duet_tf_read(path, TM_MAGIC, DUET_TEXTMODEL_FORMAT_VERSION, "text model", &tf, err);
-    if (s) return s;
+/* The text model of a tensor file read (tf, released here). */
+static duet_status load_tf(duet_tf_file tf, const char *path, duet_textmodel **out, duet_error *err) {
+    duet_status s = DUET_OK;
     json_t *h = (json_t *)tf.header;
     duet_textmodel *m = calloc(1, sizeof *m);
     if (!m) { duet_tf_free(&tf); return duet_fail(err, DUET_ERR_NOMEM, "%s: out of memory", path); }
@@ -219,6 +217,21 @@ done:
     if (s) { duet_textmodel_free(m); return s; }
     *out = m;
     return DUET_OK;
+}
+
+duet_status duet_textmodel_load(const char *path, duet_textmodel **out, duet_error *err) {
+    *out = NULL;
+    duet_tf_file tf;
+    duet_status s = duet_tf_read(path, TM_MAGIC, DUET_TEXTMODEL_FORMAT_VERSION, "text model", &tf, err);
+    return s ? s : load_tf(tf, path, out, err);
+}
+
+duet_status duet_textmodel_load_mem(char *buf, size_t len, const char *name, duet_textmodel **out,
+                                    duet_error *err) {
+    *out = NULL;
+    duet_tf_file tf;
+    duet_status s = duet_tf_parse(buf, len, name, TM_MAGIC, DUET_TEXTMODEL_FORMAT_VERSION, "text model", &tf, err);
+    return s ? s : load_tf(tf, name, out, err);
 }
 
 duet_status duet_file_hash(const char *path, char hex[17], duet_error *err) {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The same commands under MPI (issue 15): `mpirun --oversubscribe -np 2` and
 # `-np 3` on this machine. Image and text features must be byte-identical to
-# one process, and the main job (`duet run`, image stage split) must give the
+# one process, and the main job (`duet run`: image and text stages split, the
+# text features byte-identical to one process's) must give the
 # same test figures; a rank killed in the middle ends the job within 30 s
 # with a message naming it, and the rerun resumes and gives the same file; a
 # plain `duet` (no mpirun) never starts MPI.
@@ -123,9 +124,11 @@ done
 # --- the main job --------------------------------------------------------------------
 if [ -f "$WINK" ] && [ -f "$FLK/../Flickr8k.token.txt" ]; then
   "$DUET" vectors import "$WINK" -o "$T/vec.duet" --vocab-from "flickr8k:$FLK/.." >/dev/null 2>&1 && ok || bad "vectors import"
-  RUN=(run flickr8k --data "$FLK/.." --model mobilenetv2 --weights "$MOB" --vectors "$T/vec.duet" --limit 60
-       --crops 1 --encoder fv-gmm --ensemble 1 --components 4 --hidden 64 --embed-dim 16 --batch-images 30 --lr 1e-3 --epochs 2 --threads 1 --examples 2
-       --no-report)
+  # 210 images of each split: 3,150 captions, four DUET_TEXT_BATCH batches, so
+  # every rank encodes some in the text stage; a small PCA (4 x 2 x 100 -> 32)
+  RUN=(run flickr8k --data "$FLK/.." --model mobilenetv2 --weights "$MOB" --vectors "$T/vec.duet" --limit 210
+       --crops 1 --encoder fv-gmm --ensemble 1 --components 4 --pca 32 --hidden 64 --embed-dim 16 --batch-images 30 --lr 1e-3 --epochs 2 --threads 1
+       --examples 2 --no-report)
   figures() { grep -o '"test":{"i2t":{[^}]*},"t2i":{[^}]*},"rsum":[0-9.]*' "$1"; }
   "$DUET" "${RUN[@]}" --work "$T/w1" --json >"$T/w1.json" 2>"$T/w1.err" && ok || bad "run (one process): $(tail -2 "$T/w1.err")"
   for np in 2 3; do
@@ -134,6 +137,9 @@ if [ -f "$WINK" ] && [ -f "$FLK/../Flickr8k.token.txt" ]; then
     [ -n "$(figures "$T/w1.json")" ] && [ "$(figures "$T/w1.json")" = "$(figures "$T/w$np.json")" ] && ok ||
       bad "run -np $np test figures differ: $(figures "$T/w$np.json") vs $(figures "$T/w1.json")"
     cmp -s "$T"/w1/image-*/features.npy "$T"/w$np/image-*/features.npy && ok || bad "run -np $np image features differ"
+    # the text stage: rank 0 fits and sends the model, every rank encodes its share
+    cmp -s "$T"/w1/text-*/features.npy "$T"/w$np/text-*/features.npy && ok || bad "run -np $np text features differ"
+    cmp -s "$T"/w1/text-*/text.model "$T"/w$np/text-*/text.model && ok || bad "run -np $np text models differ"
     [ "$(grep -c '"test"' "$T/w$np.json")" = 1 ] && ok || bad "run -np $np: not exactly one summary (rank 0's)"
   done
 else
@@ -155,6 +161,24 @@ if [ -f "$WINK" ] && [ -f "$FLK/../Flickr8k.token.txt" ]; then
     bad "run -np 2 f16 test figures differ: $(figures "$T/h2.json") vs $(figures "$T/h1.json")"
   "$DUET" "${RUN[@]}" --feature-dtype f8 --work "$T/h3" >/dev/null 2>"$T/h3.err" &&
     bad "--feature-dtype f8 accepted" || { grep -q "not f32 or f16" "$T/h3.err" && ok || bad "no message: $(cat "$T/h3.err")"; }
+fi
+
+# --- the main job's text stage with another encoder; a failed fit -------------------
+if [ -f "$WINK" ] && [ -f "$FLK/../Flickr8k.token.txt" ]; then
+  # the mean encoder, on the same work directories (image stage cached); the
+  # train stage then runs on every rank after a text stage all ranks took part in
+  for np in 1 3; do
+    if [ $np = 1 ]; then "$DUET" "${RUN[@]}" --encoder mean --work "$T/w1" >/dev/null 2>"$T/m$np.err"
+    else "${MPIRUN[@]}" -np $np "$DUET" "${RUN[@]}" --encoder mean --work "$T/w$np" >/dev/null 2>"$T/m$np.err"; fi &&
+      ok || bad "run --encoder mean -np $np: $(tail -3 "$T/m$np.err")"
+  done
+  grep -q "image   cached" "$T/m3.err" && ok || bad "run --encoder mean -np 3 did not reuse the image stage"
+  mt() { ls -t "$1"/text-*/features.npy | head -1; }
+  cmp -s "$(mt "$T/w1")" "$(mt "$T/w3")" && ok || bad "run --encoder mean -np 3 text features differ"
+  # a text model that cannot be fitted ends every rank with rank 0's message
+  "${MPIRUN[@]}" -np 2 "$DUET" "${RUN[@]}" --components 4000 --work "$T/w2" >/dev/null 2>"$T/f2.err" &&
+    bad "run -np 2 with an unfittable text model succeeded" || ok
+  grep -q "distinct training words for 4000 components" "$T/f2.err" && ok || bad "run -np 2, failed fit: $(tail -5 "$T/f2.err")"
 fi
 
 # --- a rank killed in the middle -------------------------------------------------------
