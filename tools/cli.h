@@ -107,9 +107,17 @@ enum { LOAD_CNN_NONE = 0, LOAD_CNN_IMAGES = 1, LOAD_CNN_REGIONS = 2 };
 int load_encoders(const char *cmd, search_ctx *c, const char *model, const char *textmodel,
                   int want_cnn, const char *weights);
 
+/* The index at path into c->ix (under mpirun: this rank's shards of a
+ * sharded index); warns about files without a checksum. 0, or an exit
+ * status after a message. */
+int open_index(const char *cmd, const char *path, search_ctx *c);
+/* The CNN the index (or model) records into c->cnn and c->enc; required: a
+ * missing or mismatched CNN is an error, else a warning. */
+int load_cnn(const char *cmd, search_ctx *c, const char *weights, int required, int regions);
+
 int cmd_index(int argc, char **argv);          /* tools/cmd_search.c */
 int cmd_search(int argc, char **argv);
-int cmd_serve(int argc, char **argv);
+int cmd_serve(int argc, char **argv);          /* tools/cmd_serve.c */
 int cmd_proposals(int argc, char **argv);      /* tools/cmd_region.c */
 int cmd_localize(int argc, char **argv);
 int cmd_eval_phrases(int argc, char **argv);
