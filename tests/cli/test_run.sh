@@ -22,6 +22,7 @@ done
 grep -q -- "--crops V .*(default: 10)" "$T/out" && ok || bad "run --help: --crops default"
 grep -q -- "--encoder V .*(default: fv-both)" "$T/out" && ok || bad "run --help: --encoder default"
 grep -q -- "--ensemble V .*(default: 3)" "$T/out" && ok || bad "run --help: --ensemble default"
+grep -q -- "--top-k-final V .*(default: 1)" "$T/out" && ok || bad "run --help: --top-k-final default"
 expect 2 "give a dataset" "$DUET" run
 expect 2 "unknown dataset 'coco'" "$DUET" run coco
 expect 2 "needs --images DIR" "$DUET" run karpathy:x.json
