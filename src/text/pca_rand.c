@@ -19,13 +19,18 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define NB 1024   /* rows of x per covariance block */
 #define TB 64     /* transposition tile             */
 
+/* CPU seconds of the process (every thread). */
+static double cpu_seconds(void) { return (double)clock() / CLOCKS_PER_SEC; }
+
 duet_pca_opts duet_pca_default_opts(void) {
     duet_pca_opts o = {.power_iters = 1, .oversample = 0, .ritz_max = 1024, .prec = DUET_PRECISION_F32, .seed = 1,
-                       .orth = DUET_PCA_ORTH_CHOLQR, .times = NULL, .passes = NULL};
+                       .orth = DUET_PCA_ORTH_CHOLQR, .times = NULL, .cpu_times = NULL,
+                       .passes = NULL};
     return o;
 }
 
@@ -48,18 +53,27 @@ static duet_status cmul(rpca *r, const float *Qt, float *Yt, duet_error *err) {
 }
 
 /* bt [d x nb] (dt) = the transpose of rows b0.. of x, centred on m and
- * scaled by s; blk [d x nb] f32 scratch. */
-static void centred_block_t(const float *x, const double *m, size_t b0, size_t nb, size_t d, float s, float *blk,
-                            void *bt, dnnl_data_type_t dt) {
-    for (size_t i0 = 0; i0 < nb; i0 += TB)
-        for (size_t j0 = 0; j0 < d; j0 += TB) {
-            size_t i1 = i0 + TB < nb ? i0 + TB : nb, j1 = j0 + TB < d ? j0 + TB : d;
+ * scaled by s; blk [d x nb] f32 scratch. Rows j of bt are made on the
+ * threads of duet_parallel_for. */
+typedef struct cblock {
+    const float *x;
+    const double *m;
+    size_t b0, nb, d;
+    float s, *blk;
+    void *bt;
+    dnnl_data_type_t dt;
+} cblock;
+static void centred_rows(void *ctx, size_t j0, size_t j1) {
+    const cblock *c = ctx;
+    for (size_t i0 = 0; i0 < c->nb; i0 += TB)
+        for (size_t jt = j0; jt < j1; jt += TB) {
+            size_t i1 = i0 + TB < c->nb ? i0 + TB : c->nb, jt1 = jt + TB < j1 ? jt + TB : j1;
             for (size_t i = i0; i < i1; i++) {
-                const float *row = x + (b0 + i) * d;
-                for (size_t j = j0; j < j1; j++) blk[j * nb + i] = (float)(row[j] - m[j]) * s;
+                const float *row = c->x + (c->b0 + i) * c->d;
+                for (size_t j = jt; j < jt1; j++) c->blk[j * c->nb + i] = (float)(row[j] - c->m[j]) * c->s;
             }
         }
-    if (dt == dnnl_bf16) duet_f32_to_bf16(blk, bt, nb * d);
+    if (c->dt == dnnl_bf16) duet_f32_to_bf16(c->blk + j0 * c->nb, (uint16_t *)c->bt + j0 * c->nb, (j1 - j0) * c->nb);
 }
 
 /* r->cov = the covariance of x [n x d] about m (both triangles); for bf16,
@@ -72,7 +86,8 @@ static duet_status covariance(rpca *r, const float *x, const double *m, duet_err
     float s = 1.0f / sqrtf((float)(n - 1));
     for (size_t b0 = 0; !st && b0 < n; b0 += NB) {
         size_t nb = n - b0 < NB ? n - b0 : NB;
-        centred_block_t(x, m, b0, nb, d, s, blk, bh, r->dt);
+        cblock cb = {x, m, b0, nb, d, s, blk, bh, r->dt};
+        duet_parallel_for(d, TB, centred_rows, &cb);
         st = duet_pca_syrk_upper(&r->la, r->dt, d, nb, bh ? (const void *)bh : blk, nb, r->cov, d, err);
     }
     free(blk);
@@ -155,8 +170,8 @@ duet_status duet_pca_fit_randomized(const float *x, size_t n, size_t din, size_t
         st = duet_fail(err, DUET_ERR_NOMEM, "pca: out of memory (%zu x %zu covariance, %zu x %zu subspace)", d, d, d, l);
         goto done;
     }
-    double tm[DUET_PCA_PHASES] = {0}, t0 = duet_now(), t1;
-#define PHASE(i) (t1 = duet_now(), tm[i] += t1 - t0, t0 = t1)
+    double tm[DUET_PCA_PHASES] = {0}, cm[DUET_PCA_PHASES] = {0}, t0 = duet_now(), t1, c0 = cpu_seconds(), c1;
+#define PHASE(i) (t1 = duet_now(), tm[i] += t1 - t0, t0 = t1, c1 = cpu_seconds(), cm[i] += c1 - c0, c0 = c1)
     duet_pca_mean(x, n, d, m, mean);
     for (size_t j = 0; j < d; j++)   /* a NaN or Inf anywhere makes its column's mean one */
         if (!isfinite(m[j])) { st = duet_fail(err, DUET_ERR_NONFINITE, "pca: column %zu of the input holds NaN or Inf", j); goto done; }
@@ -192,11 +207,12 @@ duet_status duet_pca_fit_randomized(const float *x, size_t n, size_t din, size_t
         if (big < 0) for (size_t j = 0; j < d; j++) qt[ord[c] * d + j] = -q[j];
     }
     for (size_t j0 = 0; j0 < d; j0 += TB)   /* basis [d x dout]: by tiles */
-        for (size_t c0 = 0; c0 < dout; c0 += TB)
+        for (size_t k0 = 0; k0 < dout; k0 += TB)
             for (size_t j = j0; j < j0 + TB && j < d; j++)
-                for (size_t c = c0; c < c0 + TB && c < dout; c++) basis[j * dout + c] = qt[ord[c] * d + j];
+                for (size_t c = k0; c < k0 + TB && c < dout; c++) basis[j * dout + c] = qt[ord[c] * d + j];
     PHASE(4);
     if (o->times) memcpy(o->times, tm, sizeof tm);
+    if (o->cpu_times) memcpy(o->cpu_times, cm, sizeof cm);
     if (o->passes) *o->passes = passes;
 #undef PHASE
 done:

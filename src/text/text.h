@@ -203,6 +203,8 @@ typedef struct duet_pca_opts {
                              the covariance, the products with it, the LU
                              normalizations, the final orthonormalization
                              and the ordering (Rayleigh-Ritz or quotients) */
+    double *cpu_times;    /* optional [DUET_PCA_PHASES]: the process's CPU
+                             seconds in the same phases (all threads)      */
     int *passes;          /* optional: the final step's CholeskyQR passes
                              (negative: -(passes + 1) when it fell back to
                              Householder QR on rank-deficient columns)     */
