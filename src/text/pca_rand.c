@@ -28,7 +28,7 @@
 static double cpu_seconds(void) { return (double)clock() / CLOCKS_PER_SEC; }
 
 duet_pca_opts duet_pca_default_opts(void) {
-    duet_pca_opts o = {.power_iters = 1, .oversample = 0, .ritz_max = 1024, .prec = DUET_PRECISION_F32, .seed = 1,
+    duet_pca_opts o = {.power_iters = 2, .oversample = 0, .ritz_max = 1024, .prec = DUET_PRECISION_F32, .seed = 1,
                        .orth = DUET_PCA_ORTH_CHOLQR, .times = NULL, .cpu_times = NULL,
                        .passes = NULL};
     return o;

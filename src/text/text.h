@@ -190,7 +190,7 @@ duet_status duet_pca_apply_bf16(const float *x, size_t n, size_t din,
 #define DUET_PCA_ORTH_HOUSEHOLDER 1 /* LAPACK sgeqrf + sorgqr               */
 typedef struct duet_pca_opts {
     int power_iters;      /* q: products with the covariance after the
-                             first, each LU-normalized (default 1)         */
+                             first, each LU-normalized (default 2)         */
     size_t oversample;    /* extra columns p (0: max(10, dout / 50))       */
     size_t ritz_max;      /* Rayleigh-Ritz when dout + p <= this (1024);
                              above, the subspace's orthonormal basis is

@@ -30,7 +30,7 @@ duet_textmodel_params duet_textmodel_default_params(void) {
     p.min_scale = 1e-3;
     p.seed = 1;
     p.pca_method = DUET_PCA_RANDOMIZED;
-    p.pca_iters = 1;
+    p.pca_iters = 2;
     p.precision = DUET_PRECISION_F32;
     return p;
 }
