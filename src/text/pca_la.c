@@ -1,14 +1,16 @@
 /* pca_la.c -- the dense linear algebra of the randomized PCA (pca_rand.c):
  * oneDNN matrix products through a cache of plans (one plan per shape, made
  * once), run by tiles where that saves work or runs faster (the upper
- * triangle of A A^T; a lower-triangular factor times a matrix; a long
- * reduction in chunks), the LU normalization between power iterations and
+ * triangle of A A^T; a long reduction in chunks), the LU normalization between power iterations and
  * the final orthonormalization (CholeskyQR2 on the LU factor, Householder QR
  * when the Cholesky factorization breaks down).
  *
- * Tiles and chunks: on the AMX machine the product [4096 x 1024] x
- * [1024 x 4096] ran at 1.5 times the rate of one with a 12,000-long
- * reduction, so reductions are cut into chunks of KC and accumulated. */
+ * Tiles and chunks: on the AMX machine the product [6,120 x 1,024] x
+ * [1,024 x 12,000] ran at 1.4 times the rate of one with a 12,000-long
+ * reduction, so the products with the covariance cut the reduction into
+ * chunks of KC; the covariance's tiles of 4,096 (blocks of 2,048 rows)
+ * took 15 CPU seconds at full size where tiles of 2,048 (blocks of 1,024)
+ * took 23. */
 #include "pca_la.h"
 #include <cblas.h>
 #include <lapacke.h>
@@ -16,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define TILE 2048 /* rows and columns of one tile of a triangular product */
+#define TILE 4096 /* rows and columns of one tile of the covariance      */
 #define KC 1024   /* length of one chunk of a reduction                   */
 
 static size_t esz(dnnl_data_type_t dt) { return dt == dnnl_bf16 ? 2 : 4; }
@@ -78,16 +80,6 @@ duet_status duet_pca_syrk_upper(duet_pca_la *la, dnnl_data_type_t dt, size_t row
                 st = duet_pca_gemm(la, dt, min_sz(TILE, rows - i0), min_sz(TILE, rows - j0), min_sz(KC, k - k0),
                                    at(A, i0 * lda + k0, dt), lda, at(A, j0 * lda + k0, dt), lda, 1, 1,
                                    C + i0 * ldc + j0, ldc, err);
-    return st;
-}
-
-duet_status duet_pca_trmm_lower(duet_pca_la *la, dnnl_data_type_t dt, size_t l, size_t d, const void *L,
-                                const void *B, float *C, duet_error *err) {
-    duet_status st = DUET_OK;
-    for (size_t i0 = 0; i0 < l; i0 += TILE)
-        for (size_t j0 = 0; !st && j0 <= i0; j0 += TILE)
-            st = duet_pca_gemm(la, dt, min_sz(TILE, l - i0), d, min_sz(TILE, l - j0), at(L, i0 * l + j0, dt), l,
-                               at(B, j0 * d, dt), d, 0, j0 > 0, C + i0 * d, d, err);
     return st;
 }
 

@@ -42,11 +42,6 @@ duet_status duet_pca_mul(duet_pca_la *la, dnnl_data_type_t dt, size_t m, size_t 
  * untouched. */
 duet_status duet_pca_syrk_upper(duet_pca_la *la, dnnl_data_type_t dt, size_t rows, size_t k, const void *A,
                                 size_t lda, float *C, size_t ldc, duet_error *err);
-/* C [l x d] = L B, L [l x l] lower triangular (zeros above the diagonal
- * stored), B [l x d]: the tiles on and below the diagonal only. */
-duet_status duet_pca_trmm_lower(duet_pca_la *la, dnnl_data_type_t dt, size_t l, size_t d, const void *L,
-                                const void *B, float *C, duet_error *err);
-
 /* Yt [l x d] replaced by P L of its LU factorization with partial pivoting
  * (LAPACK sgetrf): the same span, entries of L at most 1 in magnitude. ipiv
  * [l] is scratch. */

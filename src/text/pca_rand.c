@@ -21,7 +21,7 @@
 #include <string.h>
 #include <time.h>
 
-#define NB 1024   /* rows of x per covariance block */
+#define NB 2048   /* rows of x per covariance block */
 #define TB 64     /* transposition tile             */
 
 /* CPU seconds of the process (every thread). */
