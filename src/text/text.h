@@ -186,9 +186,11 @@ duet_status duet_pca_apply_bf16(const float *x, size_t n, size_t din,
                                 duet_error *err);
 
 /* The randomized method's settings. */
+#define DUET_PCA_ORTH_CHOLQR 0      /* LU, then CholeskyQR2 (f32 products)  */
+#define DUET_PCA_ORTH_HOUSEHOLDER 1 /* LAPACK sgeqrf + sorgqr               */
 typedef struct duet_pca_opts {
     int power_iters;      /* q: products with the covariance after the
-                             first, each re-orthonormalized (default 2)    */
+                             first, each LU-normalized (default 2)         */
     size_t oversample;    /* extra columns p (0: max(10, dout / 50))       */
     size_t ritz_max;      /* Rayleigh-Ritz when dout + p <= this (1024);
                              above, the subspace's orthonormal basis is
@@ -196,21 +198,34 @@ typedef struct duet_pca_opts {
     duet_precision prec;  /* of the products with the covariance (and of
                              the covariance itself): f32 or bf16           */
     uint64_t seed;        /* of the Gaussian start                        */
+    int orth;             /* the final orthonormalization: DUET_PCA_ORTH_* */
     double *times;        /* optional [DUET_PCA_PHASES]: seconds spent in
-                             the covariance, the products, LU, QR and the
-                             ordering (Rayleigh-Ritz or quotients)         */
+                             the covariance, the products with it, the LU
+                             normalizations, the final orthonormalization
+                             and the ordering (Rayleigh-Ritz or quotients) */
+    double *cpu_times;    /* optional [DUET_PCA_PHASES]: the process's CPU
+                             seconds in the same phases (all threads)      */
+    int *passes;          /* optional: the final step's CholeskyQR passes
+                             (negative: -(passes + 1) when it fell back to
+                             Householder QR on rank-deficient columns)     */
 } duet_pca_opts;
 #define DUET_PCA_PHASES 5
 duet_pca_opts duet_pca_default_opts(void);
-/* Randomized PCA (subspace iteration, Halko et al. 2011): mean, basis and
- * var as duet_pca_fit; basis is an orthonormal basis of the estimated top
- * dout principal subspace, columns by decreasing variance (the principal
+/* Randomized PCA (subspace iteration, Halko et al. 2011, on the covariance
+ * formed by oneDNN products in o->prec): mean, basis and var as
+ * duet_pca_fit; basis is an orthonormal basis of the estimated top dout
+ * principal subspace, columns by decreasing variance (the principal
  * directions themselves when Rayleigh-Ritz ran), var the variance along
- * each column. */
+ * each column. Errors: fewer than 2 samples (DUET_ERR_EMPTY), dout outside
+ * 1..din or a setting out of range (DUET_ERR_INVALID_ARG), non-finite
+ * input (DUET_ERR_NONFINITE naming the column). */
 duet_status duet_pca_fit_randomized(const float *x, size_t n, size_t din,
                                     size_t dout, const duet_pca_opts *o,
                                     float *mean, float *basis, float *var,
                                     duet_error *err);
+/* mean [din] of x [n x din], accumulated in double (m [din], zeroed by the
+ * caller, gets it in double). Shared by both methods. */
+void duet_pca_mean(const float *x, size_t n, size_t din, double *m, float *mean);
 
 /* ------------------------------------------------------------ internal */
 
