@@ -93,7 +93,9 @@ typedef struct ens_row {
 
 static void make_ensembles(const duet_run_config *base, ens_row e[N_ENS]) {
     const char *bn = duet_encoder_name(base->text.encoder), *on = duet_encoder_name(other_encoder(base));
-    size_t other = ROW_ENC + (size_t)other_encoder(base) - (size_t)DUET_ENC_MEAN;
+    size_t other = ROW_ENC;   /* the text-encoder row of the other encoder */
+    for (size_t i = ROW_ENC; i < ROW_ENC + 4; i++)
+        if (grid[i].encoder == (int)other_encoder(base)) other = i;
     for (size_t k = 1; k <= N_SEEDS; k++) {
         ens_row *r = &e[k - 1];
         snprintf(r->name, sizeof r->name, "ensemble of %zu seed%s", k, k == 1 ? "" : "s");
@@ -258,7 +260,7 @@ duet_status duet_run_ablation(const duet_run_config *base, const duet_run_hooks 
         for (size_t q = 1; q < e->n; q++)
             same_enc &= row_config(base, &grid[e->rows[q]]).text.encoder == c.text.encoder;
         char n_enc[32];
-        snprintf(n_enc, sizeof n_enc, "%zu models", e->n);
+        snprintf(n_enc, sizeof n_enc, "%zu model%s", e->n, e->n == 1 ? "" : "s");
         metrics(&ens[i], m);
         duet_sb_printf(&md, "| %s | %s | %d | %s | %s%s | %s | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | |\n",
                        e->name, same_enc ? duet_encoder_name(c.text.encoder) : "several", c.crops,

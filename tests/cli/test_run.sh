@@ -89,7 +89,7 @@ grep -q '"std"' a/ablation.json && grep -q '"rows"' a/ablation.json && ok || bad
 [ "$(grep -c '^| ensemble ' a/ablation.md)" -eq 8 ] && ok || bad "ablation.md: ensemble rows: $(grep ensemble a/ablation.md)"
 npcheck "ablation.json: ensembles" "import json; j=json.load(open('a/ablation.json')); e=j['ensembles']; r=j['rows']; \
 sys.exit(0 if len(e)==8 and [x['grid_rows'] for x in e[:5]]==[list(range(11,11+k)) for k in range(1,6)] \
-and len(e[7]['grid_rows'])==7 and 0<e[7]['test']['rsum']<=600 and 0<e[4]['val']['rsum']<=600 \
+and e[6]['grid_rows']==[3,16,17] and e[7]['grid_rows']==[11,12,13,2,3,16,17] and 0<e[7]['test']['rsum']<=600 and 0<e[4]['val']['rsum']<=600 \
 and abs(e[0]['val']['rsum']-r[11]['val_rsum'])<1e-3 and abs(e[0]['test']['rsum']-r[11]['test']['rsum'])<1e-3 else 1)"
 grep -q '^- ensemble size: 1: [0-9.]*, 2: [0-9.]*, 3: [0-9.]*, 4: [0-9.]*, 5: [0-9.]* ' a/ablation.md && \
   grep -q '^- crops: 1 crop [0-9.]*, 10 crops [0-9.]*: ' a/ablation.md && ok || bad "ablation.md: no choices: $(tail -5 a/ablation.md)"
