@@ -184,7 +184,8 @@ duet_status duet_stage_text(duet_run_state *rs, duet_error *err) {
         duet_run_share_threads(rs, 1); /* every rank encodes on its share of the cores */
     }
     if (!st) st = encode_captions(rs, m, &f, &es, err);
-    if (!st && rank0) st = duet_npy_write_as(fp, &f, rs->c->feature_dtype, err);
+    uint32_t crc = 0;   /* computed while writing: the manifest needs no second read of the file */
+    if (!st && rank0) st = duet_npy_write_crc(fp, &f, rs->c->feature_dtype, &crc, err);
     char hex[17] = "";
     if (!st && rank0) st = duet_file_hash(mp, hex, err);
     if (!st && rank0) {
@@ -192,12 +193,13 @@ duet_status duet_stage_text(duet_run_state *rs, duet_error *err) {
         snprintf(hash, sizeof hash, "fnv1a64:%s", hex);
         duet_run_say(rs, "text    %s: %zu-D; %zu of %zu tokens known, %zu captions with no known word",
             duet_encoder_name(rs->c->text.encoder), f.cols, es.n_known, es.n_tokens, es.n_empty);
-        st = duet_stage_close(rs, S, json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:f}", "text_model",
-                                          "text.model", "text_model_hash", hash, "features", "features.npy",
-                                          "dtype", rs->c->feature_dtype == DUET_DTYPE_F16 ? "f16" : "f32",
-                                          "dim", (json_int_t)f.cols, "tokens", (json_int_t)es.n_tokens,
-                                          "known", (json_int_t)es.n_known, "empty", (json_int_t)es.n_empty,
-                                          "fit_seconds", fs.seconds), &in, err);
+        json_t *man = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:f}", "text_model", "text.model",
+                                "text_model_hash", hash, "features", "features.npy", "dtype",
+                                rs->c->feature_dtype == DUET_DTYPE_F16 ? "f16" : "f32", "dim", (json_int_t)f.cols,
+                                "tokens", (json_int_t)es.n_tokens, "known", (json_int_t)es.n_known, "empty",
+                                (json_int_t)es.n_empty, "fit_seconds", fs.seconds);
+        duet_stage_set_crc(man, "features.npy", crc);
+        st = duet_stage_close(rs, S, man, &in, err);
     }
     if (ranks > 1) st = duet_comm_all_ok(comm, st, err); /* every rank learns whether rank 0 wrote the stage */
     duet_mat_free(&f);
