@@ -522,6 +522,18 @@ TEST(training_is_repeatable_and_learns) {
     synth_free(&s);
 }
 
+/* Stops a run at step *user (progress callback). */
+static int cancel_at_step(void *user, int epoch, size_t step, size_t steps, double loss) {
+    (void)epoch; (void)steps; (void)loss;
+    return step >= *(size_t *)user;
+}
+
+/* Stops a run in its third epoch. */
+static int cancel_in_epoch3(void *user, int epoch, size_t step, size_t steps, double loss) {
+    (void)user; (void)step; (void)steps; (void)loss;
+    return epoch >= 3;
+}
+
 /* --top-k-final: the schedule's values, its checks, the model file, and
  * that training follows it (another model than constant K; repeatable). */
 TEST(top_k_schedule) {
@@ -566,6 +578,24 @@ TEST(top_k_schedule) {
         CHECK(memcmp(b->params, c->params, b->n_params * sizeof(float)) == 0);
         CHECK(b->p.top_k == q.top_k && b->p.top_k_final == 1);   /* the schedule, not its last K */
     }
+    /* interrupted in epoch 3 (its checkpoint made after epoch 2, where K
+     * had already fallen), then resumed: the uninterrupted annealed model */
+    q.epochs = 4;
+    duet_model *straight = NULL, *res = NULL, *none = NULL;
+    CHECK(duet_train(s.d, &s.img, &s.txt, &q, NULL, &straight, NULL, NULL, &e) == DUET_OK);
+    duet_train_opts o = {0};
+    o.checkpoint_path = tmp("k.ckpt");
+    o.progress = cancel_in_epoch3;
+    CHECK(duet_train(s.d, &s.img, &s.txt, &q, &o, &none, NULL, NULL, &e) == DUET_ERR_INTERRUPTED);
+    o.progress = NULL;
+    o.resume = 1;
+    CHECK_MSG(duet_train(s.d, &s.img, &s.txt, &q, &o, &res, NULL, NULL, &e) == DUET_OK, "%s", e.msg);
+    if (straight && res) CHECK(memcmp(straight->params, res->params, straight->n_params * sizeof(float)) == 0);
+    /* a checkpoint of another schedule is refused */
+    q.top_k_final = 2;
+    CHECK(duet_train(s.d, &s.img, &s.txt, &q, &o, &none, NULL, NULL, &e) == DUET_ERR_INVALID_ARG);
+    duet_model_free(straight);
+    duet_model_free(res);
     duet_model_free(a);
     duet_model_free(b);
     duet_model_free(c);
@@ -621,11 +651,6 @@ TEST(resume_equals_uninterrupted) {
         duet_model_free(resumed);
     }
     synth_free(&s);
-}
-
-static int cancel_at_step(void *user, int epoch, size_t step, size_t steps, double loss) {
-    (void)epoch; (void)steps; (void)loss;
-    return step >= *(size_t *)user;
 }
 
 TEST(training_refuses_bad_input_and_cancels) {

@@ -238,7 +238,9 @@ static duet_status train_step(trainer *t, size_t B, duet_loss_terms *lt,
         if (st) return st;
         e[s] = t->e_all[s];
     }
-    st = duet_loss(&m->p, e[0], B, e[1], ns, o,
+    duet_params lp = m->p;   /* the model's settings with this epoch's K (--top-k-final) */
+    lp.top_k = duet_top_k_at(&t->p, t->epoch);
+    st = duet_loss(&lp, e[0], B, e[1], ns, o,
                    t->sent_img, NULL, lt, t->de_i, t->de_t, &t->lws, err);
     if (st) return st;
     if (!isfinite(lt->total))
@@ -288,7 +290,6 @@ static duet_status run_epoch(trainer *t, const duet_train_opts *o,
     double sum = 0.0;
     int stop;
     duet_status st;
-    t->m->p.top_k = duet_top_k_at(&t->p, t->epoch);   /* the loss reads the model's */
     for (size_t s = 0; s < steps; s++) {
         if ((st = should_stop(t, o, &stop, err))) return st;
         duet_loss_terms lt;
@@ -423,7 +424,6 @@ duet_status duet_train_features(const duet_dataset *d, const duet_features *img,
     memcpy(m->buffers, t.best_buf, m->n_buffers * sizeof(float));
     duet_model_sync_bf16(m);
     m->p.epochs = p->epochs;
-    m->p.top_k = p->top_k;
     m->info.dataset = duet_strdup(d->source);
     m->info.epochs_run = t.epoch;
     m->info.best_epoch = t.best_epoch;
