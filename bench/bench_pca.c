@@ -57,6 +57,7 @@ static double orthogonality(const float *basis, size_t d, size_t k) {
 int main(int argc, char **argv) {
     size_t n = 30000, din = 12000, dout = 6000;
     int iters = duet_pca_default_opts().power_iters, exact = 0, threads = 0, orth = DUET_PCA_ORTH_CHOLQR;
+    int start = duet_pca_default_opts().start, in_place = 0;
     const char *prec = "bf16";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : "";
@@ -67,9 +68,12 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--precision")) { prec = v; i++; }
         else if (!strcmp(a, "--threads")) { threads = atoi(v); i++; }
         else if (!strcmp(a, "--orth")) { orth = !strcmp(v, "householder") ? DUET_PCA_ORTH_HOUSEHOLDER : DUET_PCA_ORTH_CHOLQR; i++; }
+        else if (!strcmp(a, "--start")) { start = duet_pca_start_parse(v); i++; if (start < 0) { fprintf(stderr, "bench_pca: --start gaussian|samples\n"); return 2; } }
         else if (!strcmp(a, "--exact")) exact = 1;
+        else if (!strcmp(a, "--in-place")) in_place = 1;
         else { fprintf(stderr, "bench_pca: unknown argument %s\n", a); return 2; }
     }
+    if (in_place && exact) { fprintf(stderr, "bench_pca: --exact needs the input that --in-place spends\n"); return 2; }
     if (threads > 0) duet_set_threads(threads);
     float *x = malloc(n * din * sizeof(float)), *mean = malloc(din * sizeof(float));
     float *basis = malloc(din * dout * sizeof(float));
@@ -88,17 +92,20 @@ int main(int argc, char **argv) {
     o.times = ph;
     o.cpu_times = pc;
     o.orth = orth;
+    o.start = start;
     o.passes = &passes;
     int pp = duet_precision_parse(prec);
     if (pp < 0 || duet_precision_resolve((duet_precision)pp, &o.prec, &e)) { fprintf(stderr, "bench_pca: %s\n", e.msg[0] ? e.msg : prec); return 2; }
     double t0 = duet_now(), c0 = cpu_seconds();
-    if (duet_pca_fit_randomized(x, n, din, dout, &o, mean, basis, NULL, &e)) { fprintf(stderr, "%s\n", e.msg); return 1; }
+    duet_status fs = in_place ? duet_pca_fit_randomized_in_place(x, n, din, dout, &o, mean, basis, NULL, &e)
+                              : duet_pca_fit_randomized(x, n, din, dout, &o, mean, basis, NULL, &e);
+    if (fs) { fprintf(stderr, "%s\n", e.msg); return 1; }
     double t = duet_now() - t0, c = cpu_seconds() - c0;
     printf("{\"method\":\"randomized\",\"n\":%zu,\"din\":%zu,\"dout\":%zu,\"iters\":%d,\"precision\":\"%s\",\"isa\":\"%s\","
-           "\"orth\":\"%s\",\"passes\":%d,\"seconds\":%.2f,\"cpu_seconds\":%.2f,\"covariance\":%.2f,\"products\":%.2f,"
+           "\"orth\":\"%s\",\"start\":\"%s\",\"passes\":%d,\"seconds\":%.2f,\"cpu_seconds\":%.2f,\"covariance\":%.2f,\"products\":%.2f,"
            "\"lu\":%.2f,\"orthonormalize\":%.2f,\"ordering\":%.2f,\"cpu\":[%.2f,%.2f,%.2f,%.2f,%.2f],\"captured\":%.6f,"
            "\"orthogonality\":%.3g}\n", n, din, dout, iters, duet_precision_name(o.prec), duet_cpu_isa(),
-           orth ? "householder" : "cholqr", passes, t, c, ph[0], ph[1], ph[2], ph[3], ph[4], pc[0], pc[1], pc[2], pc[3],
+           orth ? "householder" : "cholqr", duet_pca_start_name(start), passes, t, c, ph[0], ph[1], ph[2], ph[3], ph[4], pc[0], pc[1], pc[2], pc[3],
            pc[4], captured(basis, din, dout, s2), orthogonality(basis, din, dout));
     fflush(stdout);
     if (exact) {

@@ -609,6 +609,8 @@ typedef struct duet_textmodel_params {
     uint64_t seed;         /* default 1 (k-means++ seeding, PCA subset)      */
     int pca_method;        /* DUET_PCA_RANDOMIZED (default) or DUET_PCA_EXACT */
     int pca_iters;         /* power iterations of the randomized PCA, 2      */
+    int pca_start;         /* its first block: DUET_PCA_START_GAUSSIAN       */
+                           /* (default) or _SAMPLES (centred captions)       */
     duet_precision precision; /* products of the randomized PCA (fit, and   */
                            /* the projection when encoding): f32 (default), */
                            /* bf16 (native bf16 only) or auto; the text     */
@@ -620,6 +622,12 @@ typedef struct duet_textmodel_params {
 enum { DUET_PCA_EXACT = 0, DUET_PCA_RANDOMIZED = 1 };
 const char *duet_pca_method_name(int method); /* "exact", "randomized" */
 int duet_pca_method_parse(const char *s);     /* -1 when unknown       */
+/* The randomized PCA's start (docs/TEXT.md): a Gaussian block, or l
+ * centred samples drawn without replacement (Gaussian columns for the rest
+ * when there are fewer samples than columns). */
+enum { DUET_PCA_START_GAUSSIAN = 0, DUET_PCA_START_SAMPLES = 1 };
+const char *duet_pca_start_name(int start);  /* "gaussian", "samples"  */
+int duet_pca_start_parse(const char *s);     /* -1 when unknown       */
 duet_textmodel_params duet_textmodel_default_params(void);
 
 typedef struct duet_textmodel duet_textmodel; /* opaque */
@@ -632,6 +640,7 @@ typedef struct duet_text_stats {
     int em_iters_gmm, em_iters_hglmm;
     double ll_gmm, ll_hglmm;                /* final mean log-likelihoods   */
     double seconds;
+    double pca_seconds;    /* the PCA's fit, within seconds (0: none)       */
 } duet_text_stats;
 
 /* progress(user, stage, done, total): optional, for long fits. */

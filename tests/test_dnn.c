@@ -130,6 +130,37 @@ TEST(gemm_bf16) {
     gemm_case(DUET_PRECISION_BF16, 1, 1, 64, 96, 128, 3);
 }
 
+/* A plan that writes bf16: its output is the f32 plan's output rounded to
+ * bf16 (to one bf16 step: the two plans may add in another order). */
+TEST(gemm_bf16_output) {
+    if (!duet_cpu_has_bf16()) { SKIP("no native bf16 on this CPU"); return; }
+    duet_dnn d;
+    duet_error e = {0};
+    if (duet_dnn_init(&d, DUET_PRECISION_BF16, &e)) { CHECK_MSG(0, "%s", e.msg); return; }
+    size_t m = 40, n = 72, k = 300;
+    float *a = malloc(m * k * sizeof(float)), *b = malloc(n * k * sizeof(float)), *c = malloc(m * n * sizeof(float));
+    uint16_t *ah = malloc(m * k * 2), *bh = malloc(n * k * 2), *ch = malloc(m * n * 2), *cr = malloc(m * n * 2);
+    duet_rng r;
+    duet_rng_seed(&r, 9);
+    for (size_t i = 0; i < m * k; i++) a[i] = duet_rng_normal(&r);
+    for (size_t i = 0; i < n * k; i++) b[i] = duet_rng_normal(&r);
+    duet_f32_to_bf16(a, ah, m * k);
+    duet_f32_to_bf16(b, bh, n * k);
+    duet_gemm g32, g16;
+    CHECK(duet_gemm_plan(&d, &g32, dnnl_bf16, m, n, k, k, k, n, 1, 0, &e) == DUET_OK);
+    CHECK(duet_gemm_plan_to(&d, &g16, dnnl_bf16, dnnl_bf16, m, n, k, k, k, n, 1, 0, &e) == DUET_OK);
+    CHECK(duet_gemm_run(&d, &g32, ah, bh, c, &e) == DUET_OK);
+    CHECK(duet_gemm_run(&d, &g16, ah, bh, ch, &e) == DUET_OK);
+    duet_f32_to_bf16(c, cr, m * n);
+    int off = 0;
+    for (size_t i = 0; i < m * n; i++) off += abs((int)(int16_t)ch[i] - (int)(int16_t)cr[i]) > 1;
+    CHECK_MSG(off == 0, "%d of %zu bf16 outputs more than one step from the rounded f32 output", off, m * n);
+    duet_gemm_free(&g32);
+    duet_gemm_free(&g16);
+    free(a); free(b); free(c); free(ah); free(bh); free(ch); free(cr);
+    duet_dnn_fini(&d);
+}
+
 TEST(gemm_bad_shapes) {
     duet_dnn d;
     duet_error e = {0};
@@ -155,6 +186,7 @@ int main(void) {
     RUN(bf16_rounding);
     RUN(gemm_f32);
     RUN(gemm_bf16);
+    RUN(gemm_bf16_output);
     RUN(gemm_bad_shapes);
     return check_summary("dnn");
 }

@@ -90,7 +90,7 @@ int cmd_run(int argc, char **argv) {
     const char *data = NULL, *images = NULL, *work = NULL, *cnn = "resnet50", *weights = NULL, *vectors = NULL;
     const char *enc = duet_encoder_name(c.text.encoder), *opt = "adam", *prec = NULL;
     const char *fdtype = "f32";
-    const char *pca_method = duet_pca_method_name(c.text.pca_method);
+    const char *pca_method = duet_pca_method_name(c.text.pca_method), *pca_start = duet_pca_start_name(c.text.pca_start);
     int json = 0, ablation = 0, no_index = 0, no_report = 0;
     flag flags[72] = {
         {"data", F_STR, &data, "Flickr8K directory (unset: $DUET_DATA, else " FLICKR8K_DEFAULT ")"},
@@ -106,6 +106,7 @@ int cmd_run(int argc, char **argv) {
         {"pca-samples", F_SIZE, &c.text.pca_samples, "training captions PCA is fitted on (0: all)"},
         {"pca-method", F_STR, &pca_method, "randomized (subspace iteration, products in the run's precision) or exact (f32 eigen-decomposition)"},
         {"pca-iters", F_INT, &c.text.pca_iters, "power iterations of the randomized PCA"},
+        {"pca-start", F_STR, &pca_start, "first block of the randomized PCA: gaussian or samples (centred training captions)"},
         {"ica", F_BOOL, &c.text.ica, "FastICA of the word vectors before the mixtures (fv-* encoders)"},
         {"limit", F_SIZE, &c.limit, "only the first N images of each split (0: all; for tests)"},
         {"fold-size", F_SIZE, &c.fold_size, "test in folds of N images, averaged (0: the whole split; COCO: 1000)"},
@@ -131,6 +132,9 @@ int cmd_run(int argc, char **argv) {
     int pm = duet_pca_method_parse(pca_method);
     if (pm < 0) return usage_error(cmd, "--pca-method: '%s' is not randomized or exact", pca_method);
     c.text.pca_method = pm;
+    int ps = duet_pca_start_parse(pca_start);
+    if (ps < 0) return usage_error(cmd, "--pca-start: '%s' is not gaussian or samples", pca_start);
+    c.text.pca_start = ps;
     if (c.text.pca_iters < 0 || c.text.pca_iters > 100) return usage_error(cmd, "--pca-iters must be in 0..100");
     if (c.crops != 1 && c.crops != 10) return usage_error(cmd, "--crops must be 1 or 10");
     int fdt = duet_dtype_parse(fdtype);

@@ -65,6 +65,7 @@ int cmd_textmodel(int argc, char **argv) {
     duet_textmodel_params p = duet_textmodel_default_params();
     int threads = 0;
     const char *pca_method = duet_pca_method_name(p.pca_method), *prec = NULL;
+    const char *pca_start = duet_pca_start_name(p.pca_start);
     flag flags[] = {
         {"dataset", F_STR, &spec, "dataset SPEC (fitted on its train split only)"},
         {"vectors", F_STR, &vec, "word vectors (duet vectors file or any importable format)"},
@@ -74,6 +75,7 @@ int cmd_textmodel(int argc, char **argv) {
         {"pca-samples", F_SIZE, &p.pca_samples, "training captions PCA is fitted on (0: all)"},
         {"pca-method", F_STR, &pca_method, "randomized (subspace iteration) or exact (every eigenvector, slow for thousands of dimensions)"},
         {"pca-iters", F_INT, &p.pca_iters, "power iterations of the randomized PCA"},
+        {"pca-start", F_STR, &pca_start, "first block of the randomized PCA: gaussian or samples (centred training captions)"},
         {"precision", F_STR, &prec, "products of the randomized PCA: auto, f32 or bf16 (unset: $DUET_PRECISION, else auto)"},
         {"em-iters", F_INT, &p.em_iters, "EM iterations at most"},
         {"ica", F_BOOL, &p.ica, "FastICA of the word vectors before the mixtures (fv-* encoders)"},
@@ -94,6 +96,8 @@ int cmd_textmodel(int argc, char **argv) {
     if (p.ica && enc < DUET_ENC_FV_GMM) return usage_error(cmd, "--ica applies to the fv-* encoders only");
     if ((p.pca_method = duet_pca_method_parse(pca_method)) < 0)
         return usage_error(cmd, "--pca-method: '%s' is not randomized or exact", pca_method);
+    if ((p.pca_start = duet_pca_start_parse(pca_start)) < 0)
+        return usage_error(cmd, "--pca-start: '%s' is not gaussian or samples", pca_start);
     if (p.pca_method == DUET_PCA_RANDOMIZED && p.pca_dim && (rc = get_precision(cmd, prec, &p.precision))) return rc;
     if (threads > 0) duet_set_threads(threads);
     duet_error e = {0};
@@ -116,6 +120,7 @@ int cmd_textmodel(int argc, char **argv) {
     print_stats(stdout, "fit (train split)", &st);
     if (st.em_iters_gmm) printf("gmm: %d EM iterations, mean log-likelihood %.6f\n", st.em_iters_gmm, st.ll_gmm);
     if (st.em_iters_hglmm) printf("hglmm: %d EM iterations, mean log-likelihood %.6f\n", st.em_iters_hglmm, st.ll_hglmm);
+    if (st.pca_seconds > 0) printf("pca: %s, %.2f s of the fit\n", duet_pca_method_name(p.pca_method), st.pca_seconds);
     duet_textmodel_free(m);
     duet_dataset_free(d);
     return 0;

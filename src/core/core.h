@@ -43,6 +43,13 @@ static inline bool duet_add_size(size_t a, size_t b, size_t *out) {
  * for an empty array. Caller frees with free(). */
 void *duet_alloc_array(size_t n, size_t size);
 void *duet_calloc_array(size_t n, size_t size);
+/* duet_alloc_array for large arrays about to be written whole: the kernel
+ * maps every page of an allocation of 1 MiB or more at once
+ * (MADV_POPULATE_WRITE) instead of one page fault per 4 KiB page on first
+ * touch. On the Firecracker machine a first touch cost 1.4 s per GB, the
+ * populated allocation 0.23 s (benchmarks that time a first pass over
+ * fresh memory measure the faults). Caller frees with free(). */
+void *duet_alloc_populated(size_t n, size_t size);
 /* Returns p grown (realloc) so that it holds at least n + 1 elements of
  * elem bytes, doubling *cap (from 16) with overflow checks; *cap is updated
  * only on success. NULL on overflow or allocation failure (p is then

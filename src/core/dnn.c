@@ -189,15 +189,24 @@ static duet_status desc2(dnnl_memory_desc_t *md, size_t r, size_t c, dnnl_dim_t 
 
 duet_status duet_gemm_plan(duet_dnn *d, duet_gemm *g, dnnl_data_type_t dt, size_t m, size_t n, size_t k,
                            size_t lda, size_t ldb, size_t ldc, int trans_b, int accumulate, duet_error *err) {
+    return duet_gemm_plan_to(d, g, dt, dnnl_f32, m, n, k, lda, ldb, ldc, trans_b ? DUET_GEMM_TRANS_B : 0, accumulate,
+                             err);
+}
+
+duet_status duet_gemm_plan_to(duet_dnn *d, duet_gemm *g, dnnl_data_type_t dt, dnnl_data_type_t cdt, size_t m,
+                              size_t n, size_t k, size_t lda, size_t ldb, size_t ldc, int trans, int accumulate,
+                              duet_error *err) {
     memset(g, 0, sizeof *g);
-    if (!m || !n || !k || lda < k || ldc < n || ldb < (trans_b ? k : n))
+    int trans_a = (trans & DUET_GEMM_TRANS_A) != 0, trans_b = (trans & DUET_GEMM_TRANS_B) != 0;
+    if (!m || !n || !k || lda < (trans_a ? m : k) || ldc < n || ldb < (trans_b ? k : n))
         return duet_fail(err, DUET_ERR_INVALID_ARG, "matmul [%zu x %zu] x [%zu x %zu]: bad shape or leading "
                          "dimension (%zu, %zu, %zu)", m, k, k, n, lda, ldb, ldc);
-    g->m = m; g->n = n; g->k = k; g->dt = dt;
-    duet_status st = desc2(&g->a, m, k, (dnnl_dim_t)lda, 1, dt, "A", err);
+    g->m = m; g->n = n; g->k = k; g->dt = dt; g->cdt = cdt;
+    duet_status st = trans_a ? desc2(&g->a, m, k, 1, (dnnl_dim_t)lda, dt, "A^T", err)
+                             : desc2(&g->a, m, k, (dnnl_dim_t)lda, 1, dt, "A", err);
     if (!st) st = trans_b ? desc2(&g->b, k, n, 1, (dnnl_dim_t)ldb, dt, "B^T", err)
                           : desc2(&g->b, k, n, (dnnl_dim_t)ldb, 1, dt, "B", err);
-    if (!st) st = desc2(&g->c, m, n, (dnnl_dim_t)ldc, 1, dnnl_f32, "C", err);
+    if (!st) st = desc2(&g->c, m, n, (dnnl_dim_t)ldc, 1, cdt, "C", err);
     if (st) return st;
     dnnl_matmul_desc_t md;
     dnnl_primitive_attr_t attr = NULL;
@@ -220,7 +229,7 @@ duet_status duet_gemm_plan(duet_dnn *d, duet_gemm *g, dnnl_data_type_t dt, size_
     return st;
 }
 
-duet_status duet_gemm_run(duet_dnn *d, const duet_gemm *g, const void *A, const void *B, float *C,
+duet_status duet_gemm_run(duet_dnn *d, const duet_gemm *g, const void *A, const void *B, void *C,
                           duet_error *err) {
     dnnl_memory_t ma = NULL, mb = NULL, mc = NULL;
     duet_status st = duet_dnn_fail(dnnl_memory_create(&ma, &g->a, d->eng, (void *)A), err, "matmul A");

@@ -53,18 +53,25 @@ duet_status duet_dnn_to_bf16(duet_dnn *d, const float *x, uint16_t *y, size_t n,
  * A and B hold elements of type dt (f32, or bf16 as uint16_t); products are
  * accumulated in f32. m, n and k are fixed when the plan is made; the
  * pointers are given per run. Free with duet_gemm_free (NULL-safe, and safe
- * on a zeroed plan). */
+ * on a zeroed plan). duet_gemm_plan_to: C of type cdt (f32, or bf16: the
+ * f32 sums rounded once, at the end); trans: DUET_GEMM_TRANS_B as trans_b,
+ * and/or DUET_GEMM_TRANS_A: A given as [k x m] (lda >= m), i.e. A^T. */
+#define DUET_GEMM_TRANS_B 1
+#define DUET_GEMM_TRANS_A 2
 typedef struct duet_gemm {
     dnnl_primitive_t prim;
     dnnl_memory_desc_t a, b, c;
     size_t m, n, k;
-    dnnl_data_type_t dt;
+    dnnl_data_type_t dt, cdt;
 } duet_gemm;
 duet_status duet_gemm_plan(duet_dnn *d, duet_gemm *g, dnnl_data_type_t dt,
                            size_t m, size_t n, size_t k, size_t lda, size_t ldb,
                            size_t ldc, int trans_b, int accumulate, duet_error *err);
+duet_status duet_gemm_plan_to(duet_dnn *d, duet_gemm *g, dnnl_data_type_t dt, dnnl_data_type_t cdt,
+                              size_t m, size_t n, size_t k, size_t lda, size_t ldb,
+                              size_t ldc, int trans, int accumulate, duet_error *err);
 duet_status duet_gemm_run(duet_dnn *d, const duet_gemm *g, const void *A,
-                          const void *B, float *C, duet_error *err);
+                          const void *B, void *C, duet_error *err);
 void duet_gemm_free(duet_gemm *g);
 
 /* One-shot: plans, runs and frees (oneDNN's primitive cache makes a repeat

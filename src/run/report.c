@@ -43,8 +43,9 @@ static json_t *settings_json(const duet_run_config *c) {
     duet_precision pr = DUET_PRECISION_F32;
     duet_precision_resolve(p->precision, &pr, NULL);
     merge(o, json_pack("{s:s, s:s}", "precision", duet_precision_name(pr), "isa", duet_cpu_isa()));
-    merge(o, json_pack("{s:s, s:i, s:I}", "pca_method", duet_pca_method_name(t->pca_method), "pca_iters",
-                       t->pca_iters, "ensemble", (json_int_t)(c->ensemble > 1 ? c->ensemble : 1)));
+    merge(o, json_pack("{s:s, s:i, s:s, s:I}", "pca_method", duet_pca_method_name(t->pca_method), "pca_iters",
+                       t->pca_iters, "pca_start", duet_pca_start_name(t->pca_start), "ensemble",
+                       (json_int_t)(c->ensemble > 1 ? c->ensemble : 1)));
     return o;
 }
 

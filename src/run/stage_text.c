@@ -65,6 +65,9 @@ static void text_key(const duet_run_state *rs, duet_sbuf *in) {
     size_t raw = duet_textmodel_raw_dim(p->encoder, p->components, wd, 0);
     if (p->pca_dim && (raw == 0 || p->pca_dim < raw) && p->pca_method != DUET_PCA_EXACT) {
         duet_sb_printf(in, "pca_method=%s\npca_iters=%d\n", duet_pca_method_name(p->pca_method), p->pca_iters);
+        /* revision 2 (the PCA rebuilt for speed: another Gaussian stream,
+         * CholeskyQR2 without an unneeded third pass) and the start */
+        duet_sb_printf(in, "pca_rev=2\npca_start=%s\n", duet_pca_start_name(p->pca_start));
         duet_stage_key_precision(rs, in);
     }
 }
@@ -191,13 +194,15 @@ duet_status duet_stage_text(duet_run_state *rs, duet_error *err) {
     if (!st && rank0) {
         char hash[32];
         snprintf(hash, sizeof hash, "fnv1a64:%s", hex);
-        duet_run_say(rs, "text    %s: %zu-D; %zu of %zu tokens known, %zu captions with no known word",
-            duet_encoder_name(rs->c->text.encoder), f.cols, es.n_known, es.n_tokens, es.n_empty);
+        duet_run_say(rs, "text    %s: %zu-D; %zu of %zu tokens known, %zu captions with no known word; fit %.1f s "
+            "(PCA %.1f s)", duet_encoder_name(rs->c->text.encoder), f.cols, es.n_known, es.n_tokens, es.n_empty,
+            fs.seconds, fs.pca_seconds);
         json_t *man = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:f}", "text_model", "text.model",
                                 "text_model_hash", hash, "features", "features.npy", "dtype",
                                 rs->c->feature_dtype == DUET_DTYPE_F16 ? "f16" : "f32", "dim", (json_int_t)f.cols,
                                 "tokens", (json_int_t)es.n_tokens, "known", (json_int_t)es.n_known, "empty",
                                 (json_int_t)es.n_empty, "fit_seconds", fs.seconds);
+        if (man && fs.pca_seconds > 0) json_object_set_new(man, "pca_seconds", json_real(fs.pca_seconds));
         duet_stage_set_crc(man, "features.npy", crc);
         st = duet_stage_close(rs, S, man, &in, err);
     }

@@ -20,9 +20,21 @@
 
 #define BLOCK 2048
 
+/* Columns j0..j1 of the mean, each summed in row order (so the result
+ * does not depend on the number of threads). */
+typedef struct mean_job { const float *x; size_t n, din; double *m; float *mean; } mean_job;
+static void mean_cols(void *ctx, size_t j0, size_t j1) {
+    const mean_job *a = ctx;
+    for (size_t i = 0; i < a->n; i++) {
+        const float *row = a->x + i * a->din;
+        for (size_t j = j0; j < j1; j++) a->m[j] += row[j];
+    }
+    for (size_t j = j0; j < j1; j++) { a->m[j] /= (double)a->n; a->mean[j] = (float)a->m[j]; }
+}
+
 void duet_pca_mean(const float *x, size_t n, size_t din, double *m, float *mean) {
-    for (size_t i = 0; i < n; i++) for (size_t j = 0; j < din; j++) m[j] += x[i * din + j];
-    for (size_t j = 0; j < din; j++) { m[j] /= (double)n; mean[j] = (float)m[j]; }
+    mean_job a = {x, n, din, m, mean};
+    duet_parallel_for(din, 256, mean_cols, &a);
 }
 
 /* The upper triangle of cov [din x din] += the centred rows b0.. of x

@@ -197,7 +197,13 @@ typedef struct duet_pca_opts {
                              ordered by the variance along each column     */
     duet_precision prec;  /* of the products with the covariance (and of
                              the covariance itself): f32 or bf16           */
-    uint64_t seed;        /* of the Gaussian start                        */
+    uint64_t seed;        /* of the random start                          */
+    int start;            /* DUET_PCA_START_* (duet.h): the first block   */
+    size_t block_bytes;   /* the centred, transposed copy of the samples
+                             the covariance is formed from, at most (0: 1
+                             GiB; 256 samples at least): the whole input
+                             in one block where it fits, else blocks whose
+                             f32 sums are added up                        */
     int orth;             /* the final orthonormalization: DUET_PCA_ORTH_* */
     double *times;        /* optional [DUET_PCA_PHASES]: seconds spent in
                              the covariance, the products with it, the LU
@@ -223,6 +229,15 @@ duet_status duet_pca_fit_randomized(const float *x, size_t n, size_t din,
                                     size_t dout, const duet_pca_opts *o,
                                     float *mean, float *basis, float *var,
                                     duet_error *err);
+/* The same, free to use x's memory as scratch: x's contents are undefined
+ * afterwards. With bf16 products, n >= din and a start other than samples
+ * the fit then needs no fresh memory for its large arrays (the samples are
+ * rounded to bf16 in place; a first touch of fresh memory costs up to
+ * 1.4 s per GB on the Firecracker machine); otherwise as above. */
+duet_status duet_pca_fit_randomized_in_place(float *x, size_t n, size_t din,
+                                             size_t dout, const duet_pca_opts *o,
+                                             float *mean, float *basis, float *var,
+                                             duet_error *err);
 /* mean [din] of x [n x din], accumulated in double (m [din], zeroed by the
  * caller, gets it in double). Shared by both methods. */
 void duet_pca_mean(const float *x, size_t n, size_t din, double *m, float *mean);

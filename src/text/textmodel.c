@@ -31,6 +31,7 @@ duet_textmodel_params duet_textmodel_default_params(void) {
     p.seed = 1;
     p.pca_method = DUET_PCA_RANDOMIZED;
     p.pca_iters = 2;
+    p.pca_start = DUET_PCA_START_GAUSSIAN;
     p.precision = DUET_PRECISION_F32;
     return p;
 }
@@ -39,6 +40,13 @@ static const char *pca_names[] = {"exact", "randomized"};
 const char *duet_pca_method_name(int method) { return method == DUET_PCA_RANDOMIZED ? pca_names[1] : pca_names[0]; }
 int duet_pca_method_parse(const char *s) {
     for (int i = 0; i < 2; i++) if (strcmp(s, pca_names[i]) == 0) return i;
+    return -1;
+}
+
+static const char *start_names[] = {"gaussian", "samples"};
+const char *duet_pca_start_name(int start) { return start == DUET_PCA_START_SAMPLES ? start_names[1] : start_names[0]; }
+int duet_pca_start_parse(const char *s) {
+    for (int i = 0; i < 2; i++) if (strcmp(s, start_names[i]) == 0) return i;
     return -1;
 }
 

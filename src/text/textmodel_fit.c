@@ -108,6 +108,9 @@ duet_status duet_textmodel_fit(const duet_dataset *d, const duet_vectors *v,
         return duet_fail(err, DUET_ERR_INVALID_ARG, "textmodel: unknown PCA method %d", p->pca_method);
     if (p->pca_iters < 0 || p->pca_iters > 100)
         return duet_fail(err, DUET_ERR_INVALID_ARG, "textmodel: pca_iters %d is outside 0..100", p->pca_iters);
+    if (p->pca_start != DUET_PCA_START_GAUSSIAN && p->pca_start != DUET_PCA_START_SAMPLES)
+        return duet_fail(err, DUET_ERR_INVALID_ARG, "textmodel: pca_start %d is not gaussian (0) or samples (1)",
+                         p->pca_start);
     /* the training captions */
     size_t ntr = 0;
     const char **tr = duet_alloc_array(d->n_captions, sizeof(char *));
@@ -263,17 +266,21 @@ duet_status duet_textmodel_fit(const duet_dataset *d, const duet_vectors *v,
                 for (size_t i = 0; !s && i < np; i++)
                     if (!fl[i]) { if (keep != i) memcpy(enc + keep * m->dim_raw, enc + i * m->dim_raw, m->dim_raw * sizeof(float)); keep++; }
                 prog(progress, user, "pca", 0, keep);
+                double tp = duet_now();
                 if (!s && p->pca_method == DUET_PCA_EXACT) {
                     s = duet_pca_fit(enc, keep, m->dim_raw, pd, m->pca_mean, m->pca_basis, NULL, err);
                 } else if (!s) {
                     duet_pca_opts po = duet_pca_default_opts();
                     po.power_iters = p->pca_iters;
+                    po.start = p->pca_start;
                     po.seed = p->seed ^ 0x52504341ull;
                     s = duet_precision_resolve(p->precision, &po.prec, err);
-                    if (!s) s = duet_pca_fit_randomized(enc, keep, m->dim_raw, pd, &po, m->pca_mean, m->pca_basis,
-                                                        NULL, err);
+                    /* enc is spent after the fit: the fit may use its memory */
+                    if (!s) s = duet_pca_fit_randomized_in_place(enc, keep, m->dim_raw, pd, &po, m->pca_mean,
+                                                                 m->pca_basis, NULL, err);
                     m->pca_bf16 = po.prec == DUET_PRECISION_BF16;
                 }
+                st.pca_seconds = duet_now() - tp;
                 if (!s) { m->pca_out = pd; duet_textmodel_set_dims(m); s = duet_textmodel_prepare_pca(m, err); }
             }
             free(sub); free(idx); free(fl);

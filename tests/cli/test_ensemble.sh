@@ -93,6 +93,11 @@ expect 0 "text    cached" "${RUN[@]}" --pca-method exact
 expect 0 "text    running" "${RUN[@]}" --pca 100 --no-index
 expect 0 "text    running" "${RUN[@]}" --pca 100 --no-index --pca-method exact
 expect 0 "text    cached" "${RUN[@]}" --pca 100 --no-index
+# so are the randomized PCA's starts; the fit reports the PCA's seconds
+expect 0 "text    running" "${RUN[@]}" --pca 100 --no-index --pca-start samples
+grep -q "(PCA [0-9.]* s)" "$T/err" && ok || bad "the text stage did not report the PCA's time: $(grep "text " "$T/err")"
+expect 0 "text    cached" "${RUN[@]}" --pca 100 --no-index --pca-start samples
+expect 2 "--pca-start: 'bogus' is not gaussian or samples" "${RUN[@]}" --pca-start bogus
 # search of the ensemble index (the model and text model the index records)
 index=$(grep -o '"index":"[^"]*"' ens.json | sed 's/"index":"//; s/"$//')
 EXPECT_STDOUT=1 expect 0 "a dog runs on the grass" "$DUET" search --index "$index" -k 3 "a dog runs on the grass"

@@ -44,6 +44,7 @@ expect 2 "--out is required" "$DUET" vectors import v.txt
 expect 2 "unknown format 'bogus'" "$DUET" vectors import v.txt --format bogus -o x.duet
 expect 2 "unknown encoder 'bogus'" "$DUET" textmodel fit --dataset tsv:d.tsv --vectors v.duet --encoder bogus -o m
 expect 2 "--vectors is required" "$DUET" textmodel fit --dataset tsv:d.tsv --encoder mean -o m
+expect 2 "--pca-start: 'bogus' is not gaussian or samples" "$DUET" textmodel fit --dataset tsv:d.tsv --vectors v.duet --encoder mean --pca-start bogus -o m
 
 # --- import, fit
 expect 0 "18 words x 6 dims" "$DUET" vectors import v.txt -o v.duet
