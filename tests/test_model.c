@@ -639,7 +639,7 @@ TEST(resume_equals_uninterrupted) {
         duet_model *other = NULL;
         p.hidden = 16;
         CHECK(duet_train(s.d, &s.img, &s.txt, &p, &o, &other, NULL, NULL, &e) == DUET_ERR_INVALID_ARG);
-        CHECK(strstr(e.msg, "other settings") != NULL);
+        CHECK_MSG(strstr(e.msg, "other settings: --hidden 16 (the checkpoint: ") != NULL, "%s", e.msg);
         p.hidden = small(0).hidden;
         p.precision = k ? DUET_PRECISION_F32 : DUET_PRECISION_BF16;
         if (duet_cpu_has_bf16()) {

@@ -74,9 +74,16 @@ static void print_summary(const duet_run_config *c, const duet_run_result *r, co
         cached += r->stage[s].state == DUET_STAGE_CACHED;
         built += r->stage[s].build_seconds;
     }
-    printf("\nbest epoch %d of %d (validation R-sum %.1f); %d of %d stages cached; this run %.1f s, "
-           "all stages %.1f s when built; peak memory %.0f MB (%.0f MB when built)\n", r->best_epoch, r->epochs_run,
-           r->val.rsum, cached, n, r->seconds, built, (double)r->peak_rss_kb / 1024.0,
+    /* an ensemble: its own validation figure, and every member's epochs
+     * (the top-level best epoch is member 1's) */
+    if (r->n_members) {
+        printf("\nensemble of %zu: validation R-sum %.1f; best epochs", r->n_members, r->val.rsum);
+        for (size_t k = 0; k < r->n_members; k++)
+            printf("%s %d of %d", k ? "," : "", r->members[k].best_epoch, r->members[k].epochs_run);
+        printf(" (members 1..%zu)", r->n_members);
+    } else printf("\nbest epoch %d of %d (validation R-sum %.1f)", r->best_epoch, r->epochs_run, r->val.rsum);
+    printf("; %d of %d stages cached; this run %.1f s, all stages %.1f s when built; peak memory %.0f MB (%.0f MB "
+           "when built)\n", cached, n, r->seconds, built, (double)r->peak_rss_kb / 1024.0,
            (double)r->build_peak_rss_kb / 1024.0);
     printf("report: %s/report.html\n", work);
     if (r->index_path)

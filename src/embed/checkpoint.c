@@ -3,6 +3,7 @@
  * learning rate, RNG state, history) in one tensor file, so that a resumed
  * run repeats an uninterrupted one. */
 #include "embed/train.h"
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -51,17 +52,27 @@ duet_status duet_train_save_checkpoint(const trainer *t, const char *path, duet_
     return st;
 }
 
-/* The settings that must agree between a checkpoint and the run resuming it. */
-static int same_run(const duet_params *a, const duet_params *b) {
-    return a->linear == b->linear && a->hidden == b->hidden &&
-           a->embed_dim == b->embed_dim && a->dropout == b->dropout &&
-           a->margin == b->margin && a->top_k == b->top_k && a->top_k_final == b->top_k_final &&
-           a->w_i2t == b->w_i2t && a->w_t2i == b->w_t2i &&
-           a->w_img_struct == b->w_img_struct && a->w_txt_struct == b->w_txt_struct &&
-           a->one_way == b->one_way && a->batch_images == b->batch_images &&
-           a->sents_per_image == b->sents_per_image && a->optimizer == b->optimizer &&
-           a->lr == b->lr && a->lr_decay == b->lr_decay &&
-           a->weight_decay == b->weight_decay && a->seed == b->seed;
+/* The settings that must agree between a checkpoint (a) and the run
+ * resuming it (b): NULL when they all do, else the flag of the first that
+ * differs, with both values in buf ("--hidden 16 (the checkpoint: 32)"). */
+static const char *run_diff(const duet_params *a, const duet_params *b, char *buf, size_t n) {
+#define SAME(field, flag)                                                                                      \
+    if (a->field != b->field) {                                                                                \
+        snprintf(buf, n, "%s %.9g (the checkpoint: %.9g)", flag, (double)b->field, (double)a->field);          \
+        return buf;                                                                                            \
+    }
+    SAME(linear, "--linear") SAME(hidden, "--hidden") SAME(embed_dim, "--embed-dim") SAME(dropout, "--dropout")
+    SAME(margin, "--margin") SAME(top_k, "--top-k") SAME(top_k_final, "--top-k-final") SAME(w_i2t, "--w-i2t")
+    SAME(w_t2i, "--w-t2i") SAME(w_img_struct, "--w-img-struct") SAME(w_txt_struct, "--w-txt-struct")
+    SAME(one_way, "--one-way") SAME(batch_images, "--batch-images") SAME(sents_per_image, "--sents-per-image")
+    SAME(optimizer, "--optimizer") SAME(lr, "--lr") SAME(lr_decay, "--lr-decay") SAME(weight_decay, "--weight-decay")
+#undef SAME
+    if (a->seed != b->seed) {
+        snprintf(buf, n, "--seed %llu (the checkpoint: %llu)", (unsigned long long)b->seed,
+                 (unsigned long long)a->seed);
+        return buf;
+    }
+    return NULL;
 }
 
 static duet_status restore_train_state(trainer *t, json_t *tr, const char *path,
@@ -116,12 +127,17 @@ duet_status duet_train_load_checkpoint(trainer *t, const char *path, duet_error 
                        "%s: the checkpoint was trained in %s, this run computes in %s; "
                        "resume with --precision %s", path, duet_precision_name(m->p.precision),
                        duet_precision_name(t->p.precision), duet_precision_name(m->p.precision));
-    if (!st && (m->br[0].d_in != duet_features_cols(t->img) || m->br[1].d_in != duet_features_cols(t->txt) ||
-                !same_run(&m->p, &t->p)))
+    char why[160];
+    const char *diff = st ? NULL : run_diff(&m->p, &t->p, why, sizeof why);
+    if (!st && (m->br[0].d_in != duet_features_cols(t->img) || m->br[1].d_in != duet_features_cols(t->txt)))
         st = duet_fail(err, DUET_ERR_INVALID_ARG,
-                       "%s: the checkpoint was made with other settings or feature "
-                       "widths (%zu/%zu); resume with the flags of the original run",
-                       path, m->br[0].d_in, m->br[1].d_in);
+                       "%s: the checkpoint was made on features %zu/%zu wide, this run's are %zu/%zu; resume with "
+                       "the features of the original run", path, m->br[0].d_in, m->br[1].d_in,
+                       duet_features_cols(t->img), duet_features_cols(t->txt));
+    else if (!st && diff)
+        st = duet_fail(err, DUET_ERR_INVALID_ARG,
+                       "%s: the checkpoint was made with other settings: %s; resume with the flags of the "
+                       "original run", path, diff);
     if (!st) {
         /* keep the run's own epochs/patience/threads; take the weights */
         memcpy(t->m->params, m->params, m->n_params * sizeof(float));

@@ -84,6 +84,11 @@ sys.exit("; ".join(bad) if bad else 0)
 PY
 grep -q "member 2: seed 2" w/report.html && grep -q "duet ensemble of 2" w/report.html && ok \
   || bad "report lacks the members beside the ensemble"
+# the summary of an ensemble run: its validation R-sum and every member's
+# epochs (all cached here)
+EXPECT_STDOUT=1 expect 0 "ensemble of 2: validation R-sum" "${RUN[@]/--json/--no-report}" --ensemble 2
+grep -Eq "best epochs [0-9] of 3, [0-9] of 3 \(members 1\.\.2\)" "$T/out" && ok \
+  || bad "ensemble summary line: $(grep "ensemble of 2:" "$T/out")"
 # the plain run (seed 1) reuses member 1's train stage
 expect 0 "train   cached" "${RUN[@]}"
 # no PCA runs here (K = 4: 800-D <= --pca 6000), so the PCA method is not
