@@ -112,6 +112,12 @@ duet_status duet_run_embed_rows(const duet_model *m, int side, const duet_featur
 
 /* Each runs one stage: cached (nothing to do), skipped, or built. */
 duet_status duet_stage_image(duet_run_state *rs, duet_error *err);
+/* *out = duet_fnv over h and every image's (size, CRC-32C) of
+ * dir/names[0..n), in order; work/image-ident.tsv remembers each file's
+ * size, mtime, inode and CRC so that unchanged files are not read again
+ * (image_ident.c); *reread (optional): the files read this time. */
+duet_status duet_run_image_ident(const char *work, const char *dir, char *const *names, size_t n, uint64_t h,
+                                 uint64_t *out, size_t *reread, duet_error *err);
 duet_status duet_stage_vectors(duet_run_state *rs, duet_error *err);
 duet_status duet_stage_text(duet_run_state *rs, duet_error *err);
 duet_status duet_stage_train(duet_run_state *rs, duet_error *err);

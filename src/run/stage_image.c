@@ -30,24 +30,15 @@ static duet_status image_key(duet_run_state *rs, duet_sbuf *in, duet_error *err)
      * quantized, its key still names int8 but is as stable (same file,
      * precision and CPU, same key), and the stage says so when it runs. */
     if (is_tflite(c->cnn_weights) && duet_cnn_int8_at(rs->prec)) duet_sb_printf(in, "int8=1\n");
-    /* every image file's size and mtime, in dataset order */
-    uint64_t h = rs->names_hash;
-    duet_sbuf p = {0};
-    for (size_t i = 0; i < rs->d->n_images; i++) {
-        struct stat sb;
-        p.n = 0;
-        duet_sb_printf(&p, "%s/%s", abs, rs->d->image_names[i]);
-        if (p.oom) { duet_sb_free(&p); return duet_fail(err, DUET_ERR_NOMEM, "run: out of memory"); }
-        if (stat(p.s, &sb) != 0) {
-            st = duet_fail(err, DUET_ERR_IO, "%s: image of %s not found: %s", p.s, c->dataset, strerror(errno));
-            duet_sb_free(&p);
-            return st;
-        }
-        int64_t v[3] = {(int64_t)sb.st_size, (int64_t)sb.st_mtim.tv_sec, (int64_t)sb.st_mtim.tv_nsec};
-        h = duet_fnv(h, v, sizeof v);
-    }
-    duet_sb_free(&p);
-    duet_sb_printf(in, "n_images=%zu files=%016llx\n", rs->d->n_images, (unsigned long long)h);
+    /* every image file's size and content (CRC-32C), in dataset order: the
+     * work directory remembers what it read (image_ident.c), so only new or
+     * touched files are read again */
+    uint64_t h = 0;
+    size_t reread = 0;
+    st = duet_run_image_ident(c->work, abs, rs->d->image_names, rs->d->n_images, rs->names_hash, &h, &reread, err);
+    if (st) return st;
+    if (reread) duet_run_say(rs, "image   read %zu image file%s for the stage's key", reread, reread == 1 ? "" : "s");
+    duet_sb_printf(in, "n_images=%zu content=%016llx\n", rs->d->n_images, (unsigned long long)h);
     return DUET_OK;
 }
 

@@ -154,4 +154,19 @@ else
   echo "SKIP: the bf16 image stage's key: no native bf16 on this CPU" >&2; skip=$((skip + 1))
 fi
 
+# --- the image stage's key follows the images' bytes, not their times -------------------
+first=$(ls img | head -1); second=$(ls img | sed -n 2p)
+grep -q "^[0-9a-f]\{8\} [0-9]* [0-9]* [0-9]* [0-9]* $first\$" w/image-ident.tsv && ok \
+  || bad "w/image-ident.tsv lacks $first: $(head -3 w/image-ident.tsv)"
+touch -d "2001-02-03 04:05:06" "img/$first"          # re-provisioned: same bytes, another time
+expect 0 "image   cached" "${RUN[@]}"
+grep -q "read 1 image file for the stage's key" "$T/err" && ok || bad "the touched image was not read again: $(grep image "$T/err")"
+expect 0 "image   cached" "${RUN[@]}"                # and remembered: nothing read
+grep -q "image file" "$T/err" && bad "an unchanged image was read again: $(grep image "$T/err")" || ok
+cp "img/$second" "img/$first"                        # other bytes
+expect 0 "image   built" "${RUN[@]}"
+printf 'not a cache\n' > w/image-ident.tsv          # a foreign cache is rebuilt, not an error
+expect 0 "image   cached" "${RUN[@]}"
+head -1 w/image-ident.tsv | grep -q "^duet-image-ident 1$" && ok || bad "the cache was not rebuilt: $(head -1 w/image-ident.tsv)"
+
 summary
