@@ -46,9 +46,10 @@ void *duet_calloc_array(size_t n, size_t size);
 /* duet_alloc_array for large arrays about to be written whole: the kernel
  * maps every page of an allocation of 1 MiB or more at once
  * (MADV_POPULATE_WRITE) instead of one page fault per 4 KiB page on first
- * touch. On the Firecracker machine a first touch cost 1.4 s per GB, the
- * populated allocation 0.23 s (benchmarks that time a first pass over
- * fresh memory measure the faults). Caller frees with free(). */
+ * touch. On the Firecracker machine, 2 GB the process had just freed took
+ * 0.8 s to touch page by page and 0.47 s to populate; memory the host had
+ * taken back costs up to 2.5 s per GB either way (benchmarks that time a
+ * first pass over fresh memory measure this). Caller frees with free(). */
 void *duet_alloc_populated(size_t n, size_t size);
 /* Returns p grown (realloc) so that it holds at least n + 1 elements of
  * elem bytes, doubling *cap (from 16) with overflow checks; *cap is updated

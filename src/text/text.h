@@ -233,7 +233,7 @@ duet_status duet_pca_fit_randomized(const float *x, size_t n, size_t din,
  * afterwards. With bf16 products, n >= din and a start other than samples
  * the fit then needs no fresh memory for its large arrays (the samples are
  * rounded to bf16 in place; a first touch of fresh memory costs up to
- * 1.4 s per GB on the Firecracker machine); otherwise as above. */
+ * 2.5 s per GB on the Firecracker machine); otherwise as above. */
 duet_status duet_pca_fit_randomized_in_place(float *x, size_t n, size_t din,
                                              size_t dout, const duet_pca_opts *o,
                                              float *mean, float *basis, float *var,
