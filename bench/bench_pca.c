@@ -1,7 +1,11 @@
 /* bench_pca.c -- the text PCA's two methods on one matrix, same run:
  *
  *   bench_pca [--n N] [--din D] [--dout K] [--iters Q] [--precision f32|bf16]
- *             [--orth cholqr|householder] [--exact] [--threads T]
+ *             [--orth cholqr|householder] [--start gaussian|samples]
+ *             [--in-place] [--exact] [--threads T]
+ *
+ * --in-place fits with duet_pca_fit_randomized_in_place, as the text model
+ * does (X is spent; not with --exact).
  *
  * X [N x D] has independent columns of standard deviation (1 + j)^-0.5, so
  * its exact top-K principal subspace is the first K coordinates and the

@@ -58,7 +58,7 @@ duet_status duet_train_save_checkpoint(const trainer *t, const char *path, duet_
 static const char *run_diff(const duet_params *a, const duet_params *b, char *buf, size_t n) {
 #define SAME(field, flag)                                                                                      \
     if (a->field != b->field) {                                                                                \
-        snprintf(buf, n, "%s %.9g (the checkpoint: %.9g)", flag, (double)b->field, (double)a->field);          \
+        snprintf(buf, n, "%s %.7g (the checkpoint: %.7g)", flag, (double)b->field, (double)a->field);          \
         return buf;                                                                                            \
     }
     SAME(linear, "--linear") SAME(hidden, "--hidden") SAME(embed_dim, "--embed-dim") SAME(dropout, "--dropout")

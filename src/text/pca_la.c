@@ -5,9 +5,9 @@
  * the final orthonormalization (CholeskyQR2 on the LU factor, Householder QR
  * when the Cholesky factorization breaks down).
  *
- * Tiles: on the AMX machine oneDNN 2.6 ran its bf16 jit gemm on products
- * with at most about 4,000 output columns and its brgemm kernel on wider
- * ones, at half the rate (1.15 s for [6,120 x 12,000] x [12,000 x 12,000]
+ * Tiles: on the AMX machine oneDNN 2.6 ran its bf16 jit gemm on the
+ * products with 2,000 to 9,000 output columns we tried and its brgemm
+ * kernel, at about half the rate, on 12,000 (1.15 s for [6,120 x 12,000] x [12,000 x 12,000]
  * split into three column panels of 4,000, 1.95 s in one piece, 1.47 s in
  * twelve chunks of the reduction accumulated in place); the covariance of
  * 30,000 samples took 2.7 s in upper tiles of 2,000 x 2,000, each over the
